@@ -1,0 +1,503 @@
+"""Configuration: fluxbase.yaml plus environment variables -> one frozen Config.
+
+The file and the environment are merged (environment wins), validated against
+schemas/config.schema.json, and every problem is reported as `where: what`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from fluxbase.paths import schemas_dir
+
+DEFAULT_CONFIG_PATHS = (Path("fluxbase.yaml"), Path("/etc/fluxbase/fluxbase.yaml"))
+
+# Environment variables that steer Fluxbase but are not configuration keys.
+NON_CONFIG_ENV = frozenset({"FLUXBASE_CONFIG", "FLUXBASE_RESOURCES"})
+
+# The runbook's names for keys whose generic FLUXBASE_<SECTION>_<KEY> name differs.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "DATABASE_URL": ("database", "url"),
+    "FLUXBASE_JWT_SECRET": ("auth", "jwt_secret"),
+    "FLUXBASE_BASE_URL": ("server", "base_url"),
+    "FLUXBASE_S3_ENDPOINT": ("storage", "s3", "endpoint"),
+    "FLUXBASE_S3_ACCESS_KEY": ("storage", "s3", "access_key"),
+    "FLUXBASE_S3_SECRET_KEY": ("storage", "s3", "secret_key"),
+    "FLUXBASE_S3_BUCKET": ("storage", "s3", "bucket"),
+    "FLUXBASE_S3_REGION": ("storage", "s3", "region"),
+}
+SERVER_ADDRESS_ENV = "FLUXBASE_SERVER_ADDRESS"
+
+MIN_JWT_SECRET_LENGTH = 32
+GENERATE_SECRET_HINT = "generate one with: openssl rand -base64 32"  # noqa: S105 - advice, not a secret
+# Secrets copied from documentation and quick-starts: refusing them stops a
+# deployment from signing tokens with a key that anyone can look up.
+KNOWN_PLACEHOLDER_SECRETS = frozenset(
+    {
+        "your-256-bit-secret-key-here",
+        "super-secret-jwt-token-with-at-least-32-characters-long",
+        "your-super-secret-jwt-token-with-at-least-32-characters-long",
+    }
+)
+PLACEHOLDER_PATTERN = re.compile(r"change[-_ ]?me|your[-_ ]|example|placeholder|secret[-_]?key", re.I)
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the configuration: where it is and what is wrong."""
+
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - a server listens on all interfaces unless told otherwise
+    port: int = 8080
+    base_url: str = "http://localhost:8080"
+    body_limit: int = 2 * 1024**3
+    workers: int = 1
+    shutdown_timeout: float = 30.0
+    migrate_on_start: bool = True
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str | None = None
+    max_connections: int = 100
+    min_connections: int = 10
+    connection_max_lifetime: float = 3600.0
+    max_conn_idle_time: float = 600.0
+    health_check_period: float = 60.0
+    statement_timeout: float = 30.0
+    acquire_timeout: float = 5.0
+    slow_query_threshold: float = 1.0
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    jwt_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    enabled: bool = True
+    requests_per_minute: int = 100
+
+
+@dataclass(frozen=True)
+class CsrfConfig:
+    enabled: bool = False
+    cookie_secure: bool = True
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    csrf: CsrfConfig = CsrfConfig()
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    enabled: bool = True
+    max_connections: int = 1000
+    ping_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    bucket: str | None = None
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    provider: str = "local"
+    local_path: str | None = None
+    s3: S3Config = S3Config()
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path(".fluxbase")
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    auth: AuthConfig = AuthConfig()
+    security: SecurityConfig = SecurityConfig()
+    realtime: RealtimeConfig = RealtimeConfig()
+    storage: StorageConfig = StorageConfig()
+    log: LogConfig = LogConfig()
+    source: str | None = None  # the yaml file the values came from, if any
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when Fluxbase runs its own PostgreSQL under data_dir."""
+        return self.database.url is None
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds in a duration given as a number or as "500ms", "30s", "10m", "1h"."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    with open(schemas_dir() / "config.schema.json", encoding="utf-8") as f:
+        schema: dict[str, Any] = json.load(f)
+    return schema
+
+
+def _leaves(
+    schema: Mapping[str, Any], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Mapping[str, Any]]]:
+    for key, sub in schema.get("properties", {}).items():
+        path = (*prefix, key)
+        if sub.get("type") == "object":
+            yield from _leaves(sub, path)
+        else:
+            yield path, sub
+
+
+@cache
+def env_names() -> dict[str, tuple[str, ...]]:
+    """Every environment variable that sets a key, mapped to that key's path."""
+    names = {"FLUXBASE_" + "_".join(path).upper(): path for path, _ in _leaves(config_schema())}
+    names.update(ENV_ALIASES)
+    return names
+
+
+def _leaf_schema(path: tuple[str, ...]) -> Mapping[str, Any]:
+    node: Mapping[str, Any] = config_schema()
+    for key in path:
+        node = node["properties"][key]
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        node = config_schema()["$defs"][ref.rsplit("/", 1)[-1]]
+    return node
+
+
+def _env_value(raw: str, leaf: Mapping[str, Any]) -> Any:
+    """Converts an environment string to the type the schema expects.
+
+    A value that does not convert is passed on as the string, so the schema
+    check reports it with the variable's name.
+    """
+    kind = leaf.get("type")
+    if kind == "integer":
+        return int(raw) if re.fullmatch(r"-?[0-9]+", raw.strip()) else raw
+    if kind == "number":
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    if kind == "boolean":
+        lowered = raw.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        return raw
+    if kind == "array":
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _from_env(
+    env: Mapping[str, str],
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[Problem]]:
+    tree: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    problems: list[Problem] = []
+    names = env_names()
+    for name in sorted(env):
+        raw = env[name]
+        if name == SERVER_ADDRESS_ENV:
+            host, sep, port = raw.rpartition(":")
+            if not sep or not port.isdigit() or not host:
+                problems.append(Problem(name, f"expected host:port, got {raw!r}"))
+                continue
+            _set(tree, ("server", "host"), host.strip("[]"))
+            _set(tree, ("server", "port"), int(port))
+            sources[("server", "host")] = sources[("server", "port")] = name
+        elif name in names:
+            path = names[name]
+            _set(tree, path, _env_value(raw, _leaf_schema(path)))
+            sources[path] = name
+        elif name.startswith("FLUXBASE_") and name not in NON_CONFIG_ENV:
+            problems.append(Problem(name, "unknown setting (no such configuration key)"))
+    return tree, sources, problems
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """--config, then FLUXBASE_CONFIG, then ./fluxbase.yaml, then /etc/fluxbase/fluxbase.yaml."""
+    chosen = explicit or env.get("FLUXBASE_CONFIG")
+    if chosen:
+        return Path(chosen)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return {}, [Problem(str(path), f"cannot read: {exc.strerror}")]
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        return {}, [Problem(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")]
+    if loaded is None:
+        return {}, []
+    if not isinstance(loaded, dict):
+        return {}, [Problem(str(path), "expected a mapping of sections at the top level")]
+    return loaded, []
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+    if error.validator == "enum":
+        options = ", ".join(str(v) for v in error.validator_value)  # type: ignore[union-attr]
+        return f"expected one of {options}, got {error.instance!r}"
+    if error.validator == "oneOf":  # only durations are number-or-string
+        return f"expected a duration such as 30s, 10m or 1h, got {error.instance!r}"
+    if error.validator in ("minimum", "maximum"):
+        return f"{error.instance!r} is out of range ({error.validator} {error.validator_value})"
+    if error.validator == "pattern":
+        return f"{error.instance!r} does not have the expected form"
+    return error.message
+
+
+def _schema_problems(
+    tree: Mapping[str, Any], sources: Mapping[tuple[str, ...], str], file_label: str
+) -> list[Problem]:
+    validator = jsonschema.Draft202012Validator(config_schema())
+    problems = []
+    for error in sorted(validator.iter_errors(tree), key=lambda e: list(map(str, e.absolute_path))):
+        path = tuple(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties":
+            allowed = set(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - allowed):
+                where = ".".join((*path, key))
+                problems.append(Problem(f"{file_label}: {where}", "unknown key"))
+            continue
+        dotted = ".".join(path) or "(top level)"
+        source = sources.get(path)
+        where = f"{source} ({dotted})" if source else f"{file_label}: {dotted}"
+        problems.append(Problem(where, _describe(error)))
+    return problems
+
+
+def jwt_secret_problem(secret: str) -> str | None:
+    """Why a JWT secret must be refused, or None when it is acceptable."""
+    if secret in KNOWN_PLACEHOLDER_SECRETS or PLACEHOLDER_PATTERN.search(secret):
+        return f"looks like a placeholder copied from documentation; {GENERATE_SECRET_HINT}"
+    if len(secret) < MIN_JWT_SECRET_LENGTH:
+        return (
+            f"too short ({len(secret)} characters, at least {MIN_JWT_SECRET_LENGTH}); {GENERATE_SECRET_HINT}"
+        )
+    return None
+
+
+def _build(tree: Mapping[str, Any], source: str | None) -> Config:
+    def section(name: str) -> dict[str, Any]:
+        value = tree.get(name, {})
+        return dict(value) if isinstance(value, dict) else {}
+
+    def durations(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        return {k: parse_duration(v) if k in keys else v for k, v in values.items()}
+
+    server = durations(section("server"), ("shutdown_timeout",))
+    database = durations(
+        section("database"),
+        (
+            "connection_max_lifetime",
+            "max_conn_idle_time",
+            "health_check_period",
+            "statement_timeout",
+            "acquire_timeout",
+            "slow_query_threshold",
+        ),
+    )
+    security = section("security")
+    storage = section("storage")
+    return Config(
+        data_dir=Path(tree.get("data_dir", ".fluxbase")),
+        server=ServerConfig(**server),
+        database=DatabaseConfig(**database),
+        auth=AuthConfig(**section("auth")),
+        security=SecurityConfig(
+            rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
+            csrf=CsrfConfig(**security.get("csrf", {})),
+            trusted_proxies=tuple(security.get("trusted_proxies", ())),
+        ),
+        realtime=RealtimeConfig(**durations(section("realtime"), ("ping_interval",))),
+        storage=StorageConfig(
+            provider=storage.get("provider", "local"),
+            local_path=storage.get("local_path"),
+            s3=S3Config(**storage.get("s3", {})),
+        ),
+        log=LogConfig(**section("log")),
+        source=source,
+    )
+
+
+def load_config(explicit_path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Reads, merges and validates the configuration; raises ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    path = find_config_file(explicit_path, env)
+    file_tree: dict[str, Any] = {}
+    problems: list[Problem] = []
+    file_label = str(path) if path else "configuration"
+    if path is not None:
+        file_tree, problems = _read_yaml(path)
+    env_tree, sources, env_problems = _from_env(env)
+    problems += env_problems
+    merged = _merge(file_tree, env_tree)
+    problems += _schema_problems(merged, sources, file_label)
+    if problems:
+        raise ConfigError(problems)
+
+    config = _build(merged, str(path) if path else None)
+    database = config.database
+    if database.min_connections > database.max_connections:
+        problems.append(
+            Problem(
+                f"{file_label}: database.min_connections",
+                f"{database.min_connections} is more than "
+                f"database.max_connections ({database.max_connections})",
+            )
+        )
+    secret = config.auth.jwt_secret
+    if secret is not None:
+        reason = jwt_secret_problem(secret)
+        if reason:
+            where = sources.get(("auth", "jwt_secret"), f"{file_label}: auth.jwt_secret")
+            problems.append(Problem(where, reason))
+    elif not config.embedded_database:
+        problems.append(
+            Problem(
+                "FLUXBASE_JWT_SECRET",
+                f"not set; a JWT secret is required with an external database ({GENERATE_SECRET_HINT})",
+            )
+        )
+    if config.storage.provider == "s3" and not config.storage.s3.bucket:
+        problems.append(Problem("FLUXBASE_S3_BUCKET", "required when the storage provider is s3"))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def ensure_jwt_secret(config: Config) -> Config:
+    """Gives an embedded-database setup a JWT secret, generated once and kept in data_dir.
+
+    With an external database the secret must be configured: several replicas
+    must share it, and a secret generated on one machine would sign tokens the
+    others refuse.
+    """
+    if config.auth.jwt_secret is not None:
+        return config
+    if not config.embedded_database:
+        raise ConfigError([Problem("FLUXBASE_JWT_SECRET", f"not set; {GENERATE_SECRET_HINT}")])
+    secret_file = config.data_dir / "jwt_secret"
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if not secret_file.exists():
+        # Written aside, then linked into place: link() fails if another
+        # process got there first, and nobody ever reads a half-written file.
+        candidate = secret_file.with_name(f".jwt_secret.{os.getpid()}")
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(candidate, secret_file)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    secret = _read_secret_file(secret_file)
+    return dataclasses.replace(config, auth=dataclasses.replace(config.auth, jwt_secret=secret))
+
+
+def _read_secret_file(secret_file: Path) -> str:
+    mode = stat.S_IMODE(secret_file.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            [
+                Problem(
+                    str(secret_file),
+                    f"readable by others (mode {mode:o}); run chmod 600 {secret_file}",
+                )
+            ]
+        )
+    secret: str = secret_file.read_text(encoding="ascii").strip()
+    reason = jwt_secret_problem(secret)
+    if reason:
+        raise ConfigError([Problem(str(secret_file), reason)])
+    return secret

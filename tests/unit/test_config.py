@@ -1,0 +1,250 @@
+"""Configuration: file + environment, validation messages, JWT secret rules."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from fluxbase.config import ConfigError, ensure_jwt_secret, load_config, parse_duration
+
+GOOD_SECRET = "a" * 16 + "0123456789abcdef0123456789abcdef"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "fluxbase.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def problems(error: pytest.ExceptionInfo[ConfigError]) -> list[str]:
+    return [str(p) for p in error.value.problems]
+
+
+def test_defaults_without_file_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={})
+    assert config.server.port == 8080
+    assert config.database.max_connections == 100
+    assert config.security.rate_limit.requests_per_minute == 100
+    assert config.embedded_database
+    assert config.source is None
+
+
+def test_runbook_yaml_is_accepted(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+server:
+  host: "0.0.0.0"
+  port: 8080
+  body_limit: 2147483648  # 2GB
+database:
+  max_connections: 100
+  min_connections: 10
+  connection_max_lifetime: "1h"
+  max_conn_idle_time: "10m"
+  health_check_period: "1m"
+security:
+  rate_limit:
+    enabled: true
+    requests_per_minute: 100
+  csrf:
+    enabled: false
+    cookie_secure: true
+realtime:
+  enabled: true
+  max_connections: 1000
+  ping_interval: "30s"
+log:
+  level: "info"
+  format: "json"
+""",
+    )
+    config = load_config(path, env={})
+    assert config.database.connection_max_lifetime == 3600
+    assert config.database.max_conn_idle_time == 600
+    assert config.realtime.ping_interval == 30
+    assert config.server.body_limit == 2147483648
+    assert config.source == path
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  prot: 8080\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert problems(error) == [f"{path}: server.prot: unknown key"]
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "servers:\n  port: 1\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert problems(error) == [f"{path}: servers: unknown key"]
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "database:\n  max_connections: lots\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    [problem] = problems(error)
+    assert problem.startswith(f"{path}: database.max_connections: expected integer")
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  port: -1\n  colour: red\nlog:\n  level: loud\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    text = "\n".join(problems(error))
+    assert "server.port" in text and "server.colour: unknown key" in text and "log.level" in text
+
+
+def test_bad_duration(tmp_path: Path) -> None:
+    path = write(tmp_path, "realtime:\n  ping_interval: soon\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert "realtime.ping_interval: expected a duration" in problems(error)[0]
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  port: [8080\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert problems(error)[0].startswith(f"{path}:")
+    assert "invalid YAML" in problems(error)[0]
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  port: 9000\ndatabase:\n  max_connections: 20\n")
+    config = load_config(
+        path,
+        env={
+            "FLUXBASE_SERVER_ADDRESS": "127.0.0.1:7000",
+            "FLUXBASE_DATABASE_MAX_CONNECTIONS": "30",
+            "DATABASE_URL": "postgresql://u:p@db:5432/app",
+            "FLUXBASE_JWT_SECRET": GOOD_SECRET,
+            "FLUXBASE_BASE_URL": "https://api.example.org",
+            "FLUXBASE_SECURITY_RATE_LIMIT_ENABLED": "false",
+        },
+    )
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 7000)
+    assert config.database.max_connections == 30
+    assert config.database.url == "postgresql://u:p@db:5432/app"
+    assert config.server.base_url == "https://api.example.org"
+    assert config.security.rate_limit.enabled is False
+    assert not config.embedded_database
+
+
+def test_s3_environment_names_from_the_runbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(
+        env={
+            "FLUXBASE_STORAGE_PROVIDER": "s3",
+            "FLUXBASE_S3_ENDPOINT": "s3.amazonaws.com",
+            "FLUXBASE_S3_ACCESS_KEY": "AKIA",
+            "FLUXBASE_S3_SECRET_KEY": "shh",
+            "FLUXBASE_S3_BUCKET": "my-bucket",
+            "FLUXBASE_S3_REGION": "eu-west-1",
+        }
+    )
+    assert config.storage.provider == "s3"
+    assert config.storage.s3.bucket == "my-bucket"
+    assert config.storage.s3.region == "eu-west-1"
+    assert "shh" not in repr(config)
+
+
+def test_environment_wrong_type_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config(env={"FLUXBASE_DATABASE_MAX_CONNECTIONS": "many"})
+    assert problems(error)[0].startswith("FLUXBASE_DATABASE_MAX_CONNECTIONS (database.max_connections)")
+
+
+def test_unknown_fluxbase_variable_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config(env={"FLUXBASE_SERVR_PORT": "1"})
+    assert problems(error) == ["FLUXBASE_SERVR_PORT: unknown setting (no such configuration key)"]
+
+
+def test_bad_server_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config(env={"FLUXBASE_SERVER_ADDRESS": "localhost"})
+    assert "FLUXBASE_SERVER_ADDRESS: expected host:port" in problems(error)[0]
+
+
+def test_config_file_from_environment_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(env={"FLUXBASE_CONFIG": str(tmp_path / "absent.yaml")})
+    assert problems(error)[0].startswith(f"{tmp_path / 'absent.yaml'}: cannot read")
+
+
+def test_dot_fluxbase_yaml_in_working_directory_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "server:\n  port: 9123\n")
+    assert load_config(env={}).server.port == 9123
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["your-256-bit-secret-key-here", "super-secret-jwt-token-with-at-least-32-characters-long", "short"],
+)
+def test_placeholder_or_short_secret_is_refused(
+    secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config(env={"FLUXBASE_JWT_SECRET": secret})
+    [problem] = problems(error)
+    assert problem.startswith("FLUXBASE_JWT_SECRET")
+    assert "openssl rand -base64 32" in problem
+
+
+def test_external_database_requires_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config(env={"DATABASE_URL": "postgresql://db/app"})
+    assert problems(error)[0].startswith("FLUXBASE_JWT_SECRET: not set")
+
+
+def test_embedded_secret_is_generated_once_with_mode_0600(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={"FLUXBASE_DATA_DIR": str(tmp_path / "data")})
+    first = ensure_jwt_secret(config)
+    second = ensure_jwt_secret(config)
+    secret_file = tmp_path / "data" / "jwt_secret"
+    assert first.auth.jwt_secret == second.auth.jwt_secret
+    assert first.auth.jwt_secret is not None and len(first.auth.jwt_secret) >= 32
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert [p.name for p in secret_file.parent.iterdir()] == ["jwt_secret"]
+
+
+def test_secret_file_readable_by_others_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={"FLUXBASE_DATA_DIR": str(tmp_path)})
+    ensure_jwt_secret(config)
+    os.chmod(tmp_path / "jwt_secret", 0o644)
+    with pytest.raises(ConfigError) as error:
+        ensure_jwt_secret(config)
+    assert "chmod 600" in problems(error)[0]
+
+
+def test_min_connections_above_max(tmp_path: Path) -> None:
+    path = write(tmp_path, "database:\n  max_connections: 5\n  min_connections: 10\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert "database.min_connections" in problems(error)[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("10m", 600), ("1h", 3600), (5, 5.0)]
+)
+def test_parse_duration(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
