@@ -1,0 +1,28 @@
+-- Revert fluxbase:foundation
+
+BEGIN;
+
+drop schema if exists auth, dashboard, storage, realtime, audit cascade;
+drop extension if exists pg_trgm;
+drop extension if exists pgcrypto;
+drop extension if exists "uuid-ossp";
+drop schema if exists extensions cascade;
+
+-- Take back every privilege this database gave the API roles, then drop the
+-- roles unless another database of the cluster still uses them.
+drop owned by anon, authenticated, service_role, authenticator;
+do $roles$
+declare
+  name text;
+begin
+  foreach name in array array['authenticator', 'anon', 'authenticated', 'service_role'] loop
+    begin
+      execute pg_catalog.format('drop role if exists %I', name);
+    exception when dependent_objects_still_exist then
+      raise notice 'role % kept: another database of this cluster uses it', name;
+    end;
+  end loop;
+end
+$roles$;
+
+COMMIT;

@@ -1,0 +1,1 @@
+"""The database layer: pool, the role-switched transaction, embedded PostgreSQL, migrations."""

@@ -1,0 +1,189 @@
+"""The connection pool the server works through, and the readiness probe.
+
+The server logs in as `authenticator`, which owns nothing and can only switch
+into the API roles; migrations use the owner's DATABASE_URL instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from fluxbase.config import DatabaseConfig
+from fluxbase.db.migrate import AUTHENTICATOR, REGISTRY_SCHEMA
+from fluxbase.db.transaction import (
+    CONNECTION_ERRORS,
+    RequestContext,
+    RoleSwitchedTransaction,
+    role_switched_transaction,
+)
+
+log = logging.getLogger("fluxbase.db")
+
+PROBE_TIMEOUT = 2.0
+
+
+def authenticator_dsn(database_url: str, password: str | None) -> str:
+    """The owner's DATABASE_URL with the authenticator's credentials in place of the owner's."""
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    credentials = quote(AUTHENTICATOR) + (f":{quote(password, safe='')}" if password else "")
+    return urlunsplit((parts.scheme, f"{credentials}@{host}", parts.path, parts.query, parts.fragment))
+
+
+class FluxbaseConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection whose reset also undoes a session-level SET ROLE.
+
+    asyncpg's reset runs RESET ALL, which by design leaves the role alone; a
+    function that ran `set role` without `local` must not hand its role to
+    the next request.
+    """
+
+    def get_reset_query(self) -> str:
+        base: str = super().get_reset_query()
+        return f"{base}\nRESET ROLE;"
+
+
+class Database:
+    """The pool plus the settings every request transaction needs."""
+
+    def __init__(self, pool: asyncpg.Pool, config: DatabaseConfig) -> None:
+        self.pool = pool
+        self.config = config
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def connect(cls, dsn: str, config: DatabaseConfig) -> Database:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=config.min_connections,
+            max_size=config.max_connections,
+            max_inactive_connection_lifetime=config.max_conn_idle_time,
+            connection_class=FluxbaseConnection,
+            server_settings={
+                "application_name": "fluxbase",
+                "statement_timeout": str(int(config.statement_timeout * 1000)),
+            },
+        )
+        database = cls(pool, config)
+        database._tasks = [
+            asyncio.create_task(database._recycle_connections()),
+            asyncio.create_task(database._check_health()),
+        ]
+        return database
+
+    async def _recycle_connections(self) -> None:
+        # asyncpg has no per-connection lifetime; retiring the whole pool every
+        # connection_max_lifetime bounds every connection's age by it.  Busy
+        # connections are replaced when released, idle ones on next use.
+        while True:
+            await asyncio.sleep(self.config.connection_max_lifetime)
+            await self.pool.expire_connections()
+
+    async def _check_health(self) -> None:
+        # Every health_check_period, one statement through the pool: a
+        # connection the network dropped silently is found and the pool
+        # renewed here, not by the next request that draws it.
+        while True:
+            await asyncio.sleep(self.config.health_check_period)
+            try:
+                async with self.pool.acquire(timeout=self.config.acquire_timeout) as connection:
+                    await connection.fetchval("select 1", timeout=PROBE_TIMEOUT)
+            except TimeoutError:
+                continue  # busy is not broken
+            except CONNECTION_ERRORS as exc:
+                log.warning("database connection check failed; renewing the pool", extra={"reason": str(exc)})
+                await self.pool.expire_connections()
+
+    @asynccontextmanager
+    async def transaction(
+        self, context: RequestContext, *, read_only: bool = False
+    ) -> AsyncIterator[RoleSwitchedTransaction]:
+        async with role_switched_transaction(
+            self.pool,
+            context,
+            read_only=read_only,
+            acquire_timeout=self.config.acquire_timeout,
+            slow_query_threshold=self.config.slow_query_threshold,
+        ) as tx:
+            yield tx
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pool.close(), timeout=10)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    database: bool
+    migrations: bool
+    detail: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.database and self.migrations
+
+
+class ReadinessProbe:
+    """Answers /ready from a connection of its own.
+
+    A saturated pool must not make a healthy replica look dead, and a probe
+    must answer within PROBE_TIMEOUT even when the database host is silent.
+    """
+
+    def __init__(self, dsn: str, expected_changes: Sequence[str]) -> None:
+        self._dsn = dsn
+        self._expected = list(expected_changes)
+        self._connection: Any = None
+        self._lock = asyncio.Lock()
+
+    async def check(self) -> Readiness:
+        async with self._lock:
+            try:
+                return await asyncio.wait_for(self._check(), timeout=PROBE_TIMEOUT)
+            except (TimeoutError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
+                await self._drop()
+                return Readiness(False, False, f"database unreachable: {type(exc).__name__}")
+
+    async def _check(self) -> Readiness:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await asyncpg.connect(self._dsn, timeout=PROBE_TIMEOUT)
+        try:
+            applied = await self._connection.fetchval(
+                f"select count(*) from {REGISTRY_SCHEMA}._yoyo_migration "  # noqa: S608 - a constant
+                "where migration_id = any($1::text[])",
+                self._expected,
+            )
+        except asyncpg.exceptions.UndefinedTableError:
+            return Readiness(True, False, "no migrations applied")
+        except asyncpg.exceptions.InsufficientPrivilegeError:
+            return Readiness(True, False, "migration registry not readable: run fluxbase migrate")
+        missing = len(self._expected) - int(applied)
+        if missing:
+            return Readiness(True, False, f"{missing} migration(s) pending")
+        return Readiness(True, True)
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._connection is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._connection.close(), timeout=2)
+                self._connection = None

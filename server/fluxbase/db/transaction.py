@@ -1,0 +1,191 @@
+"""The role-switched transaction: the only place a request's database role is set.
+
+One transaction per request, on a pooled connection: BEGIN [READ ONLY]; one
+statement sets the role and the request settings (all transaction-local);
+the work; COMMIT, or ROLLBACK on error or when asked.  Nothing survives into
+the next use of the connection: the settings are local, and the pool's reset
+clears anything a function set for the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from fluxbase.errors import HttpError
+from fluxbase.observability import metrics
+
+log = logging.getLogger("fluxbase.db")
+
+API_ROLES = frozenset({"anon", "authenticated", "service_role"})
+
+# One round trip for all five settings; `true` makes each local to the transaction.
+SET_REQUEST_CONTEXT = (
+    "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
+    "set_config('request.method', $3, true), set_config('request.path', $4, true), "
+    "set_config('request.headers', $5, true)"
+)
+
+# Errors that mean the database cannot be reached, as opposed to a statement failing.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+class PoolBusy(HttpError):
+    """No connection became free within acquire_timeout: answer at once rather than queue forever."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "pool_busy",
+            "The server is busy: no database connection became free in time",
+            hint="retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
+
+class DatabaseUnavailable(HttpError):
+    """The database could not be reached; the reason goes to the log, not to the client."""
+
+    def __init__(self, reason: str) -> None:
+        log.warning("database unavailable", extra={"reason": reason})
+        super().__init__(
+            503, "database_unavailable", "The database is unavailable", headers={"Retry-After": "5"}
+        )
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who is asking and how: what SQL sees through current_setting('request.*')."""
+
+    role: str
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    method: str = "GET"
+    path: str = "/"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.role not in API_ROLES:
+            raise ValueError(f"not an API role: {self.role!r}")
+
+
+class RoleSwitchedTransaction:
+    """Runs statements inside one request's transaction; times them for metrics and the slow-query log."""
+
+    def __init__(self, connection: asyncpg.Connection, slow_query_threshold: float) -> None:
+        self._connection = connection
+        self._slow = slow_query_threshold
+        self.rollback_requested = False
+
+    def request_rollback(self) -> None:
+        """Ends the transaction with ROLLBACK instead of COMMIT (Prefer: tx=rollback)."""
+        self.rollback_requested = True
+
+    async def _timed(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        started = time.perf_counter()
+        status = "error"
+        try:
+            result = await getattr(self._connection, method)(query, *args)
+            status = "ok"
+            return result
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.db_queries_total.labels(status).inc()
+            metrics.db_query_duration_seconds.observe(elapsed)
+            if elapsed >= self._slow:
+                # Values are bound parameters, so the statement text holds no user data.
+                log.warning(
+                    "slow query",
+                    extra={
+                        "slow_query": True,
+                        "query": query[:2000],
+                        "duration_ms": round(elapsed * 1000, 1),
+                    },
+                )
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        result: list[asyncpg.Record] = await self._timed("fetch", query, args)
+        return result
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        result: asyncpg.Record | None = await self._timed("fetchrow", query, args)
+        return result
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._timed("fetchval", query, args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        result: str = await self._timed("execute", query, args)
+        return result
+
+
+def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
+    idle = pool.get_idle_size()
+    metrics.db_connections.labels("idle").set(idle)
+    metrics.db_connections.labels("in_use").set(pool.get_size() - idle)
+
+
+@asynccontextmanager
+async def role_switched_transaction(
+    pool: asyncpg.Pool,
+    context: RequestContext,
+    *,
+    read_only: bool = False,
+    acquire_timeout: float = 5.0,
+    slow_query_threshold: float = 1.0,
+) -> AsyncIterator[RoleSwitchedTransaction]:
+    """Opens a transaction as context.role with the request settings.
+
+    Commits when the block ends normally, rolls back when it raises or asked for rollback.
+    """
+    try:
+        connection = await pool.acquire(timeout=acquire_timeout)
+    except TimeoutError as exc:
+        raise PoolBusy from exc
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    _publish_pool_gauges(pool)
+    try:
+        transaction = connection.transaction(readonly=read_only)
+        try:
+            await transaction.start()
+            await connection.fetchrow(
+                SET_REQUEST_CONTEXT,
+                context.role,
+                orjson.dumps(context.claims).decode(),
+                context.method,
+                context.path,
+                orjson.dumps(dict(context.headers)).decode(),
+            )
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        work = RoleSwitchedTransaction(connection, slow_query_threshold)
+        try:
+            yield work
+        except BaseException:
+            if not connection.is_closed():
+                await transaction.rollback()
+            raise
+        if work.rollback_requested:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+    finally:
+        try:
+            await asyncio.shield(pool.release(connection))
+        finally:
+            _publish_pool_gauges(pool)

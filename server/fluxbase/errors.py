@@ -1,0 +1,93 @@
+"""Errors as data: one exception type, one JSON shape, one middleware that renders them.
+
+Every error response is `{code, message, details, hint}` (PostgREST's shape,
+which the data API needs anyway) with the status the error names.  Anything
+unexpected becomes a 500 that says nothing about internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger("fluxbase.errors")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpError(Exception):
+    """An error a client is meant to see."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: str | None = None,
+        hint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.hint = hint
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "details": self.details,
+            "hint": self.hint,
+        }
+
+
+def json_response(
+    payload: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(payload), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(error: HttpError) -> web.Response:
+    return json_response(error.body(), status=error.status, headers=error.headers)
+
+
+# aiohttp raises these itself (no route, wrong method, body too large, ...).
+_AIOHTTP_CODES = {
+    404: ("not_found", "No such endpoint"),
+    405: ("method_not_allowed", "Method not allowed for this endpoint"),
+    413: ("payload_too_large", "Request body exceeds the configured body_limit"),
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HttpError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _AIOHTTP_CODES.get(exc.status, (exc.reason.lower().replace(" ", "_"), exc.reason))
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return error_response(HttpError(exc.status, code, message, headers=headers))
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return error_response(
+            HttpError(
+                500,
+                "internal_error",
+                "Internal server error",
+                hint="see the server log for this request id",
+            )
+        )

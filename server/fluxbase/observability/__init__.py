@@ -1,0 +1,1 @@
+"""Logs, audit events and metrics: what operators see of a running Fluxbase."""

@@ -1,0 +1,104 @@
+"""Structured logging: one JSON object per line, request ids, audit events.
+
+The request id of the request being served travels in a context variable,
+so every line logged while serving it (slow queries, audit events) carries it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+_LEVEL_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+}
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+# Keys whose values are never written, whoever passes them.
+_SECRET_KEY_PARTS = ("password", "secret", "token", "apikey", "api_key", "authorization", "cookie")
+
+audit_log = logging.getLogger("fluxbase.audit")
+
+
+def _redacted(key: str, value: Any) -> Any:
+    lowered = key.lower()
+    if any(part in lowered for part in _SECRET_KEY_PARTS):
+        return "[redacted]"
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object: level, time, message, request_id and the extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "logger": record.name,
+        }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                entry[key] = _redacted(key, value)
+        entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines for development (log.format: text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(
+            f"{k}={_redacted(k, v)}"
+            for k, v in record.__dict__.items()
+            if k not in _RECORD_ATTRIBUTES and not k.startswith("_")
+        )
+        request_id = request_id_var.get()
+        prefix = f"[{request_id}] " if request_id else ""
+        line = f"{_LEVEL_NAMES.get(record.levelno, record.levelname)} {prefix}{record.getMessage()}"
+        line = f"{line} {extras}" if extras else line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[level])
+    # aiohttp's own access log would duplicate ours, in another format.
+    logging.getLogger("aiohttp.access").disabled = True
+
+
+def audit(event: str, *, success: bool = True, **fields: Any) -> None:
+    """Writes a security-relevant event as a `log_type: audit` line; secret-looking fields are redacted."""
+    extra: Mapping[str, Any] = {"log_type": "audit", "event": event, "success": success, **fields}
+    audit_log.info(event, extra=dict(extra))

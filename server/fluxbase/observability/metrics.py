@@ -1,0 +1,78 @@
+"""Prometheus metrics under the runbook's names, correct across worker processes.
+
+With several workers, prometheus_client's multiprocess mode keeps each
+process's values in files under PROMETHEUS_MULTIPROC_DIR, which must be set
+before this module is imported (`fluxbase serve` does so); /metrics, served
+by any worker, adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+STARTED_AT = float(os.environ.get("FLUXBASE_STARTED_AT", time.time()))
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+http_requests_total = Counter(
+    "fluxbase_http_requests_total", "HTTP requests served", ("method", "path", "status")
+)
+http_request_duration_seconds = Histogram(
+    "fluxbase_http_request_duration_seconds",
+    "HTTP request latency",
+    ("method", "path"),
+    buckets=_LATENCY_BUCKETS,
+)
+db_queries_total = Counter("fluxbase_db_queries_total", "Database statements run", ("status",))
+db_query_duration_seconds = Histogram(
+    "fluxbase_db_query_duration_seconds", "Database statement latency", buckets=_LATENCY_BUCKETS
+)
+db_connections = Gauge(
+    "fluxbase_db_connections",
+    "Database pool connections by state (summed over workers)",
+    ("state",),
+    multiprocess_mode="livesum",
+)
+realtime_connections = Gauge(
+    "fluxbase_realtime_connections",
+    "Open realtime WebSocket connections",
+    multiprocess_mode="livesum",
+)
+auth_attempts_total = Counter(
+    "fluxbase_auth_attempts_total", "Sign-in and token attempts by outcome", ("kind", "outcome")
+)
+rate_limit_hits_total = Counter(
+    "fluxbase_rate_limit_hits_total", "Requests refused by a rate limit", ("scope",)
+)
+system_uptime_seconds = Gauge(
+    "fluxbase_system_uptime_seconds", "Seconds since the server started", multiprocess_mode="max"
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    system_uptime_seconds.set(time.time() - STARTED_AT)
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def worker_exited(pid: int) -> None:
+    """Drops a dead worker's live gauges so they no longer count."""
+    if MULTIPROCESS:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
