@@ -1,0 +1,70 @@
+"""Builds the aiohttp application: middleware order, routes, start-up and shutdown.
+
+Request path: request id + access log -> metrics -> errors -> client IP ->
+rate limit -> CSRF -> handler (security headers are added to every response
+as it is prepared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from fluxbase import ops
+from fluxbase.config import Config
+from fluxbase.db.migrate import read_plan
+from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
+from fluxbase.errors import error_middleware
+from fluxbase.observability.http import metrics_middleware, request_context_middleware
+from fluxbase.security.client_ip import client_ip_middleware, parse_networks
+from fluxbase.security.csrf import csrf_middleware
+from fluxbase.security.headers import install_security_headers
+from fluxbase.security.ratelimit import RateLimiter, ip_rate_limit_middleware
+
+log = logging.getLogger("fluxbase.app")
+
+DATABASE = web.AppKey("database", Database)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a worker needs besides the configuration: where and as whom to connect."""
+
+    database_url: str  # the owner's URL (DATABASE_URL or the embedded cluster's)
+    authenticator_password: str | None
+
+
+def build_app(config: Config, runtime: Runtime) -> web.Application:
+    middlewares: list[Middleware] = [
+        request_context_middleware,
+        metrics_middleware,
+        error_middleware,
+        client_ip_middleware(parse_networks(config.security.trusted_proxies)),
+    ]
+    if config.security.rate_limit.enabled:
+        limiter = RateLimiter(config.security.rate_limit.requests_per_minute, 60.0)
+        middlewares.append(ip_rate_limit_middleware(limiter))
+    if config.security.csrf.enabled:
+        middlewares.append(csrf_middleware(config.security.csrf.cookie_secure))
+
+    app = web.Application(middlewares=middlewares, client_max_size=config.server.body_limit)
+    install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
+    ops.add_routes(app)
+
+    dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        app[ops.READINESS] = ReadinessProbe(dsn, [c.name for c in read_plan()])
+        app[DATABASE] = await Database.connect(dsn, config.database)
+        yield
+        with contextlib.suppress(Exception):
+            await app[ops.READINESS].close()
+        await app[DATABASE].close()
+
+    app.cleanup_ctx.append(resources)
+    return app

@@ -1,0 +1,1 @@
+"""Request-level protections: client address, rate limits, CSRF, security headers, API keys."""

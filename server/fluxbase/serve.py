@@ -1,0 +1,166 @@
+"""`fluxbase serve`: the process model.
+
+The main process starts the embedded database (when DATABASE_URL is unset),
+migrates, then serves: itself with one worker, or through N forked workers
+that each bind the port with SO_REUSEPORT, so the kernel spreads connections
+across them.  SIGTERM stops accepting, drains in-flight requests, exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import uvloop
+from aiohttp import web
+
+from fluxbase.app import Runtime, build_app
+from fluxbase.config import Config
+from fluxbase.db.embedded import EmbeddedPostgres
+from fluxbase.db.migrate import Migrator, derive_authenticator_password
+from fluxbase.db.transaction import CONNECTION_ERRORS
+from fluxbase.observability import metrics
+
+log = logging.getLogger("fluxbase.serve")
+
+# A worker that dies this soon after starting is failing, not crashing once.
+EARLY_EXIT_SECONDS = 5.0
+MAX_EARLY_EXITS = 3
+
+
+def authenticator_password(config: Config) -> str:
+    assert config.auth.jwt_secret is not None, "ensure_jwt_secret() runs first"
+    return derive_authenticator_password(config.auth.jwt_secret)
+
+
+def open_database(config: Config) -> tuple[str, EmbeddedPostgres | None]:
+    """The owner's database URL, starting the embedded cluster when none is configured."""
+    if config.database.url is not None:
+        return config.database.url, None
+    embedded = EmbeddedPostgres(config.data_dir)
+    return embedded.start(), embedded
+
+
+def serve(config: Config, *, migrate: bool) -> int:
+    database_url, embedded = open_database(config)
+    try:
+        password = authenticator_password(config)
+        if migrate:
+            applied = Migrator(database_url, authenticator_password=password).up()
+            log.info("database migrated", extra={"applied": applied})
+        runtime = Runtime(database_url=database_url, authenticator_password=password)
+        if config.server.workers == 1:
+            return run_worker(config, runtime)
+        return Supervisor(config, runtime).run()
+    finally:
+        if embedded is not None and embedded.started_here:
+            log.info("stopping the embedded PostgreSQL")
+            embedded.stop()
+
+
+def run_worker(config: Config, runtime: Runtime) -> int:
+    return uvloop.run(_worker(config, runtime))
+
+
+async def _worker(config: Config, runtime: Runtime) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    app = build_app(config, runtime)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
+    )
+    try:
+        await runner.setup()  # opens the pool
+    except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+        log.error("cannot connect to the database", extra={"reason": f"{type(exc).__name__}: {exc}"})
+        return 1
+    host, port = config.server.host, config.server.port
+    site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": f"{host}:{port}", "reason": exc.strerror})
+        await runner.cleanup()
+        return 1
+    log.info("listening", extra={"address": f"{host}:{port}", "pid": os.getpid()})
+    await stop.wait()
+    log.info("shutting down: draining in-flight requests", extra={"pid": os.getpid()})
+    await runner.cleanup()
+    log.info("stopped", extra={"pid": os.getpid()})
+    return 0
+
+
+@dataclass
+class _Worker:
+    pid: int
+    started: float
+
+
+class Supervisor:
+    """Forks the workers, restarts one that crashes, and stops them all on SIGTERM/SIGINT."""
+
+    def __init__(self, config: Config, runtime: Runtime) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.workers: dict[int, _Worker] = {}
+        self.stopping = False
+        self.early_exits = 0
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run_worker(self.config, self.runtime)
+            except BaseException:
+                log.exception("worker failed")
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.workers[pid] = _Worker(pid, time.monotonic())
+
+    def _stop(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            log.info("stopping workers", extra={"signal": signal.Signals(signum).name})
+        self.stopping = True
+        for pid in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for _ in range(self.config.server.workers):
+            self._spawn()
+        failed = False
+        while self.workers:
+            pid, status = os.wait()
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            metrics.worker_exited(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                failed = failed or code != 0
+                continue
+            log.error("worker exited", extra={"pid": pid, "exit_code": code})
+            if time.monotonic() - worker.started < EARLY_EXIT_SECONDS:
+                self.early_exits += 1
+            if self.early_exits >= MAX_EARLY_EXITS:
+                log.error("workers keep failing at start; giving up")
+                failed = True
+                self._stop(signal.SIGTERM, None)
+                continue
+            self._spawn()
+        return 1 if failed else 0
