@@ -44,8 +44,8 @@ def test_script_body_drops_only_the_transaction_lines() -> None:
 
 
 def test_scram_verifier_shape() -> None:
-    verifier = scram_verifier("pw")
+    verifier = scram_verifier("correct horse battery staple")
     match = re.fullmatch(r"SCRAM-SHA-256\$4096:([^$]+)\$([^:]+):(.+)", verifier)
     assert match
     assert len(base64.b64decode(match.group(2))) == 32
-    assert "pw" not in verifier
+    assert "correct horse" not in verifier  # spaces never occur in base64

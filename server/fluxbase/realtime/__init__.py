@@ -1,0 +1,1 @@
+"""Realtime service: change listener -> hub -> Phoenix channels wire (realtime-js compatible)."""

@@ -1,0 +1,1 @@
+"""Fluxbase data API: request -> parse -> plan -> query -> response."""
