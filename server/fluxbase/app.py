@@ -21,6 +21,7 @@ from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.errors import error_middleware
 from fluxbase.observability.http import metrics_middleware, request_context_middleware
+from fluxbase.security.authenticate import AUTHENTICATOR, Authenticator
 from fluxbase.security.client_ip import client_ip_middleware, parse_networks
 from fluxbase.security.csrf import csrf_middleware
 from fluxbase.security.headers import install_security_headers
@@ -52,7 +53,10 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     if config.security.csrf.enabled:
         middlewares.append(csrf_middleware(config.security.csrf.cookie_secure))
 
+    if config.auth.jwt_secret is None:
+        raise ValueError("build_app needs a JWT secret: call ensure_jwt_secret() first")
     app = web.Application(middlewares=middlewares, client_max_size=config.server.body_limit)
+    app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret)
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
 

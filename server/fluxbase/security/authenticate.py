@@ -1,0 +1,144 @@
+"""Who is calling: the apikey header and the Bearer token, turned into a role and claims.
+
+No database round trip: a JWT is verified with the configured secret, its
+algorithm pinned (so `alg: none` and HS/RS confusion are refused), `exp`
+required, clock skew bounded. Only the three API roles are accepted; user
+tokens (role authenticated) must carry the expected audience. Verified
+tokens are cached until they expire, so the hot path verifies each once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+from fluxbase.db.transaction import API_ROLES
+from fluxbase.request_state import USER_ID
+
+ALGORITHM = "HS256"
+USER_AUDIENCE = "authenticated"
+CLOCK_SKEW_SECONDS = 30
+CACHE_SIZE = 10_000
+
+
+class AuthenticationError(Exception):
+    """A credential was sent and is not acceptable; `reason` is safe to show the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified identity of a request: what the role-switched transaction runs as."""
+
+    role: str
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    # The raw token the role came from ("" for anonymous): realtime re-checks its expiry.
+    token: str = ""
+
+    @property
+    def user_id(self) -> str | None:
+        sub = self.claims.get("sub")
+        return sub if isinstance(sub, str) and sub else None
+
+    @property
+    def expires_at(self) -> float | None:
+        exp = self.claims.get("exp")
+        return float(exp) if isinstance(exp, int | float) else None
+
+
+ANONYMOUS = Caller("anon")
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of `Authorization: Bearer <token>`; None when there is no such header."""
+    value = headers.get("Authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+class Authenticator:
+    """Verifies tokens against one secret and remembers the ones it verified."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+        self._cache: OrderedDict[str, Caller] = OrderedDict()
+
+    def caller(self, headers: Mapping[str, str]) -> Caller:
+        """The caller of a request: Authorization wins over apikey; neither means anonymous."""
+        token = bearer_token(headers) or headers.get("apikey") or None
+        if token is None:
+            return ANONYMOUS
+        return self.verify(token)
+
+    def verify(self, token: str) -> Caller:
+        cached = self._cache.get(token)
+        if cached is not None:
+            expires_at = cached.expires_at
+            if expires_at is not None and time.time() <= expires_at + CLOCK_SKEW_SECONDS:
+                self._cache.move_to_end(token)
+                return cached
+            del self._cache[token]
+        caller = self._decode(token)
+        self._cache[token] = caller
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return caller
+
+    def _decode(self, token: str) -> Caller:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                leeway=CLOCK_SKEW_SECONDS,
+                options={"require": ["exp"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("JWT expired") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationError(f"JWT is missing the {exc.claim!r} claim") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationError("JWT could not be verified") from exc
+        role = claims.get("role", "anon")
+        if role not in API_ROLES:
+            raise AuthenticationError(f"JWT role {role!r} is not allowed")
+        if role == "authenticated":
+            audience = claims.get("aud")
+            audiences = audience if isinstance(audience, list) else [audience]
+            if USER_AUDIENCE not in audiences:
+                raise AuthenticationError("JWT audience is not accepted")
+            if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+                raise AuthenticationError("JWT is missing the 'sub' claim")
+        return Caller(role, claims, token)
+
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+CALLER = web.RequestKey("caller", Caller)
+
+
+def authenticate(request: web.Request) -> Caller:
+    """The request's caller, verified once per request; raises AuthenticationError.
+
+    Handlers call this rather than a middleware answering 401 itself: each
+    service (data API, auth, storage) words its 401 in its own wire format.
+    """
+    caller = request.get(CALLER)
+    if caller is None:
+        caller = request.app[AUTHENTICATOR].caller(request.headers)
+        request[CALLER] = caller
+        if caller.user_id is not None:
+            request[USER_ID] = caller.user_id
+    return caller
