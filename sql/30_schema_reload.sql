@@ -14,13 +14,33 @@
 create or replace function extensions.notify_schema_reload() returns event_trigger
   language plpgsql
   as $$
+  declare
+    changed boolean;
   begin
-    -- The notification is delivered at commit, so a rolled back migration sends
-    -- nothing, and several commands in one transaction send one (PostgreSQL
-    -- folds identical notifications of a transaction).
-    perform pg_catalog.pg_notify('pgrst', 'reload schema');
+    if tg_event = 'sql_drop' then
+      changed := exists (select from pg_catalog.pg_event_trigger_dropped_objects() where not is_temporary);
+    elsif tg_tag like 'DROP %' or tg_tag = 'REFRESH MATERIALIZED VIEW' then
+      -- Drops are reported by sql_drop; a refresh changes rows, not structure
+      -- (a refresh every minute must not reload every server every minute).
+      changed := false;
+    else
+      -- Temporary objects (functions that create temp tables per call) are
+      -- invisible to the API; a command that reports nothing counts as a change.
+      changed := not exists (select from pg_catalog.pg_event_trigger_ddl_commands())
+        or exists (
+          select from pg_catalog.pg_event_trigger_ddl_commands() where schema_name is distinct from 'pg_temp'
+        );
+    end if;
+    if changed then
+      -- Delivered at commit: a rolled back migration sends nothing, and the
+      -- commands of one transaction send one (identical notifications fold).
+      perform pg_catalog.pg_notify('pgrst', 'reload schema');
+    end if;
   end
   $$;
+
+-- Only an event trigger calls it.
+revoke all on function extensions.notify_schema_reload() from public;
 
 comment on function extensions.notify_schema_reload() is
   'Event trigger: asks every Fluxbase server to reload its schema cache after DDL.';

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from conftest import AUTHENTICATOR_PASSWORD, PostgresServer
+from conftest import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 from fluxbase.db.migrate import Migrator
 from fluxbase.db.pool import authenticator_dsn
 from fluxbase.rest.schema import (
@@ -443,7 +444,7 @@ def run_sql(dsn: str, *statements: str) -> None:
     """As the owner, each statement in its own transaction (so each NOTIFY is delivered on its own)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
 
 
 @pytest.fixture
@@ -514,3 +515,61 @@ async def test_the_listener_reconnects_and_reloads(holder: SchemaCacheHolder, sc
     await eventually(lambda: holder.reloads == 2)
     run_sql(schema_dsn, "create table public.after_reconnect (id integer)")
     await eventually(lambda: holder.cache.table("public", "after_reconnect") is not None)
+
+
+# -- The event trigger (sql/30_schema_reload.sql) -----------------------------------------------
+
+
+def notifications_after(dsn: str, *statements: str) -> list[str]:
+    """The payloads sent on pgrst while the statements run, each in its own transaction."""
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("listen pgrst")
+        run_sql(dsn, *statements)
+        return [notification.payload for notification in listener.notifies(timeout=0.3)]
+
+
+def test_ddl_notifies_but_temporary_objects_and_refreshes_do_not(schema_dsn: str) -> None:
+    assert (
+        notifications_after(
+            schema_dsn,
+            "create temp table scratch (id integer primary key)",
+            "drop table scratch",
+            "refresh materialized view public.film_stats",
+        )
+        == []
+    )
+    assert (
+        notifications_after(
+            schema_dsn,
+            "create function public.later() returns integer language sql as 'select 1'",
+            "drop function public.later()",
+            "grant select on public.films to anon",
+            "revoke select on public.films from anon",
+        )
+        == ["reload schema"] * 4
+    )
+
+
+def test_a_non_superuser_migrates_without_event_triggers_and_its_ddl_still_fires_them(
+    schema_dsn: str,
+) -> None:
+    role = f"fixture_owner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(schema_dsn) as conn:  # one transaction, rolled back: the role never lasts
+        notices: list[str] = []
+        conn.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
+        conn.execute(f"create role {role}")
+        conn.execute(f"grant usage, create on schema extensions, public to {role}")
+        conn.execute(f"set local role {role}")
+        # The trigger function may not be executed directly, yet fires for everyone's DDL.
+        conn.execute("create table public.by_non_superuser (id integer)")
+        conn.execute("reset role")
+        conn.execute(
+            "drop event trigger fluxbase_schema_reload_ddl; drop event trigger fluxbase_schema_reload_drop;"
+            "drop function extensions.notify_schema_reload()"
+        )
+        conn.execute(f"set local role {role}")
+        conn.execute((ROOT / "sql" / "30_schema_reload.sql").read_text())
+        triggers = conn.execute("select count(*) from pg_event_trigger").fetchone()
+        assert triggers == (0,)
+        assert any("not a superuser" in notice for notice in notices)
+        conn.rollback()

@@ -408,12 +408,12 @@ def _relationship_order(relationship: Relationship) -> tuple[str, ...]:
 def _functions(
     function_rows: Sequence[Any], names: Mapping[int, QualifiedName]
 ) -> dict[QualifiedName, tuple[Function, ...]]:
-    """Each function's overloads.
+    """Each function's overloads, in creation order.
 
-    OUT, INOUT and TABLE parameters are not parameters a caller passes (INOUT
-    is, once): a function with several of them returns `record`, so it is
-    composite (returns_scalar False) with no returns_table; with a single OUT
-    parameter it returns that parameter's type like any scalar function.
+    Parameters are the inputs (IN, INOUT, VARIADIC).  OUT, INOUT and TABLE
+    parameters shape the result instead: with several, the function returns
+    `record`, which is composite (returns_scalar False) with no returns_table;
+    with a single one it returns that parameter's type like any scalar function.
     `void` counts as scalar: the plan tells it apart by return_type.
     """
     functions: dict[QualifiedName, list[Function]] = defaultdict(list)
@@ -603,11 +603,12 @@ class SchemaCacheHolder:
         reload_after_connect = False  # start() loads right after the first LISTEN
         while True:
             try:
-                await self._listen_once(reload_after_connect)
+                await self._listen_until_lost(reload_after_connect)
                 delay = self._timing.reconnect_min  # it was connected: the next drop starts afresh
-            except (TimeoutError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
+            except Exception as exc:
+                # Anything, not only connection errors: this task must outlive every failure.
                 log.warning(
-                    "schema cache listener cannot connect; retrying",
+                    "schema cache listener cannot listen; retrying",
                     extra={"reason": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
                 )
             finally:
@@ -617,8 +618,8 @@ class SchemaCacheHolder:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._timing.reconnect_max)
 
-    async def _listen_once(self, reload_after_connect: bool) -> None:
-        """Listens until the connection is lost; returns then, raises if it never connected."""
+    async def _listen_until_lost(self, reload_after_connect: bool) -> None:
+        """LISTENs until the connection is lost; raises if it cannot connect or listen."""
         connection = await asyncpg.connect(
             self._dsn,
             timeout=self._timing.connect_timeout,
@@ -631,16 +632,19 @@ class SchemaCacheHolder:
             self.listener_pid = connection.get_server_pid()
             self._listen_attempted.set()
             if reload_after_connect:
-                log.info("schema cache listener reconnected; reloading")
+                log.info("schema cache listener connected again; reloading")
                 self.request_reload()
+            reason = "connection closed"
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), self._timing.keepalive)
-                if not lost.is_set():
+                if lost.is_set():
+                    break
+                try:
                     await connection.fetchval("select 1", timeout=self._timing.connect_timeout)
-        except (TimeoutError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
-            log.warning("schema cache listener connection lost", extra={"reason": type(exc).__name__})
+                except (TimeoutError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
+                    reason = f"keepalive failed: {type(exc).__name__}"
+                    break
         finally:
             connection.terminate()
-        if lost.is_set():
-            log.warning("schema cache listener connection lost; reconnecting")
+        log.warning("schema cache listener connection lost; reconnecting", extra={"reason": reason})
