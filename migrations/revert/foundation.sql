@@ -2,6 +2,11 @@
 
 BEGIN;
 
+-- sql/30_schema_reload.sql's event triggers: they belong to the database, not
+-- to a schema, so they are dropped by name (their function goes with extensions).
+drop event trigger if exists fluxbase_schema_reload_ddl;
+drop event trigger if exists fluxbase_schema_reload_drop;
+
 drop schema if exists auth, dashboard, storage, realtime, audit cascade;
 drop extension if exists pg_trgm;
 drop extension if exists pgcrypto;
