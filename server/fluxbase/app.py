@@ -21,6 +21,8 @@ from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.errors import error_middleware
 from fluxbase.observability.http import metrics_middleware, request_context_middleware
+from fluxbase.rest import handlers as rest_handlers
+from fluxbase.rest.schema_cache import SchemaCacheHolder
 from fluxbase.security.authenticate import AUTHENTICATOR, Authenticator
 from fluxbase.security.client_ip import client_ip_middleware, parse_networks
 from fluxbase.security.csrf import csrf_middleware
@@ -59,13 +61,18 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret)
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
+    rest_handlers.add_routes(app)
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[ops.READINESS] = ReadinessProbe(dsn, [c.name for c in read_plan()])
         app[DATABASE] = await Database.connect(dsn, config.database)
+        schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
+        await schema_cache.start()
+        app[rest_handlers.REST] = rest_handlers.RestContext(config.api, app[DATABASE], schema_cache)
         yield
+        await schema_cache.close()
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()
         await app[DATABASE].close()

@@ -99,6 +99,30 @@ class DatabaseConfig:
     slow_query_threshold: float = 1.0
 
 
+# Never reachable through the data API, whatever the configuration says.
+INTERNAL_SCHEMAS = frozenset(
+    {
+        "auth", "dashboard", "storage", "realtime", "audit", "extensions", "fluxbase_migrations",
+        "sqitch", "pg_catalog", "information_schema", "pg_toast",
+    }
+)  # fmt: skip
+
+
+def is_internal_schema(schema: str) -> bool:
+    """True for schemas the data API never exposes: Fluxbase's own and PostgreSQL's (pg_*)."""
+    return schema in INTERNAL_SCHEMAS or schema.startswith("pg_")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    schemas: tuple[str, ...] = ("public",)
+    extra_search_path: tuple[str, ...] = ("public", "extensions")
+    max_rows: int | None = None
+    aggregates_enabled: bool = False
+    plan_enabled: bool = False
+    tx_override: bool = True
+
+
 @dataclass(frozen=True)
 class AuthConfig:
     jwt_secret: str | None = field(default=None, repr=False)
@@ -157,6 +181,7 @@ class Config:
     data_dir: Path = Path(".fluxbase")
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
+    api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
     security: SecurityConfig = SecurityConfig()
     realtime: RealtimeConfig = RealtimeConfig()
@@ -386,10 +411,15 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
     )
     security = section("security")
     storage = section("storage")
+    api = section("api")
+    for key in ("schemas", "extra_search_path"):
+        if key in api:
+            api[key] = tuple(api[key])
     return Config(
         data_dir=Path(tree.get("data_dir", ".fluxbase")),
         server=ServerConfig(**server),
         database=DatabaseConfig(**database),
+        api=ApiConfig(**api),
         auth=AuthConfig(**section("auth")),
         security=SecurityConfig(
             rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
@@ -433,6 +463,12 @@ def load_config(explicit_path: str | None = None, env: Mapping[str, str] | None 
                 f"database.max_connections ({database.max_connections})",
             )
         )
+    for schema in config.api.schemas:
+        if is_internal_schema(schema):
+            where = sources.get(("api", "schemas"), f"{file_label}: api.schemas")
+            problems.append(Problem(where, f"schema {schema!r} is internal and can never be exposed"))
+    if len(set(config.api.schemas)) != len(config.api.schemas):
+        problems.append(Problem(f"{file_label}: api.schemas", "lists a schema twice"))
     secret = config.auth.jwt_secret
     if secret is not None:
         reason = jwt_secret_problem(secret)

@@ -248,3 +248,19 @@ def test_min_connections_above_max(tmp_path: Path) -> None:
 )
 def test_parse_duration(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_api_schemas_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={"FLUXBASE_API_SCHEMAS": "public, api", "FLUXBASE_API_MAX_ROWS": "500"})
+    assert config.api.schemas == ("public", "api")
+    assert config.api.max_rows == 500
+    assert config.api.tx_override is True
+
+
+@pytest.mark.parametrize("schema", ["auth", "storage", "pg_catalog", "pg_temp_3", "fluxbase_migrations"])
+def test_internal_schemas_can_never_be_exposed(schema: str, tmp_path: Path) -> None:
+    path = write(tmp_path, f"api:\n  schemas: [public, {schema}]\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert problems(error) == [f"{path}: api.schemas: schema {schema!r} is internal and can never be exposed"]

@@ -27,9 +27,11 @@ log = logging.getLogger("fluxbase.db")
 
 API_ROLES = frozenset({"anon", "authenticated", "service_role"})
 
-# One round trip for all five settings; `true` makes each local to the transaction.
+# One round trip for every setting; `true` makes each local to the transaction. A null
+# search_path keeps the connection's own.
 SET_REQUEST_CONTEXT = (
-    "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
+    "select set_config('search_path', coalesce($6, current_setting('search_path')), true), "
+    "set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
     "set_config('request.headers', $5, true)"
 )
@@ -77,6 +79,7 @@ class RequestContext:
     method: str = "GET"
     path: str = "/"
     headers: Mapping[str, str] = field(default_factory=dict)
+    search_path: str | None = None  # already quoted identifiers, comma-separated
 
     def __post_init__(self) -> None:
         if self.role not in API_ROLES:
@@ -170,6 +173,7 @@ async def role_switched_transaction(
                 context.method,
                 context.path,
                 orjson.dumps(dict(context.headers)).decode(),
+                context.search_path,
             )
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(str(exc)) from exc

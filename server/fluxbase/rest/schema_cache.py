@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from fluxbase.config import INTERNAL_SCHEMAS, is_internal_schema
 from fluxbase.db.transaction import CONNECTION_ERRORS
 from fluxbase.rest.schema import (
     Cardinality,
@@ -38,22 +39,8 @@ log = logging.getLogger("fluxbase.schema_cache")
 # Never exposed, whatever the configuration or a request's Accept-Profile says:
 # the internal schemas hold password hashes, sessions, audit trails and the
 # migration registry.  Any schema starting with "pg_" is PostgreSQL's own.
-FORBIDDEN_SCHEMAS: frozenset[str] = frozenset(
-    {
-        "auth",
-        "dashboard",
-        "storage",
-        "realtime",
-        "audit",
-        "extensions",
-        "fluxbase_migrations",
-        "sqitch",
-        "pg_catalog",
-        "information_schema",
-        "pg_toast",
-    }
-)
-SYSTEM_SCHEMA_PREFIX = "pg_"
+# One list for the whole server: the configuration refuses these names too.
+FORBIDDEN_SCHEMAS: frozenset[str] = INTERNAL_SCHEMAS
 
 # PostgREST's channel and payload, so existing migrations and tools that send them work unchanged.
 RELOAD_CHANNEL = "pgrst"
@@ -65,7 +52,7 @@ class ForbiddenSchemaError(ValueError):
 
 
 def is_forbidden_schema(schema: str) -> bool:
-    return schema in FORBIDDEN_SCHEMAS or schema.startswith(SYSTEM_SCHEMA_PREFIX)
+    return is_internal_schema(schema)
 
 
 def validate_exposed_schemas(schemas: Iterable[str]) -> tuple[str, ...]:

@@ -1,0 +1,301 @@
+"""The data API's HTTP face: one request through parse -> plan -> query -> transaction -> response.
+
+Mounted at /rest/v1 (Supabase's path) and /api/v1/tables + /api/v1/rpc
+(Fluxbase's); the same handlers serve both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from fluxbase.config import ApiConfig
+from fluxbase.db.pool import Database
+from fluxbase.db.transaction import RequestContext
+from fluxbase.rest.errors import (
+    ApiError,
+    from_postgres,
+    max_affected_violation,
+    pgrst_error,
+    reason_phrase,
+    schema_cache_not_loaded,
+    singularity_error,
+)
+from fluxbase.rest.parse import (
+    Action,
+    ApiRequest,
+    CountPreference,
+    HandlingPreference,
+    MediaKind,
+    PathKind,
+    TxPreference,
+    check_profile,
+    parse_request,
+)
+from fluxbase.rest.plan import PlanSettings, plan_mutation, plan_read
+from fluxbase.rest.query import (
+    Statement,
+    mutation_statement,
+    planned_count_statement,
+    quote_ident,
+    read_statement,
+)
+from fluxbase.rest.response import Reply, read_reply, write_reply
+from fluxbase.rest.schema import SchemaCache
+from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
+
+MAX_URL_BYTES = 16 * 1024
+WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
+
+
+class SchemaSource(Protocol):
+    """Holds the process's current schema cache (rest/schema_cache.SchemaCacheHolder)."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def cache(self) -> SchemaCache: ...
+
+
+@dataclass(frozen=True)
+class RestContext:
+    api: ApiConfig
+    database: Database
+    schema: SchemaSource
+
+    @property
+    def plan_settings(self) -> PlanSettings:
+        return PlanSettings(max_rows=self.api.max_rows, aggregates_enabled=self.api.aggregates_enabled)
+
+
+REST = web.AppKey("rest", RestContext)
+
+
+class _Timer:
+    """Collects the Server-Timing phases (parse, plan, transaction, render) of one request."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.phases: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases.append((name, (now - self._last) * 1000))
+        self._last = now
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={duration:.1f}" for name, duration in self.phases)
+
+
+def _error_response(error: ApiError) -> web.Response:
+    response = web.Response(
+        body=orjson.dumps(error.body()),
+        status=error.status,
+        reason=reason_phrase(error),
+        content_type="application/json",
+    )
+    for name, value in error.headers:
+        response.headers.add(name, value)
+    return response
+
+
+def _caller(request: web.Request) -> Caller:
+    try:
+        return authenticate(request)
+    except AuthenticationError as error:
+        raise pgrst_error("PGRST301", error.reason) from error
+
+
+def _search_path(schema: str, api: ApiConfig) -> str:
+    names = [schema, *(s for s in api.extra_search_path if s != schema)]
+    return ", ".join(quote_ident(name) for name in names)
+
+
+async def _run_read(
+    request: web.Request,
+    rest: RestContext,
+    api_request: ApiRequest,
+    caller: Caller,
+    schema: str,
+    cache: SchemaCache,
+    timer: _Timer,
+) -> Reply:
+    plan = plan_read(api_request, cache, schema, rest.plan_settings)
+    count = api_request.preferences.count
+    head = request.method == "HEAD"
+    body_kind = "none" if head else ("single" if api_request.accept.kind == MediaKind.SINGULAR else "json")
+    statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
+    timer.lap("plan")
+    async with rest.database.transaction(_context(request, caller, schema, rest), read_only=True) as tx:
+        row = await tx.fetchrow(statement.sql, *statement.params)
+        total = row["total"] if row is not None else None
+        if count in (CountPreference.PLANNED, CountPreference.ESTIMATED):
+            total = await _planned_total(tx, planned_count_statement(plan))
+            # estimated: exact while the planner expects no more than max_rows, planned above.
+            small = rest.api.max_rows is None or total <= rest.api.max_rows
+            if count == CountPreference.ESTIMATED and small:
+                exact = read_statement(plan, exact_count=True, body="none")
+                exact_row = await tx.fetchrow(exact.sql, *exact.params)
+                total = exact_row["total"] if exact_row is not None else total
+    timer.lap("transaction")
+    assert row is not None
+    return read_reply(
+        page=plan.page,
+        total=total,
+        page_total=row["page_total"],
+        body=row["body"],
+        accept=api_request.accept,
+        head=head,
+        count_applied=count.value if count is not None else None,
+    )
+
+
+def _payload(api_request: ApiRequest, raw: bytes) -> tuple[object, bytes]:
+    """The parsed body and the JSON bytes PostgreSQL receives (form bodies become one object)."""
+    content_type = api_request.content_type
+    if content_type is not None and content_type.kind == MediaKind.URLENCODED:
+        payload: object = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        return payload, orjson.dumps(payload)
+    if content_type is not None and content_type.kind not in (MediaKind.JSON, MediaKind.ANY):
+        raise pgrst_error("PGRST102", f"Content-Type {content_type.mime} is not supported for this request")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise pgrst_error("PGRST102", "Empty or invalid json", details=str(error)) from error
+    if not isinstance(payload, dict | list):
+        raise pgrst_error("PGRST102", "The body must be a JSON object or array")
+    return payload, raw
+
+
+async def _run_write(
+    request: web.Request,
+    rest: RestContext,
+    api_request: ApiRequest,
+    caller: Caller,
+    schema: str,
+    cache: SchemaCache,
+    timer: _Timer,
+) -> Reply:
+    action = api_request.action
+    payload: object = None
+    body: bytes | None = None
+    if action != Action.DELETE:
+        payload, body = _payload(api_request, await request.read())
+    plan = plan_mutation(api_request, cache, schema, rest.plan_settings, payload)
+    single = api_request.accept.kind == MediaKind.SINGULAR
+    statement = mutation_statement(plan, body, single=single)
+    timer.lap("plan")
+    preferences = api_request.preferences
+    async with rest.database.transaction(_context(request, caller, schema, rest), read_only=False) as tx:
+        row = await tx.fetchrow(statement.sql, *statement.params)
+        assert row is not None
+        affected = int(row["page_total"])
+        strict = preferences.handling == HandlingPreference.STRICT
+        if strict and preferences.max_affected is not None and affected > preferences.max_affected:
+            raise max_affected_violation(affected)  # raised inside: the write is rolled back
+        if single and plan.representation is not None and affected != 1:
+            raise singularity_error(affected)
+        rolled_back = preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override
+        if rolled_back:
+            tx.request_rollback()
+    timer.lap("transaction")
+    return write_reply(
+        plan,
+        api_request,
+        affected=affected,
+        body=row["body"],
+        location=row["location"],
+        count_applied=preferences.count == CountPreference.EXACT,
+        tx_applied=preferences.tx if rest.api.tx_override else None,
+    )
+
+
+def _context(request: web.Request, caller: Caller, schema: str, rest: RestContext) -> RequestContext:
+    return RequestContext(
+        caller.role,
+        caller.claims,
+        request.method,
+        request.path,
+        {k.lower(): v for k, v in request.headers.items()},
+        _search_path(schema, rest.api),
+    )
+
+
+async def _planned_total(tx: Any, statement: Statement) -> int:
+    explained = await tx.fetchval(statement.sql, *statement.params)
+    plan = orjson.loads(explained) if isinstance(explained, str | bytes) else explained
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rest = request.app[REST]
+        timer = _Timer()
+        try:
+            if len(request.raw_path) > MAX_URL_BYTES:
+                raise ApiError(414, "PGRST100", "URI too long")
+            caller = _caller(request)
+            target = request.match_info.get("name", "")
+            api_request = parse_request(
+                request.method,
+                path_kind,
+                target,
+                list(request.query.items()),
+                request.headers,
+                plan_enabled=rest.api.plan_enabled,
+            )
+            schema = check_profile(api_request.profile, rest.api.schemas)
+            if not rest.schema.loaded:
+                raise schema_cache_not_loaded()
+            cache = rest.schema.cache
+            timer.lap("parse")
+            if path_kind == "relation" and api_request.action == Action.READ:
+                reply = await _run_read(request, rest, api_request, caller, schema, cache, timer)
+            elif path_kind == "relation" and api_request.action in WRITES:
+                reply = await _run_write(request, rest, api_request, caller, schema, cache, timer)
+            else:
+                raise pgrst_error("PGRST127", details=f"{request.method} on this path is not available yet")
+        except ApiError as error:
+            return _error_response(error)
+        except asyncpg.PostgresError as error:
+            return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
+        response = web.Response(body=reply.body, status=reply.status, headers=reply.headers)
+        timer.lap("render")
+        response.headers["Server-Timing"] = timer.header()
+        return response
+
+    return handle
+
+
+def _role_or_anon(request: web.Request) -> str:
+    try:
+        return authenticate(request).role
+    except AuthenticationError:
+        return "anon"
+
+
+def _from_database(error: asyncpg.PostgresError, *, caller_role: str) -> ApiError:
+    return from_postgres(
+        error.sqlstate or "",
+        getattr(error, "message", None) or str(error),
+        getattr(error, "detail", None),
+        getattr(error, "hint", None),
+        authenticated=caller_role != "anon",
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    relation = _endpoint("relation")
+    rpc = _endpoint("rpc")
+    for prefix in ("/rest/v1", "/api/v1/tables"):
+        app.router.add_route("*", prefix + "/{name}", relation)
+    for prefix in ("/rest/v1/rpc", "/api/v1/rpc"):
+        app.router.add_route("*", prefix + "/{name}", rpc)

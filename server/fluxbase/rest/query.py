@@ -1,0 +1,466 @@
+"""The query stage: a plan rendered as one SQL statement (request -> parse -> plan -> **query**).
+
+Pure. Identifiers come only from the plan (so from the schema cache) and are
+always quoted; every value from the request is a bound parameter, sent as
+text and cast to the column's type by PostgreSQL, as PostgREST's untyped
+literals are. PostgreSQL builds the JSON body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fluxbase.rest.parse import (
+    Action,
+    Direction,
+    FtsOperator,
+    IsValue,
+    JsonStep,
+    LogicOperator,
+    Nulls,
+    OpCompare,
+    Operator,
+    OpFts,
+    OpIn,
+    OpIs,
+    Page,
+    Quantifier,
+    ResolutionPreference,
+)
+from fluxbase.rest.plan import (
+    ColumnRef,
+    Condition,
+    Embed,
+    EmbedNullCheck,
+    Logic,
+    MutatePlan,
+    OutputField,
+    Predicate,
+    ReadPlan,
+)
+from fluxbase.rest.schema import Cardinality, QualifiedName
+
+_COMPARISON = {
+    Operator.EQ: "=",
+    Operator.NEQ: "<>",
+    Operator.GT: ">",
+    Operator.GTE: ">=",
+    Operator.LT: "<",
+    Operator.LTE: "<=",
+    Operator.LIKE: "LIKE",
+    Operator.ILIKE: "ILIKE",
+    Operator.MATCH: "~",
+    Operator.IMATCH: "~*",
+    Operator.ISDISTINCT: "IS DISTINCT FROM",
+    Operator.CS: "@>",
+    Operator.CD: "<@",
+    Operator.OV: "&&",
+    Operator.SL: "<<",
+    Operator.SR: ">>",
+    Operator.NXR: "&<",
+    Operator.NXL: "&>",
+    Operator.ADJ: "-|-",
+}
+_TEXT_PATTERN = frozenset({Operator.LIKE, Operator.ILIKE, Operator.MATCH, Operator.IMATCH})
+_TSQUERY = {
+    FtsOperator.FTS: "to_tsquery",
+    FtsOperator.PLFTS: "plainto_tsquery",
+    FtsOperator.PHFTS: "phraseto_tsquery",
+    FtsOperator.WFTS: "websearch_to_tsquery",
+}
+_IS = {
+    IsValue.NULL: "IS NULL",
+    IsValue.NOT_NULL: "IS NOT NULL",
+    IsValue.TRUE: "IS TRUE",
+    IsValue.FALSE: "IS FALSE",
+    IsValue.UNKNOWN: "IS UNKNOWN",
+}
+_JSON_TYPES = frozenset({"json", "jsonb"})
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_name(name: QualifiedName) -> str:
+    return f"{quote_ident(name.schema)}.{quote_ident(name.name)}"
+
+
+@dataclass
+class Statement:
+    """SQL text plus its parameters, in order."""
+
+    sql: str = ""
+    params: list[object] = field(default_factory=list)
+
+    def bind(self, value: object) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+
+class _Renderer:
+    def __init__(self, statement: Statement) -> None:
+        self.statement = statement
+        self._aliases = 0
+
+    def alias(self) -> str:
+        self._aliases += 1
+        return f"_pgrst_{self._aliases}"
+
+    # --- values and expressions -------------------------------------------------------
+
+    def typed_value(self, raw: str, sql_type: str) -> str:
+        placeholder = self.statement.bind(raw)
+        if sql_type == "text":
+            return f"{placeholder}::text"
+        return f"({placeholder}::text)::{sql_type}"
+
+    def json_path(self, steps: tuple[JsonStep, ...]) -> str:
+        parts = []
+        for step in steps:
+            if step.index is not None:
+                parts.append(f"{step.arrow}{int(step.index)}")
+            else:
+                parts.append(f"{step.arrow}{self.statement.bind(step.key)}::text")
+        return "".join(parts)
+
+    def column(self, alias: str, ref: ColumnRef) -> str:
+        expression = f"{alias}.{quote_ident(ref.column.name)}"
+        if not ref.json_path:
+            return expression
+        if ref.column.base_type not in _JSON_TYPES or ref.column.is_array:
+            # Composite and array columns take JSON paths through their JSON form.
+            expression = f"to_jsonb({expression})"
+        return f"({expression}{self.json_path(ref.json_path)})"
+
+    def value_type(self, ref: ColumnRef) -> str:
+        """The type a filter value on this reference is cast to."""
+        if not ref.json_path:
+            return ref.column.type
+        if ref.is_json_text:
+            return "text"
+        if ref.column.base_type == "json" and not ref.column.is_array:
+            return "json"
+        return "jsonb"
+
+    # --- predicates -----------------------------------------------------------------------
+
+    def predicate(self, alias: str, predicate: Predicate, embeds: dict[str, tuple[Embed, str]]) -> str:
+        if isinstance(predicate, Condition):
+            sql = self.condition(alias, predicate)
+            return f"NOT ({sql})" if predicate.filter.negated else sql
+        if isinstance(predicate, EmbedNullCheck):
+            embed, embed_alias = embeds[predicate.embed]
+            return self.embed_presence(embed, embed_alias, present=not predicate.is_null)
+        joiner = " AND " if predicate.tree.operator == LogicOperator.AND else " OR "
+        parts = [self.predicate(alias, child, embeds) for child in predicate.children]
+        sql = "(" + (joiner.join(parts) if parts else ("TRUE" if joiner == " AND " else "FALSE")) + ")"
+        return f"NOT {sql}" if predicate.tree.negated else sql
+
+    def condition(self, alias: str, condition: Condition) -> str:
+        left = self.column(alias, condition.ref)
+        operation = condition.filter.operation
+        if isinstance(operation, OpIs):
+            return f"{left} {_IS[operation.value]}"
+        if isinstance(operation, OpIn):
+            placeholder = self.statement.bind(list(operation.values))
+            return f"{left} = ANY(({placeholder}::text[])::{self.value_type(condition.ref)}[])"
+        if isinstance(operation, OpFts):
+            return self.full_text(condition.ref, left, operation)
+        return self.comparison(condition.ref, left, operation)
+
+    def comparison(self, ref: ColumnRef, left: str, operation: OpCompare) -> str:
+        sql_operator = _COMPARISON[operation.operator]
+        right_type = "text" if operation.operator in _TEXT_PATTERN else self.value_type(ref)
+        if operation.quantifier is not None:
+            placeholder = self.statement.bind(operation.value)
+            quantifier = "ANY" if operation.quantifier == Quantifier.ANY else "ALL"
+            return f"{left} {sql_operator} {quantifier}(({placeholder}::text)::{right_type}[])"
+        return f"{left} {sql_operator} {self.typed_value(operation.value, right_type)}"
+
+    def full_text(self, ref: ColumnRef, left: str, operation: OpFts) -> str:
+        function = _TSQUERY[operation.operator]
+        language = None
+        if operation.language is not None:
+            language = f"{self.statement.bind(operation.language)}::text::regconfig"
+        if ref.column.base_type != "tsvector" or ref.json_path:
+            left = f"to_tsvector({language}, {left})" if language else f"to_tsvector({left})"
+        query_value = f"{self.statement.bind(operation.value)}::text"
+        arguments = f"{language}, {query_value}" if language else query_value
+        return f"{left} @@ {function}({arguments})"
+
+    def embed_presence(self, embed: Embed, embed_alias: str, *, present: bool) -> str:
+        if embed.to_one:
+            return f"{embed_alias}.body IS {'NOT ' if present else ''}NULL"
+        return f"{embed_alias}.n {'>' if present else '='} 0"
+
+    # --- reads --------------------------------------------------------------------------
+
+    def output(self, alias: str, output: OutputField) -> str:
+        if output.ref is None:
+            expression = "count(*)"
+        else:
+            expression = self.column(alias, output.ref)
+            if output.cast:
+                expression = f"({expression})::{output.cast}"
+            if output.aggregate is not None:
+                expression = f"{output.aggregate.value}({expression})"
+        if output.aggregate_cast:
+            expression = f"({expression})::{output.aggregate_cast}"
+        return f"{expression} AS {quote_ident(output.name)}"
+
+    def read(
+        self,
+        plan: ReadPlan,
+        *,
+        join: tuple[str, Embed] | None = None,
+        count_only: bool = False,
+        source: str | None = None,
+    ) -> str:
+        """A SELECT whose output columns are the plan's keys (one row per row read).
+
+        `source` reads from a named CTE (the rows a write returned) instead of the table.
+        """
+        alias = self.alias()
+        columns: list[str] = []
+        joins: list[str] = []
+        embeds: dict[str, tuple[Embed, str]] = {}
+        needed = _embeds_needed_for_filtering(plan) if count_only else None
+        for embed in plan.embeds:
+            if needed is not None and embed.name not in needed:
+                continue
+            embed_alias = self.alias()
+            embeds[embed.name] = (embed, embed_alias)
+            joins.append(self.embed_join(alias, embed, embed_alias))
+            if count_only:
+                continue
+            if embed.spread:
+                columns.extend(
+                    f"{embed_alias}.{quote_ident(name)} AS {quote_ident(name)}"
+                    for name in _output_names(embed.read)
+                )
+            else:
+                columns.append(f"{embed_alias}.body AS {quote_ident(embed.name)}")
+        if not count_only:
+            columns[:0] = [self.output(alias, f) for f in plan.fields]
+        conditions = [self.predicate(alias, p, embeds) for p in plan.where]
+        for embed, embed_alias in embeds.values():
+            # An inner to-one embed already drops rows through its INNER JOIN.
+            if embed.inner and not embed.to_one:
+                conditions.append(self.embed_presence(embed, embed_alias, present=True))
+        if join is not None:
+            parent_alias, parent_embed = join
+            conditions.insert(0, self.join_condition(parent_alias, parent_embed, alias))
+        relation = source or quote_name(plan.table.name)
+        sql = f"SELECT {', '.join(columns) or '1'} FROM {relation} AS {alias}"
+        if joins:
+            sql += " " + " ".join(joins)
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        if plan.grouped and not count_only:
+            keys = [
+                self.column(alias, f.ref) for f in plan.fields if f.aggregate is None and f.ref is not None
+            ]
+            if keys:
+                sql += " GROUP BY " + ", ".join(keys)
+        if plan.order and not count_only:
+            sql += " ORDER BY " + ", ".join(
+                self.ordering(alias, o.ref, o.term.direction, o.term.nulls) for o in plan.order
+            )
+        if not count_only:
+            sql += self.page(plan.page)
+        return sql
+
+    def ordering(self, alias: str, ref: ColumnRef, direction: Direction | None, nulls: Nulls | None) -> str:
+        sql = self.column(alias, ref)
+        if direction is not None:
+            sql += " DESC" if direction == Direction.DESC else " ASC"
+        if nulls is not None:
+            sql += " NULLS FIRST" if nulls == Nulls.FIRST else " NULLS LAST"
+        return sql
+
+    def page(self, page: Page) -> str:
+        sql = ""
+        if page.limit is not None:
+            sql += f" LIMIT {self.statement.bind(page.limit)}::bigint"
+        if page.offset:
+            sql += f" OFFSET {self.statement.bind(page.offset)}::bigint"
+        return sql
+
+    def embed_join(self, parent_alias: str, embed: Embed, embed_alias: str) -> str:
+        child = self.read(embed.read, join=(parent_alias, embed))
+        kind = "INNER" if embed.inner and embed.to_one else "LEFT"
+        if embed.spread:
+            body = child
+        elif embed.to_one:
+            body = f"SELECT row_to_json(_e) AS body FROM ({child}) AS _e"
+        else:
+            body = f"SELECT coalesce(json_agg(_e), '[]') AS body, count(_e) AS n FROM ({child}) AS _e"
+        return f"{kind} JOIN LATERAL ({body}) AS {embed_alias} ON TRUE"
+
+    def join_condition(self, parent_alias: str, embed: Embed, child_alias: str) -> str:
+        relationship = embed.relationship
+        junction = relationship.junction
+        if relationship.cardinality == Cardinality.MANY_TO_MANY and junction is not None:
+            middle = self.alias()
+            pairs = [
+                f"{middle}.{quote_ident(j)} = {parent_alias}.{quote_ident(s)}"
+                for j, s in zip(junction.source_columns, relationship.source_columns, strict=True)
+            ] + [
+                f"{middle}.{quote_ident(j)} = {child_alias}.{quote_ident(t)}"
+                for j, t in zip(junction.target_columns, relationship.target_columns, strict=True)
+            ]
+            return (
+                f"EXISTS (SELECT 1 FROM {quote_name(junction.table)} AS {middle} WHERE {' AND '.join(pairs)})"
+            )
+        pairs = [
+            f"{child_alias}.{quote_ident(t)} = {parent_alias}.{quote_ident(s)}"
+            for s, t in zip(relationship.source_columns, relationship.target_columns, strict=True)
+        ]
+        return "(" + " AND ".join(pairs) + ")"
+
+
+def _output_names(plan: ReadPlan) -> list[str]:
+    names = [f.name for f in plan.fields]
+    for embed in plan.embeds:
+        names.extend(_output_names(embed.read) if embed.spread else [embed.name])
+    return names
+
+
+def _embeds_needed_for_filtering(plan: ReadPlan) -> set[str]:
+    """The embeds a count must still join: inner ones and those a condition tests."""
+    needed = {e.name for e in plan.embeds if e.inner}
+
+    def visit(predicate: Predicate) -> None:
+        if isinstance(predicate, EmbedNullCheck):
+            needed.add(predicate.embed)
+        elif isinstance(predicate, Logic):
+            for child in predicate.children:
+                visit(child)
+
+    for predicate in plan.where:
+        visit(predicate)
+    return needed
+
+
+def read_statement(plan: ReadPlan, *, exact_count: bool, body: str = "json") -> Statement:
+    """One statement for a read: the total (when counted), the page's row count and the JSON body.
+
+    Result columns: total (bigint or null), page_total (bigint), body (text or null).
+    """
+    statement = Statement()
+    renderer = _Renderer(statement)
+    source = renderer.read(plan)
+    total = "NULL::bigint"
+    if exact_count:
+        total = f"(SELECT count(*) FROM ({renderer.read(plan, count_only=True)}) AS _c)"
+    if body == "json":
+        body_sql = "coalesce(json_agg(_t), '[]')::text"
+    elif body == "single":
+        body_sql = "(json_agg(_t) -> 0)::text"
+    else:
+        body_sql = "NULL::text"
+    statement.sql = (
+        f"SELECT {total} AS total, count(_t) AS page_total, {body_sql} AS body FROM ({source}) AS _t"
+    )
+    return statement
+
+
+def planned_count_statement(plan: ReadPlan) -> Statement:
+    """EXPLAIN of the count query: its top node's row estimate is Prefer: count=planned."""
+    statement = Statement()
+    renderer = _Renderer(statement)
+    statement.sql = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ({renderer.read(plan, count_only=True)}) AS _c"
+    return statement
+
+
+MUTATED = "pgrst_mutated"
+
+
+def _payload_rows(renderer: _Renderer, plan: MutatePlan, body: bytes) -> str:
+    """The body's rows as a record set of the table's row type (one JSON parameter)."""
+    table = quote_name(plan.table.name)
+    payload = renderer.statement.bind(body.decode())
+    as_array = "CASE WHEN json_typeof(_j) = 'array' THEN _j ELSE json_build_array(_j) END"
+    array = f"(SELECT {as_array} FROM (SELECT {payload}::json AS _j) AS _p)"
+    if not plan.missing_default:
+        return f"SELECT * FROM json_populate_recordset(NULL::{table}, {array})"
+    # Absent keys take the column's DEFAULT (the catalog's own expression), present ones the value.
+    values = [
+        f"CASE WHEN _e.value::jsonb ? {renderer.statement.bind(c.name)}::text THEN _r.{quote_ident(c.name)} "
+        f"ELSE {c.default or 'NULL'} END AS {quote_ident(c.name)}"
+        for c in plan.columns
+    ]
+    return (
+        f"SELECT {', '.join(values) or '1'} FROM json_array_elements({array}) AS _e, "
+        f"LATERAL json_populate_record(NULL::{table}, _e.value) AS _r"
+    )
+
+
+def mutation_statement(plan: MutatePlan, body: bytes | None, *, single: bool = False) -> Statement:
+    """One statement that writes and answers: total, page_total (rows affected), body, location.
+
+    The write is a data-modifying CTE, so it runs in full whether or not its rows are read.
+    """
+    statement = Statement()
+    renderer = _Renderer(statement)
+    table = quote_name(plan.table.name)
+    target = renderer.alias()
+    names = [quote_ident(c.name) for c in plan.columns]
+    if plan.action in (Action.INSERT, Action.UPSERT_ONE):
+        rows = _payload_rows(renderer, plan, body or b"null")
+        column_list = ", ".join(names)
+        mutation = (
+            f"INSERT INTO {table} AS {target} ({column_list}) SELECT {column_list} FROM ({rows}) AS _rows"
+        )
+        if plan.conflict:
+            conflict = ", ".join(quote_ident(c) for c in plan.conflict)
+            updates = [n for n in names if n not in {quote_ident(c) for c in plan.conflict}]
+            if plan.resolution == ResolutionPreference.IGNORE_DUPLICATES or not updates:
+                mutation += f" ON CONFLICT ({conflict}) DO NOTHING"
+            else:
+                assignments = ", ".join(f"{n} = EXCLUDED.{n}" for n in updates)
+                mutation += f" ON CONFLICT ({conflict}) DO UPDATE SET {assignments}"
+            if plan.action == Action.UPSERT_ONE:
+                conditions = [renderer.predicate(target, p, {}) for p in plan.where]
+                if conditions and updates:
+                    mutation += " WHERE " + " AND ".join(conditions)
+    elif plan.action == Action.UPDATE:
+        body_alias = renderer.alias()
+        payload = statement.bind((body or b"{}").decode())
+        assignments = ", ".join(f"{n} = {body_alias}.{n}" for n in names)
+        conditions = [renderer.predicate(target, p, {}) for p in plan.where]
+        mutation = (
+            f"UPDATE {table} AS {target} SET {assignments} "
+            f"FROM (SELECT * FROM json_populate_record(NULL::{table}, {payload}::json)) AS {body_alias}"
+        )
+        if conditions:
+            mutation += " WHERE " + " AND ".join(conditions)
+    else:
+        conditions = [renderer.predicate(target, p, {}) for p in plan.where]
+        mutation = f"DELETE FROM {table} AS {target}"
+        if conditions:
+            mutation += " WHERE " + " AND ".join(conditions)
+    mutation += f" RETURNING {target}.*"
+    if not names and plan.action != Action.DELETE:
+        # An empty body ({} or []) writes nothing; the answer is the usual one with no rows.
+        mutation = f"SELECT {target}.* FROM {table} AS {target} WHERE FALSE"
+
+    body_sql = "NULL::text"
+    if plan.representation is not None:
+        read = renderer.read(plan.representation, source=MUTATED)
+        body_sql = (
+            f"(SELECT (json_agg(_t) -> 0)::text FROM ({read}) AS _t)"
+            if single
+            else f"(SELECT coalesce(json_agg(_t), '[]')::text FROM ({read}) AS _t)"
+        )
+    location_sql = "NULL::text"
+    if plan.location:
+        pk = ", ".join(f"{quote_ident(c)}::text" for c in plan.table.primary_key)
+        location_sql = f"(SELECT json_build_array({pk})::text FROM {MUTATED} LIMIT 1)"
+    statement.sql = (
+        f"WITH {MUTATED} AS ({mutation}) "
+        f"SELECT NULL::bigint AS total, (SELECT count(*) FROM {MUTATED}) AS page_total, "
+        f"{body_sql} AS body, {location_sql} AS location"
+    )
+    return statement

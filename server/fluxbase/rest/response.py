@@ -1,0 +1,141 @@
+"""The response stage: a statement's result turned into status, headers and body (... -> **response**).
+
+Pure: takes what the transaction returned and what the client asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import orjson
+
+from fluxbase.rest.errors import range_out_of_bounds, singularity_error
+from fluxbase.rest.parse import Action, ApiRequest, MediaKind, MediaType, Page, TxPreference
+from fluxbase.rest.plan import MutatePlan
+
+JSON = "application/json; charset=utf-8"
+SINGULAR = "application/vnd.pgrst.object+json; charset=utf-8"
+CSV = "text/csv; charset=utf-8"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+def content_range(offset: int, page_total: int, total: int | None) -> str:
+    """`0-9/100`, `0-9/*` when not counted, `*/0` for an empty page (RFC 7233 style, as PostgREST)."""
+    total_text = "*" if total is None else str(total)
+    if page_total == 0:
+        return f"*/{total_text}"
+    return f"{offset}-{offset + page_total - 1}/{total_text}"
+
+
+def read_reply(
+    *,
+    page: Page,
+    total: int | None,
+    page_total: int,
+    body: str | None,
+    accept: MediaType,
+    head: bool,
+    count_applied: str | None,
+) -> Reply:
+    if total is not None and page.offset > 0 and page.offset >= total and page_total == 0:
+        raise range_out_of_bounds(page.offset, total)
+    headers = {"Content-Range": content_range(page.offset, page_total, total)}
+    if count_applied:
+        headers["Preference-Applied"] = f"count={count_applied}"
+    status = 200
+    if total is not None and page_total < total:
+        status = 206
+    if accept.kind == MediaKind.SINGULAR:
+        if page_total != 1:
+            raise singularity_error(page_total)
+        headers["Content-Type"] = SINGULAR
+        payload = (body or "null").encode()
+        if accept.nulls_stripped:
+            payload = orjson.dumps({k: v for k, v in orjson.loads(payload).items() if v is not None})
+        return Reply(status, headers, None if head else payload)
+    if accept.kind == MediaKind.CSV:
+        headers["Content-Type"] = CSV
+        return Reply(status, headers, None if head else json_array_to_csv(body or "[]"))
+    headers["Content-Type"] = JSON
+    return Reply(status, headers, None if head else (body or "[]").encode())
+
+
+def _csv_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return orjson.dumps(value).decode()
+
+
+def json_array_to_csv(body: str) -> bytes:
+    """A JSON array of objects as CSV with a header row (the keys of the first object)."""
+    rows = orjson.loads(body)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if rows:
+        keys = list(rows[0])
+        writer.writerow(keys)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(key)) for key in keys])
+    return out.getvalue().encode()
+
+
+def write_reply(
+    plan: MutatePlan,
+    request: ApiRequest,
+    *,
+    affected: int,
+    body: str | None,
+    location: str | None,
+    count_applied: bool,
+    tx_applied: TxPreference | None,
+) -> Reply:
+    """Status and headers of a write, as PostgREST answers them."""
+    action = plan.action
+    total = str(affected) if count_applied else "*"
+    headers: dict[str, str] = {}
+    if action == Action.UPDATE and affected:
+        headers["Content-Range"] = f"0-{affected - 1}/{total}"
+    else:
+        headers["Content-Range"] = f"*/{total}"
+    preferences = request.preferences
+    applied = []
+    if preferences.return_ is not None:
+        applied.append(f"return={preferences.return_.value}")
+    if plan.resolution is not None and action == Action.INSERT:
+        applied.append(f"resolution={plan.resolution.value}")
+    if plan.missing_default:
+        applied.append("missing=default")
+    if count_applied:
+        applied.append("count=exact")
+    if tx_applied is not None:
+        applied.append(f"tx={tx_applied.value}")
+    if applied:
+        headers["Preference-Applied"] = ", ".join(applied)
+    if location:
+        values = orjson.loads(location)
+        query = "&".join(
+            f"{quote(name)}=eq.{quote(str(value))}"
+            for name, value in zip(plan.table.primary_key, values, strict=True)
+        )
+        headers["Location"] = f"/{quote(plan.table.name.name)}?{query}"
+    created = action == Action.INSERT
+    if plan.representation is None:
+        return Reply(201 if created else 204, headers)
+    if request.accept.kind == MediaKind.SINGULAR:
+        headers["Content-Type"] = SINGULAR
+        return Reply(201 if created else 200, headers, (body or "null").encode())
+    headers["Content-Type"] = JSON
+    return Reply(201 if created else 200, headers, (body or "[]").encode())
