@@ -12,10 +12,12 @@ import pytest
 
 from conftest import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 from fluxbase.db.embedded import find_pg_bin
-from fluxbase.db.migrate import REGISTRY_SCHEMA, Migrator
+from fluxbase.db.migrate import REGISTRY_SCHEMA, Migrator, read_plan
 
 # What each tool keeps about itself; everything else must be identical.
 REGISTRIES = (REGISTRY_SCHEMA, "sqitch")
+# Every change of the plan, in order.
+PLAN = [change.name for change in read_plan()]
 
 
 def libpq_args(dsn: str) -> list[str]:
@@ -77,7 +79,7 @@ def test_migrate_twice_changes_nothing_the_second_time(
     local_postgres: PostgresServer, fresh_dsn: str
 ) -> None:
     migrator = Migrator(fresh_dsn, authenticator_password=AUTHENTICATOR_PASSWORD)
-    assert migrator.up() == ["foundation"]
+    assert migrator.up() == PLAN
     before = schema_dump(fresh_dsn)
     assert migrator.up() == []
     assert schema_dump(fresh_dsn) == before
@@ -86,9 +88,9 @@ def test_migrate_twice_changes_nothing_the_second_time(
 
 def test_status_before_and_after(fresh_dsn: str) -> None:
     migrator = Migrator(fresh_dsn)
-    assert [(c.name, c.applied) for c in migrator.status()] == [("foundation", False)]
+    assert [(c.name, c.applied) for c in migrator.status()] == [(name, False) for name in PLAN]
     migrator.up()
-    assert [(c.name, c.applied) for c in migrator.status()] == [("foundation", True)]
+    assert [(c.name, c.applied) for c in migrator.status()] == [(name, True) for name in PLAN]
 
 
 @pytest.mark.skipif(not shutil.which("sqitch"), reason="sqitch is installed by `make test`")
@@ -122,6 +124,45 @@ def test_sqitch_revert_brings_the_database_back_to_empty(local_postgres: Postgre
         local_postgres.drop_database(empty)
 
 
+def apply_file_with_psql(dsn: str, path: object) -> None:
+    psql = find_pg_bin() / "psql"
+    subprocess.run(
+        [str(psql), "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), *libpq_args(dsn)],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.skipif(not shutil.which("sqitch"), reason="sqitch is installed by `make test`")
+def test_reverting_auth_schema_gives_what_foundation_alone_gives(local_postgres: PostgresServer) -> None:
+    """Reverting a change removes its tables and the sql/ functions built on them, nothing else."""
+    reverted = local_postgres.create_database("reverted")
+    foundation_only = local_postgres.create_database("foundation")
+    try:
+        sqitch(reverted, "deploy")
+        apply_logic_with_psql(reverted)
+        sqitch(reverted, "revert", "-y", "--to", "foundation")
+        sqitch(foundation_only, "deploy", "--to", "foundation")
+        # What foundation's logic is: the grants, without the auth functions.
+        apply_file_with_psql(foundation_only, ROOT / "sql" / "10_grants.sql")
+        dump = schema_dump(reverted)
+        assert "auth.users" not in dump and "audit.events" not in dump
+        assert "CREATE FUNCTION auth.uid()" in dump
+        assert dump == schema_dump(foundation_only)
+    finally:
+        local_postgres.drop_database(reverted)
+        local_postgres.drop_database(foundation_only)
+
+
+def test_migrate_down_one_then_up_again(fresh_dsn: str) -> None:
+    migrator = Migrator(fresh_dsn)
+    migrator.up()
+    before = schema_dump(fresh_dsn)
+    assert migrator.down(1) == PLAN[-1:]
+    assert migrator.up() == PLAN[-1:]
+    assert schema_dump(fresh_dsn) == before
+
+
 def test_migrate_down_all_brings_the_database_back_to_empty(
     local_postgres: PostgresServer, fresh_dsn: str
 ) -> None:
@@ -129,10 +170,10 @@ def test_migrate_down_all_brings_the_database_back_to_empty(
     try:
         migrator = Migrator(fresh_dsn)
         migrator.up()
-        assert migrator.down(None) == ["foundation"]
+        assert migrator.down(None) == PLAN[::-1]
         assert schema_dump(fresh_dsn) == schema_dump(empty)
         # And forward again: a reverted database migrates like a new one.
-        assert migrator.up() == ["foundation"]
+        assert migrator.up() == PLAN
     finally:
         local_postgres.drop_database(empty)
 
@@ -165,7 +206,7 @@ def test_concurrent_migrations_take_turns(local_postgres: PostgresServer, fresh_
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: Migrator(fresh_dsn).up(), range(4)))
-    assert sorted(results, key=len) == [[], [], [], ["foundation"]]
+    assert sorted(results, key=len) == [[], [], [], PLAN]
 
 
 def test_migration_registry_is_not_in_an_exposed_schema(migrated_dsn: str) -> None:
