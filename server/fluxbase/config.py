@@ -121,6 +121,7 @@ class ApiConfig:
     aggregates_enabled: bool = False
     plan_enabled: bool = False
     tx_override: bool = True
+    pre_request: str | None = None
 
 
 @dataclass(frozen=True)
