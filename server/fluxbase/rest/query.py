@@ -530,7 +530,10 @@ def call_statement(
             f"FROM (SELECT {call}) AS _v"
         )
     elif plan.function.returns_scalar and not plan.function.returns_set:
-        select = f"SELECT NULL::bigint AS total, 1::bigint AS page_total, to_json(_t.v)::text AS body FROM (SELECT {call} AS v) AS _t"  # noqa: E501
+        select = (
+            "SELECT NULL::bigint AS total, 1::bigint AS page_total, to_json(_t.v)::text AS body "
+            f"FROM (SELECT {call} AS v) AS _t"
+        )
     elif plan.function.returns_scalar:
         select = (
             "SELECT NULL::bigint AS total, count(*) AS page_total, "
