@@ -142,9 +142,15 @@ class CsrfConfig:
 
 
 @dataclass(frozen=True)
+class CorsConfig:
+    allowed_origins: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     rate_limit: RateLimitConfig = RateLimitConfig()
     csrf: CsrfConfig = CsrfConfig()
+    cors: CorsConfig = CorsConfig()
     trusted_proxies: tuple[str, ...] = ()
 
 
@@ -425,6 +431,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         security=SecurityConfig(
             rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
             csrf=CsrfConfig(**security.get("csrf", {})),
+            cors=CorsConfig(tuple(security.get("cors", {}).get("allowed_origins", ("*",)))),
             trusted_proxies=tuple(security.get("trusted_proxies", ())),
         ),
         realtime=RealtimeConfig(**durations(section("realtime"), ("ping_interval",))),

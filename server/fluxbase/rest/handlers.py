@@ -40,7 +40,7 @@ from fluxbase.rest.parse import (
     check_profile,
     parse_request,
 )
-from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read
+from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read, resolve_table
 from fluxbase.rest.query import (
     Statement,
     call_statement,
@@ -52,7 +52,7 @@ from fluxbase.rest.query import (
     read_statement,
 )
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
-from fluxbase.rest.schema import SchemaCache
+from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 
 MAX_URL_BYTES = 16 * 1024
@@ -322,6 +322,29 @@ async def _explain(
     return Reply(200, {"Content-Type": content_type}, body.encode())
 
 
+def _options_reply(path_kind: PathKind, target: str, cache: SchemaCache, schema: str) -> Reply:
+    """OPTIONS: the methods this relation or function accepts, in Allow."""
+    if path_kind == "rpc":
+        overloads = cache.function_overloads(schema, target)
+        if not overloads:
+            raise pgrst_error(
+                "PGRST202", f"Could not find the function {schema}.{target} in the schema cache"
+            )
+        volatile = all(f.volatility == Volatility.VOLATILE for f in overloads)
+        return Reply(200, {"Allow": "OPTIONS,POST" if volatile else "OPTIONS,GET,HEAD,POST"})
+    table = resolve_table(cache, schema, target)
+    methods = ["OPTIONS", "GET", "HEAD"]
+    if table.insertable:
+        methods.append("POST")
+    if table.insertable and table.updatable:
+        methods.append("PUT")
+    if table.updatable:
+        methods.append("PATCH")
+    if table.deletable:
+        methods.append("DELETE")
+    return Reply(200, {"Allow": ",".join(methods)})
+
+
 def _context(request: web.Request, caller: Caller, schema: str, rest: RestContext) -> RequestContext:
     return RequestContext(
         caller.role,
@@ -365,6 +388,8 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 reply = await _run_read(request, rest, api_request, caller, schema, cache, timer)
             elif path_kind == "relation" and api_request.action in WRITES:
                 reply = await _run_write(request, rest, api_request, caller, schema, cache, timer)
+            elif api_request.action == Action.INFO:
+                reply = _options_reply(path_kind, api_request.target, cache, schema)
             elif path_kind == "rpc" and api_request.action == Action.CALL:
                 reply = await _run_call(request, rest, api_request, caller, schema, cache, timer)
             else:
