@@ -121,6 +121,8 @@ class ApiConfig:
     aggregates_enabled: bool = False
     plan_enabled: bool = False
     tx_override: bool = True
+    # The root's OpenAPI description (rest/openapi.py): follow-privileges | ignore-privileges | disabled.
+    openapi_mode: str = "follow-privileges"
 
 
 @dataclass(frozen=True)
