@@ -266,7 +266,7 @@ def test_internal_schemas_can_never_be_exposed(schema: str, tmp_path: Path) -> N
     assert problems(error) == [f"{path}: api.schemas: schema {schema!r} is internal and can never be exposed"]
 
 
-def test_openapi_mode_defaults_to_following_privileges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openapi_mode_follows_privileges_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert load_config(env={}).api.openapi_mode == "follow-privileges"
     assert load_config(env={"FLUXBASE_API_OPENAPI_MODE": "disabled"}).api.openapi_mode == "disabled"
