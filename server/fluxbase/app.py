@@ -72,7 +72,9 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         app[DATABASE] = await Database.connect(dsn, config.database)
         schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
         await schema_cache.start()
-        app[rest_handlers.REST] = rest_handlers.RestContext(config.api, app[DATABASE], schema_cache)
+        app[rest_handlers.REST] = rest_handlers.RestContext(
+            config.api, app[DATABASE], schema_cache, base_url=config.server.base_url
+        )
         yield
         await schema_cache.close()
         with contextlib.suppress(Exception):

@@ -122,6 +122,8 @@ class ApiConfig:
     plan_enabled: bool = False
     tx_override: bool = True
     pre_request: str | None = None
+    # The root's OpenAPI description (rest/openapi.py): follow-privileges | ignore-privileges | disabled.
+    openapi_mode: str = "follow-privileges"
 
 
 @dataclass(frozen=True)

@@ -264,3 +264,19 @@ def test_internal_schemas_can_never_be_exposed(schema: str, tmp_path: Path) -> N
     with pytest.raises(ConfigError) as error:
         load_config(path, env={})
     assert problems(error) == [f"{path}: api.schemas: schema {schema!r} is internal and can never be exposed"]
+
+
+def test_openapi_mode_follows_privileges_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(env={}).api.openapi_mode == "follow-privileges"
+    assert load_config(env={"FLUXBASE_API_OPENAPI_MODE": "disabled"}).api.openapi_mode == "disabled"
+
+
+def test_openapi_mode_refuses_unknown_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config(env={"FLUXBASE_API_OPENAPI_MODE": "everything"})
+    assert problems(error) == [
+        "FLUXBASE_API_OPENAPI_MODE (api.openapi_mode): expected one of follow-privileges, "
+        "ignore-privileges, disabled, got 'everything'"
+    ]

@@ -20,10 +20,12 @@ from aiohttp import web
 from fluxbase.config import ApiConfig
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
+from fluxbase.rest import openapi
 from fluxbase.rest.errors import (
     ApiError,
     from_postgres,
     max_affected_violation,
+    openapi_disabled,
     pgrst_error,
     reason_phrase,
     schema_cache_not_loaded,
@@ -74,6 +76,7 @@ class RestContext:
     api: ApiConfig
     database: Database
     schema: SchemaSource
+    base_url: str = "http://localhost:8080"  # server.base_url: the OpenAPI document's server
 
     @property
     def plan_settings(self) -> PlanSettings:
@@ -406,6 +409,42 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
     return handle
 
 
+def _openapi_endpoint(mount: openapi.Mount) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """GET/HEAD on the root: the OpenAPI description of the selected schema (rest/openapi.py)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rest = request.app[REST]
+        try:
+            if rest.api.openapi_mode == openapi.DISABLED:
+                raise openapi_disabled()
+            caller = _caller(request)
+            api_request = parse_request(
+                request.method, "root", "", list(request.query.items()), request.headers
+            )
+            if api_request.action == Action.INFO:
+                return web.Response(headers={"Allow": "OPTIONS,GET,HEAD"})
+            schema = check_profile(api_request.profile, rest.api.schemas)
+            if not rest.schema.loaded:
+                raise schema_cache_not_loaded()
+            cache = rest.schema.cache
+            if rest.api.openapi_mode == openapi.IGNORE_PRIVILEGES:
+                access = openapi.Access.everything(cache, schema)
+            else:
+                context = _context(request, caller, schema, rest)
+                async with rest.database.transaction(context, read_only=True) as tx:
+                    access = await openapi.load_access(tx, schema)
+            document = openapi.build_openapi(cache, schema, access, base_url=rest.base_url, mount=mount)
+        except ApiError as error:
+            return _error_response(error)
+        except asyncpg.PostgresError as error:
+            return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
+        # application/json when the client asked for it by any JSON name, else OpenAPI's own type.
+        mime = "application/json" if api_request.accept.kind == MediaKind.JSON else MediaKind.OPENAPI.value
+        return web.Response(body=orjson.dumps(document), headers={"Content-Type": f"{mime}; charset=utf-8"})
+
+    return handle
+
+
 def _role_or_anon(request: web.Request) -> str:
     try:
         return authenticate(request).role
@@ -430,3 +469,7 @@ def add_routes(app: web.Application) -> None:
         app.router.add_route("*", prefix + "/{name}", relation)
     for prefix in ("/rest/v1/rpc", "/api/v1/rpc"):
         app.router.add_route("*", prefix + "/{name}", rpc)
+    for mount_path, mount in (("/rest/v1", openapi.REST_MOUNT), ("/api/v1/tables", openapi.TABLES_MOUNT)):
+        root = _openapi_endpoint(mount)
+        app.router.add_route("*", mount_path, root)
+        app.router.add_route("*", mount_path + "/", root)
