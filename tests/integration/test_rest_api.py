@@ -312,3 +312,64 @@ async def test_cors_preflight_and_exposed_headers(api: Client) -> None:
     )
     assert actual.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
     assert "Content-Range" in actual.headers["Access-Control-Expose-Headers"]
+
+
+async def test_order_by_a_to_one_embed(api: Client) -> None:
+    query = "select=id,directors(last_name)&director_id=not.is.null&order=directors(last_name).desc,id"
+    _, body, _ = await get(api, f"/rest/v1/films?{query}")
+    assert [row["id"] for row in body] == [2, 1, 3]  # Varda, then Kubrick's two by id
+    status, error, _ = await get(api, "/rest/v1/directors?select=id,films(id)&order=films(year)")
+    assert (status, error["code"]) == (400, "PGRST118")
+
+
+async def test_columns_on_conflict_and_missing_default(api: Client) -> None:
+    alice = user(ALICE)
+    representation = {**alice, "Prefer": "return=representation"}
+    # columns= picks what is written; other keys in the body are ignored.
+    picked = await api.post(
+        "/rest/v1/films?columns=id,title&select=id,title,tags",
+        json=[{"id": 50, "title": "Picked", "year": 1999}],
+        headers=representation,
+    )
+    assert await picked.json() == [{"id": 50, "title": "Picked", "tags": []}]
+    # on_conflict on a non-primary unique column.
+    upsert = {**alice, "Prefer": "resolution=merge-duplicates,return=representation"}
+    merged = await api.post(
+        "/rest/v1/films?on_conflict=id&select=id,title", json={"id": 50, "title": "Merged"}, headers=upsert
+    )
+    assert await merged.json() == [{"id": 50, "title": "Merged"}]
+    # missing=default: an absent key takes the column default, not NULL (tags is NOT NULL DEFAULT '{}').
+    defaults = {**alice, "Prefer": "missing=default,return=representation"}
+    bulk = [{"id": 51, "title": "A", "tags": ["x"]}, {"id": 52, "title": "B"}]
+    created = await api.post(
+        "/rest/v1/films?columns=id,title,tags&select=id,tags", json=bulk, headers=defaults
+    )
+    assert created.status == 201, await created.text()
+    assert await created.json() == [{"id": 51, "tags": ["x"]}, {"id": 52, "tags": []}]
+    without = await api.post(
+        "/rest/v1/films?columns=id,title,tags", json=[{"id": 53, "title": "C"}], headers=alice
+    )
+    assert (without.status, (await without.json())["code"]) == (400, "23502")  # NULL into NOT NULL
+    await api.delete("/rest/v1/films?id=gte.50", headers=alice)
+
+
+async def test_max_affected_rolls_back(api: Client) -> None:
+    strict = {**user(ALICE), "Prefer": "handling=strict,max-affected=1"}
+    await api.post(
+        "/rest/v1/directors",
+        json=[{"id": 60, "last_name": "x"}, {"id": 61, "last_name": "y"}],
+        headers=user(ALICE),
+    )
+    refused = await api.patch("/rest/v1/directors?id=gte.60", json={"last_name": "z"}, headers=strict)
+    assert (refused.status, (await refused.json())["code"]) == (400, "PGRST124")
+    _, unchanged, _ = await get(api, "/rest/v1/directors?id=gte.60&select=last_name&order=id")
+    assert unchanged == [{"last_name": "x"}, {"last_name": "y"}]
+    await api.delete("/rest/v1/directors?id=gte.60", headers=user(ALICE))
+
+
+async def test_estimated_count(api: Client) -> None:
+    response = await api.get(
+        "/rest/v1/films?select=id&limit=1", headers={**ANON, "Prefer": "count=estimated"}
+    )
+    assert response.headers["Content-Range"] == "0-0/4"  # few rows: the exact count
+    assert response.headers["Preference-Applied"] == "count=estimated"

@@ -18,6 +18,7 @@ from fluxbase.rest.errors import (
     not_embedded,
     not_implemented,
     pgrst_error,
+    related_order_not_to_one,
     table_not_found,
     unacceptable_embed_filter,
 )
@@ -119,6 +120,8 @@ Predicate = Condition | EmbedNullCheck | Logic
 class Ordering:
     ref: ColumnRef
     term: OrderTerm
+    # `order=directors(last_name)`: the column belongs to this to-one embed's table.
+    through: Embed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +215,7 @@ class _ReadBuilder:
         order: list[Ordering] = []
         for embedded_order in self.request.order:
             if embedded_order.path == path:
-                order.extend(self._ordering(table, term) for term in embedded_order.terms)
+                order.extend(self._ordering(table, term, embeds) for term in embedded_order.terms)
         for embedded_page in self.request.pages:
             if embedded_page.path == path and path:
                 page = embedded_page.page
@@ -320,10 +323,15 @@ class _ReadBuilder:
 
         return Logic(tree, tuple(child(node) for node in tree.children))
 
-    def _ordering(self, table: Table, term: OrderTerm) -> Ordering:
-        if term.relation is not None:
-            raise not_implemented("ordering by a column of an embedded resource is not supported yet")
-        return Ordering(self._column(table, term.field), term)
+    def _ordering(self, table: Table, term: OrderTerm, embeds: Sequence[Embed]) -> Ordering:
+        if term.relation is None:
+            return Ordering(self._column(table, term.field), term)
+        embed = next((e for e in embeds if e.name == term.relation), None)
+        if embed is None:
+            raise not_embedded(term.relation)
+        if not embed.to_one:
+            raise related_order_not_to_one(table.name.name, term.relation)
+        return Ordering(self._column(embed.read.table, term.field), term, embed)
 
 
 def _matches_hint(relationship: Relationship, hint: str) -> bool:

@@ -39,6 +39,7 @@ from fluxbase.rest.plan import (
     EmbedNullCheck,
     Logic,
     MutatePlan,
+    Ordering,
     OutputField,
     Predicate,
     ReadPlan,
@@ -276,15 +277,21 @@ class _Renderer:
             if keys:
                 sql += " GROUP BY " + ", ".join(keys)
         if plan.order and not count_only:
-            sql += " ORDER BY " + ", ".join(
-                self.ordering(alias, o.ref, o.term.direction, o.term.nulls) for o in plan.order
-            )
+            sql += " ORDER BY " + ", ".join(self.ordering(alias, o) for o in plan.order)
         if not count_only:
             sql += self.page(plan.page)
         return sql
 
-    def ordering(self, alias: str, ref: ColumnRef, direction: Direction | None, nulls: Nulls | None) -> str:
-        sql = self.column(alias, ref)
+    def ordering(self, alias: str, ordering: Ordering) -> str:
+        if ordering.through is None:
+            sql = self.column(alias, ordering.ref)
+        else:
+            # A to-one embed has at most one row, so a scalar subquery orders by its column.
+            related = self.alias()
+            table = quote_name(ordering.through.read.table.name)
+            condition = self.join_condition(alias, ordering.through, related)
+            sql = f"(SELECT {self.column(related, ordering.ref)} FROM {table} AS {related} WHERE {condition})"
+        direction, nulls = ordering.term.direction, ordering.term.nulls
         if direction is not None:
             sql += " DESC" if direction == Direction.DESC else " ASC"
         if nulls is not None:
