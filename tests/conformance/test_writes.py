@@ -135,15 +135,15 @@ def test_update_with_filters(stack: Stack) -> None:
 
 
 def test_update_with_count(stack: Stack) -> None:
-    stack.owner("insert into gadgets (id, sku, name) values (122, 'g-122', 'c'), (123, 'g-123', 'c')")
+    stack.owner("insert into gadgets (id, sku, name) values (122, 'g-122', 'cnt'), (123, 'g-123', 'cnt')")
     response = (
         stack.supabase(user=ALICE)
         .table("gadgets")
         .update({"qty": 9}, count="exact", returning=ReturnMethod.minimal)  # type: ignore[arg-type]
-        .eq("name", "c")
+        .eq("name", "cnt")
         .execute()
     )
-    assert response.count == stack.sql("select count(*) as n from gadgets where name = 'c'", user=ALICE)[0]["n"] == 2
+    assert response.count == stack.sql("select count(*) as n from gadgets where name = 'cnt'", user=ALICE)[0]["n"] == 2
     assert response.data == []
     assert stack.status == 204
 
