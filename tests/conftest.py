@@ -31,6 +31,9 @@ from fluxbase.config import AuthConfig, Config, DatabaseConfig, RateLimitConfig,
 from fluxbase.db.embedded import EmbeddedPostgres
 from fluxbase.db.migrate import Migrator, derive_authenticator_password
 
+# Fixtures of the data API's tests, kept in their own module.
+pytest_plugins = ["rest_support"]
+
 ROOT = Path(__file__).resolve().parents[1]
 FLUXBASE = str(Path(sys.executable).with_name("fluxbase"))
 JWT_SECRET = "0f3c5a9e7d1b2468ace13579bdf02468ace13579bdf02468ace13579bdf0aa55"

@@ -3,50 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
-import psycopg
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import AUTHENTICATOR_PASSWORD, JWT_SECRET, ROOT, PostgresServer, make_config
-from fluxbase.app import Runtime, build_app
-from fluxbase.db.migrate import Migrator
-from fluxbase.security.api_keys import api_key
-
-Client = TestClient  # type: ignore[type-arg]
-ALICE = "aaaaaaaa-0000-0000-0000-000000000001"
-BOB = "bbbbbbbb-0000-0000-0000-000000000002"
-ANON = {"apikey": api_key(JWT_SECRET, "anon")}
-SERVICE = {"apikey": api_key(JWT_SECRET, "service_role")}
-
-
-def user(sub: str) -> dict[str, str]:
-    token = jwt.encode(
-        {"sub": sub, "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 600},
-        JWT_SECRET,
-        algorithm="HS256",
-    )
-    return {**ANON, "Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture(scope="module")
-def rest_dsn(postgres: PostgresServer) -> str:
-    dsn = postgres.create_database("rest")
-    Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute((ROOT / "tests" / "fixtures" / "rest_schema.sql").read_text())  # type: ignore[arg-type]
-    return dsn
-
-
-@pytest.fixture
-async def api(rest_dsn: str) -> AsyncIterator[Client]:
-    config = make_config(rest_dsn)
-    app = build_app(config, Runtime(rest_dsn, AUTHENTICATOR_PASSWORD))
-    async with TestClient(TestServer(app)) as client:
-        yield client
+from conftest import JWT_SECRET
+from rest_support import ALICE, ANON, BOB, SERVICE, Client, user
 
 
 async def get(api: Client, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:

@@ -39,15 +39,16 @@ from fluxbase.rest.parse import (
     check_profile,
     parse_request,
 )
-from fluxbase.rest.plan import PlanSettings, plan_mutation, plan_read
+from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read
 from fluxbase.rest.query import (
     Statement,
+    call_statement,
     mutation_statement,
     planned_count_statement,
     quote_ident,
     read_statement,
 )
-from fluxbase.rest.response import Reply, read_reply, write_reply
+from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 
@@ -218,6 +219,53 @@ async def _run_write(
     )
 
 
+async def _run_call(
+    request: web.Request,
+    rest: RestContext,
+    api_request: ApiRequest,
+    caller: Caller,
+    schema: str,
+    cache: SchemaCache,
+    timer: _Timer,
+) -> Reply:
+    payload: object = None
+    body: bytes | None = None
+    if request.method == "POST":
+        raw = await request.read()
+        payload, body = _payload(api_request, raw) if raw.strip() else ({}, b"{}")
+    plan = plan_call(api_request, cache, schema, rest.plan_settings, payload)
+    single = api_request.accept.kind == MediaKind.SINGULAR
+    count = api_request.preferences.count
+    statement = call_statement(
+        plan,
+        body,
+        from_query=request.method != "POST",
+        exact_count=count == CountPreference.EXACT,
+        single=single,
+    )
+    timer.lap("plan")
+    async with rest.database.transaction(
+        _context(request, caller, schema, rest), read_only=plan.read_only
+    ) as tx:
+        row = await tx.fetchrow(statement.sql, *statement.params)
+        assert row is not None
+        if single and plan.read is not None and row["page_total"] != 1:
+            raise singularity_error(row["page_total"])
+        if api_request.preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
+            tx.request_rollback()
+    timer.lap("transaction")
+    reply = call_reply(
+        plan,
+        page=api_request.top_page,
+        total=row["total"],
+        page_total=row["page_total"],
+        body=row["body"],
+        head=request.method == "HEAD",
+        singular=single,
+    )
+    return apply_response_settings(reply, row["response_headers"], row["response_status"])
+
+
 def _context(request: web.Request, caller: Caller, schema: str, rest: RestContext) -> RequestContext:
     return RequestContext(
         caller.role,
@@ -261,6 +309,8 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 reply = await _run_read(request, rest, api_request, caller, schema, cache, timer)
             elif path_kind == "relation" and api_request.action in WRITES:
                 reply = await _run_write(request, rest, api_request, caller, schema, cache, timer)
+            elif path_kind == "rpc" and api_request.action == Action.CALL:
+                reply = await _run_call(request, rest, api_request, caller, schema, cache, timer)
             else:
                 raise pgrst_error("PGRST127", details=f"{request.method} on this path is not available yet")
         except ApiError as error:

@@ -46,7 +46,16 @@ from fluxbase.rest.parse import (
     SelectItem,
     SelectStar,
 )
-from fluxbase.rest.schema import Cardinality, Column, Relationship, SchemaCache, Table
+from fluxbase.rest.schema import (
+    Cardinality,
+    Column,
+    Function,
+    Parameter,
+    Relationship,
+    SchemaCache,
+    Table,
+    Volatility,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,3 +472,100 @@ def _put_key(table: Table, request: ApiRequest, payload: object) -> tuple[str, .
         if name not in payload or str(payload[name]) != eq_filters[name]:
             raise pgrst_error("PGRST115")
     return pk
+
+
+# --- calls ----------------------------------------------------------------------------------
+
+JSON_TYPES = frozenset({"json", "jsonb"})
+
+
+@dataclass(frozen=True, slots=True)
+class Argument:
+    parameter: Parameter
+    value: object  # a str from a query string, any JSON value from a body
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """A function call and how to shape its result."""
+
+    function: Function
+    arguments: tuple[Argument, ...] = ()
+    whole_body: bool = False  # a single unnamed json/jsonb parameter takes the body as is
+    # For functions returning rows of a known table: select, filters, order, page, embeds.
+    read: ReadPlan | None = None
+    read_only: bool = True
+
+    @property
+    def returns_void(self) -> bool:
+        return self.function.return_type == "void"
+
+
+def _single_unnamed_json(function: Function) -> bool:
+    parameters = function.parameters
+    return len(parameters) == 1 and not parameters[0].name and parameters[0].type in JSON_TYPES
+
+
+def plan_call(
+    request: ApiRequest,
+    cache: SchemaCache,
+    schema: str,
+    settings: PlanSettings,
+    payload: object,
+) -> CallPlan:
+    """Resolves /rpc/{fn} by argument names among the overloads, as PostgREST does."""
+    overloads = cache.function_overloads(schema, request.target)
+    if request.method in ("GET", "HEAD"):
+        given: dict[str, object] = {}
+        for name, value in request.rpc_args:
+            given[name] = value
+    elif isinstance(payload, dict):
+        given = dict(payload)
+    else:
+        given = {}
+    names = set(given)
+    matches = [
+        f
+        for f in overloads
+        if names <= {p.name for p in f.parameters if p.name}
+        and {p.name for p in f.parameters if not p.has_default} <= names
+        and not _single_unnamed_json(f)
+    ]
+    whole_body = False
+    if not matches and request.method == "POST":
+        matches = [f for f in overloads if _single_unnamed_json(f)]
+        whole_body = bool(matches)
+    if not matches:
+        listed = ", ".join(sorted(names))
+        raise pgrst_error(
+            "PGRST202",
+            f"Could not find the function {schema}.{request.target}({listed}) in the schema cache",
+            details=f"Searched for the function {schema}.{request.target} with parameters {listed or 'none'}"
+            " or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+        )
+    if len(matches) > 1:
+        candidates = ", ".join(
+            f"{f.name}({', '.join(f'{p.name} => {p.type}' for p in f.parameters)})" for f in matches
+        )
+        raise pgrst_error(
+            "PGRST203",
+            f"Could not choose the best candidate function between: {candidates}",
+            hint="Try renaming the parameters or the function itself so that overloads differ by name",
+        )
+    function = matches[0]
+    arguments = (
+        ()
+        if whole_body
+        else tuple(Argument(p, given[p.name]) for p in function.parameters if p.name in given)
+    )
+    read = None
+    if function.returns_table is not None:
+        table = cache.tables.get(function.returns_table)
+        if table is not None:
+            builder = _ReadBuilder(request, cache, settings)
+            read = builder.build(table, request.select, (), request.top_page)
+            builder.check_all_paths_used()
+    elif request.filters or request.logic or request.order:
+        raise not_implemented("filters and order apply only to functions that return rows of a table")
+    read_only = request.method in ("GET", "HEAD") or function.volatility != Volatility.VOLATILE
+    return CallPlan(function, arguments, whole_body, read, read_only)

@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import orjson
 
-from fluxbase.rest.errors import range_out_of_bounds, singularity_error
+from fluxbase.rest.errors import pgrst_error, range_out_of_bounds, singularity_error
 from fluxbase.rest.parse import Action, ApiRequest, MediaKind, MediaType, Page, TxPreference
-from fluxbase.rest.plan import MutatePlan
+from fluxbase.rest.plan import CallPlan, MutatePlan
 
 JSON = "application/json; charset=utf-8"
 SINGULAR = "application/vnd.pgrst.object+json; charset=utf-8"
@@ -139,3 +139,50 @@ def write_reply(
         return Reply(201 if created else 200, headers, (body or "null").encode())
     headers["Content-Type"] = JSON
     return Reply(201 if created else 200, headers, (body or "[]").encode())
+
+
+def call_reply(
+    plan: CallPlan,
+    *,
+    page: Page,
+    total: int | None,
+    page_total: int,
+    body: str | None,
+    head: bool,
+    singular: bool,
+) -> Reply:
+    """An RPC result: 204 for void, the bare JSON value, an object or an array with Content-Range."""
+    if plan.returns_void:
+        return Reply(204, {})
+    headers = {"Content-Type": SINGULAR if singular else JSON}
+    if plan.function.returns_set:
+        headers["Content-Range"] = content_range(page.offset, page_total, total)
+    payload = (body or "null").encode()
+    return Reply(200, headers, None if head else payload)
+
+
+def apply_response_settings(reply: Reply, headers_setting: str | None, status_setting: str | None) -> Reply:
+    """What the function set in response.headers / response.status overrides the computed answer."""
+    if headers_setting:
+        try:
+            entries = orjson.loads(headers_setting)
+            if not isinstance(entries, list):
+                raise ValueError
+            for entry in entries:
+                if not isinstance(entry, dict) or len(entry) != 1:
+                    raise ValueError
+                [(name, value)] = entry.items()
+                if not isinstance(value, str):
+                    raise ValueError
+                reply.headers[name] = value
+        except ValueError as error:
+            raise pgrst_error("PGRST111") from error
+    if status_setting:
+        try:
+            status = int(status_setting)
+        except ValueError as error:
+            raise pgrst_error("PGRST112") from error
+        if not 100 <= status <= 599:
+            raise pgrst_error("PGRST112")
+        reply.status = status
+    return reply
