@@ -52,20 +52,6 @@ def user_token(sub: str) -> str:
     )
 
 
-class RpcNotImplemented(Exception):
-    """The server answered PGRST127 for /rpc: RPC has not landed in this branch yet."""
-
-
-def rpc_pending() -> pytest.MarkDecorator:
-    """xfail only while /rpc answers 'not implemented'; any other failure still fails."""
-    return pytest.mark.xfail(reason="rpc lands in main", strict=False, raises=RpcNotImplemented)
-
-
-def check_rpc_available(error: APIError) -> None:
-    if error.code == "PGRST127":
-        raise RpcNotImplemented(error.message)
-
-
 @dataclass
 class Stack:
     """One running server and the database behind it; `status` is the last HTTP status seen."""

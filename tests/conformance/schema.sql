@@ -106,8 +106,11 @@ create function public.add(a int, b int) returns int
   language sql immutable as $$ select a + b $$;
 create function public.add_with_default(a int, b int default 10) returns int
   language sql immutable as $$ select a + b $$;
-create function public.echo(payload json) returns json
-  language sql immutable as $$ select payload $$;
+-- One unnamed json parameter receives the whole body.
+create function public.echo(json) returns json
+  language sql immutable as $$ select $1 $$;
+create function public.tag_count(doc jsonb) returns int
+  language sql immutable as $$ select jsonb_array_length(doc -> 'tags') $$;
 create function public.films_since(min_year int) returns setof public.films
   language sql stable as $$ select * from public.films where year >= min_year $$;
 create function public.new_director(id int, last_name text) returns public.directors
