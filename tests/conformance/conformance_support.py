@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import jwt
 import psycopg
-import pytest
 from postgrest import APIError, SyncPostgrestClient
 from supabase import Client, ClientOptions, create_client
 
