@@ -1,4 +1,4 @@
-"""The conformance suite's harness: a real `fluxbase serve`, the real Supabase clients, and PostgreSQL's own answer.
+"""Conformance harness: a real `fluxbase serve`, the real Supabase clients, PostgreSQL's own answer.
 
 Each test module starts one server (fixture `stack`) on a database of its own,
 migrated and loaded with `schema.sql`. A test asks the server through the
@@ -92,9 +92,7 @@ class Stack:
 
     # --- PostgreSQL's own answer -----------------------------------------------------------
 
-    def _as_role(
-        self, conn: psycopg.Connection[Any], role: str, user: str | None, read_only: bool
-    ) -> None:
+    def _as_role(self, conn: psycopg.Connection[Any], role: str, user: str | None, read_only: bool) -> None:
         if read_only:
             conn.execute("set transaction read only")
         claims: dict[str, Any] = {"role": role}

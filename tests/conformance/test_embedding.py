@@ -43,7 +43,9 @@ def test_one_to_many_is_an_array(stack: Stack) -> None:
         .execute()
         .data
     )
-    expected = stack.sql(f"select last_name, {films_of_director('title')} as films from directors d order by id")
+    expected = stack.sql(
+        f"select last_name, {films_of_director('title')} as films from directors d order by id"
+    )
     assert got == expected
     assert got[2]["films"] == []
 
@@ -65,7 +67,8 @@ def test_many_to_many_goes_through_the_junction(stack: Stack) -> None:
     )
     expected = stack.sql(
         "select title, (select coalesce(json_agg(a), '[]') from (select actors.name from actors"
-        " join roles on roles.actor_id = actors.id where roles.film_id = f.id order by actors.name) a) as actors"
+        " join roles on roles.actor_id = actors.id where roles.film_id = f.id order by actors.name) a)"
+        " as actors"
         " from films f order by id"
     )
     assert got == expected
@@ -138,7 +141,8 @@ def test_aliased_embeds(stack: Stack) -> None:
     expected = stack.sql(
         "select name,"
         " (select to_json(a) from (select city from addresses where id = c.billing_id) a) as billing,"
-        " (select to_json(a) from (select city as town from addresses where id = c.shipping_id) a) as shipping"
+        " (select to_json(a) from (select city as town from addresses where id = c.shipping_id) a)"
+        " as shipping"
         " from customers c order by id"
     )
     assert got == expected

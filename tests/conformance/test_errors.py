@@ -64,7 +64,7 @@ def test_bad_filter_syntax(stack: Stack, column: str, operator: str, value: str)
     else:
         error = expect_error(query.execute)
         assert error.code == "PGRST100"
-        assert error.message.startswith("\"failed to parse filter")  # type: ignore[union-attr]
+        assert error.message.startswith('"failed to parse filter')  # type: ignore[union-attr]
     assert stack.status == 400
 
 
@@ -75,7 +75,9 @@ def test_bad_order_syntax(stack: Stack) -> None:
 
 def test_unique_violation_is_409(stack: Stack) -> None:
     expected = stack.sql_error("insert into directors (id, last_name) values (1, 'again')", user=ALICE)
-    error = expect_error(stack.supabase(user=ALICE).table("directors").insert({"id": 1, "last_name": "again"}).execute)
+    error = expect_error(
+        stack.supabase(user=ALICE).table("directors").insert({"id": 1, "last_name": "again"}).execute
+    )
     assert stack.status == 409
     assert_same_error(error, expected)
     assert error.code == "23505"
@@ -101,7 +103,9 @@ def test_foreign_key_violation_is_409(stack: Stack) -> None:
 
 
 def test_rls_write_violation_is_403_for_a_user(stack: Stack) -> None:
-    expected = stack.sql_error("insert into guestbook (signed_by, message) values ('someone else', 'hi')", user=ALICE)
+    expected = stack.sql_error(
+        "insert into guestbook (signed_by, message) values ('someone else', 'hi')", user=ALICE
+    )
     row = {"signed_by": "someone else", "message": "hi"}
     error = expect_error(stack.supabase(user=ALICE).table("guestbook").insert(row).execute)
     assert stack.status == 403
@@ -111,7 +115,9 @@ def test_rls_write_violation_is_403_for_a_user(stack: Stack) -> None:
 
 def test_rls_write_violation_is_401_for_anon(stack: Stack) -> None:
     expected = stack.sql_error("insert into guestbook (signed_by, message) values ('alice', 'hi')")
-    error = expect_error(stack.supabase().table("guestbook").insert({"signed_by": "alice", "message": "hi"}).execute)
+    error = expect_error(
+        stack.supabase().table("guestbook").insert({"signed_by": "alice", "message": "hi"}).execute
+    )
     assert stack.status == 401
     assert stack.responses[-1].headers["WWW-Authenticate"].startswith("Bearer")
     assert_same_error(error, expected)
@@ -133,7 +139,10 @@ def test_missing_grant_is_401_for_anon_and_403_for_a_user(stack: Stack) -> None:
 
 def test_singular_with_zero_and_many_rows(stack: Stack) -> None:
     client = stack.postgrest()
-    for query, rows in ((client.from_("films").select("id").eq("id", 0), 0), (client.from_("films").select("id"), 5)):
+    for query, rows in (
+        (client.from_("films").select("id").eq("id", 0), 0),
+        (client.from_("films").select("id"), 5),
+    ):
         error = expect_error(query.single().execute)
         assert stack.status == 406
         assert (error.code, error.details) == ("PGRST116", f"The result contains {rows} rows")

@@ -42,38 +42,83 @@ FILTERS: list[tuple[str, Callable[[Builder], Builder], str]] = [
     ("is null json path", lambda q: q.is_("data->>lang", None), "data->>'lang' is null"),
     ("not is null", lambda q: q.not_.is_("year", "null"), "year is not null"),
     ("in ints", lambda q: q.in_("id", [1, 3, 99]), "id in (1, 3, 99)"),
-    ("in texts", lambda q: q.in_("title", ["Barry Lyndon", "Untitled"]), "title in ('Barry Lyndon', 'Untitled')"),
+    (
+        "in texts",
+        lambda q: q.in_("title", ["Barry Lyndon", "Untitled"]),
+        "title in ('Barry Lyndon', 'Untitled')",
+    ),
     ("not in", lambda q: q.not_.in_("id", [1, 3]), "id not in (1, 3)"),
     ("contains array", lambda q: q.contains("tags", ["classic"]), "tags @> '{classic}'"),
-    ("contains json", lambda q: q.contains("data", {"lang": "en"}), "data @> '{\"lang\": \"en\"}'"),
-    ("contains range", lambda q: q.contains("shooting", "[1974,1975)"), "shooting @> '[1974,1975)'::int4range"),
-    ("contained_by array", lambda q: q.contained_by("tags", ["drama", "classic"]), "tags <@ '{drama,classic}'"),
-    ("contained_by json", lambda q: q.contained_by("data", {"lang": "fr", "budget": 1, "x": 2}),
-     "data <@ '{\"lang\": \"fr\", \"budget\": 1, \"x\": 2}'"),
-    ("overlaps array", lambda q: q.overlaps("tags", ["horror", "documentary"]), "tags && '{horror,documentary}'"),
-    ("overlaps range", lambda q: q.overlaps("shooting", "[1960,1976)"), "shooting && '[1960,1976)'::int4range"),
+    ("contains json", lambda q: q.contains("data", {"lang": "en"}), 'data @> \'{"lang": "en"}\''),
+    (
+        "contains range",
+        lambda q: q.contains("shooting", "[1974,1975)"),
+        "shooting @> '[1974,1975)'::int4range",
+    ),
+    (
+        "contained_by array",
+        lambda q: q.contained_by("tags", ["drama", "classic"]),
+        "tags <@ '{drama,classic}'",
+    ),
+    (
+        "contained_by json",
+        lambda q: q.contained_by("data", {"lang": "fr", "budget": 1, "x": 2}),
+        'data <@ \'{"lang": "fr", "budget": 1, "x": 2}\'',
+    ),
+    (
+        "overlaps array",
+        lambda q: q.overlaps("tags", ["horror", "documentary"]),
+        "tags && '{horror,documentary}'",
+    ),
+    (
+        "overlaps range",
+        lambda q: q.overlaps("shooting", "[1960,1976)"),
+        "shooting && '[1960,1976)'::int4range",
+    ),
     ("range_gt", lambda q: q.range_gt("shooting", (1965, 1972)), "shooting >> '(1965,1972)'::int4range"),
     ("range_gte", lambda q: q.range_gte("shooting", (1965, 1974)), "shooting &> '(1965,1974)'::int4range"),
     ("range_lt", lambda q: q.range_lt("shooting", (1965, 1972)), "shooting << '(1965,1972)'::int4range"),
     ("range_lte", lambda q: q.range_lte("shooting", (1965, 1976)), "shooting &< '(1965,1976)'::int4range"),
-    ("range_adjacent", lambda q: q.range_adjacent("shooting", (1962, 1973)), "shooting -|- '(1962,1973)'::int4range"),
+    (
+        "range_adjacent",
+        lambda q: q.range_adjacent("shooting", (1962, 1973)),
+        "shooting -|- '(1962,1973)'::int4range",
+    ),
     ("fts", lambda q: q.text_search("tsv", "hotel & winter"), "tsv @@ to_tsquery('hotel & winter')"),
-    ("plfts", lambda q: q.text_search("tsv", "isolated hotels", {"type": "plain"}),
-     "tsv @@ plainto_tsquery('isolated hotels')"),
-    ("phfts", lambda q: q.text_search("tsv", "medical test", {"type": "phrase"}),
-     "tsv @@ phraseto_tsquery('medical test')"),
-    ("wfts", lambda q: q.text_search("tsv", "gleaners -paris", {"type": "web_search"}),
-     "tsv @@ websearch_to_tsquery('gleaners -paris')"),
-    ("fts config", lambda q: q.text_search("tsv", "rogue", {"type": "plain", "config": "english"}),
-     "tsv @@ plainto_tsquery('english', 'rogue')"),
-    ("fts on text", lambda q: q.text_search("summary", "paris", {"config": "english"}),
-     "to_tsvector('english', summary) @@ to_tsquery('english', 'paris')"),
+    (
+        "plfts",
+        lambda q: q.text_search("tsv", "isolated hotels", {"type": "plain"}),
+        "tsv @@ plainto_tsquery('isolated hotels')",
+    ),
+    (
+        "phfts",
+        lambda q: q.text_search("tsv", "medical test", {"type": "phrase"}),
+        "tsv @@ phraseto_tsquery('medical test')",
+    ),
+    (
+        "wfts",
+        lambda q: q.text_search("tsv", "gleaners -paris", {"type": "web_search"}),
+        "tsv @@ websearch_to_tsquery('gleaners -paris')",
+    ),
+    (
+        "fts config",
+        lambda q: q.text_search("tsv", "rogue", {"type": "plain", "config": "english"}),
+        "tsv @@ plainto_tsquery('english', 'rogue')",
+    ),
+    (
+        "fts on text",
+        lambda q: q.text_search("summary", "paris", {"config": "english"}),
+        "to_tsvector('english', summary) @@ to_tsquery('english', 'paris')",
+    ),
     ("match", lambda q: q.match({"director_id": 1, "year": 1975}), "director_id = 1 and year = 1975"),
     ("not eq", lambda q: q.not_.eq("year", 1980), "not (year = 1980)"),
     ("not like", lambda q: q.not_.like("title", "The*"), "not (title like 'The%')"),
     ("or", lambda q: q.or_("year.lt.1965,id.eq.4"), "year < 1965 or id = 4"),
-    ("or nested and", lambda q: q.or_("year.gt.1990,and(director_id.eq.1,rating.gt.8.2)"),
-     "year > 1990 or (director_id = 1 and rating > 8.2)"),
+    (
+        "or nested and",
+        lambda q: q.or_("year.gt.1990,and(director_id.eq.1,rating.gt.8.2)"),
+        "year > 1990 or (director_id = 1 and rating > 8.2)",
+    ),
     ("not or", lambda q: q.not_.or_("year.lt.1965,id.eq.4"), "not (year < 1965 or id = 4)"),
     ("filter cs", lambda q: q.filter("tags", "cs", "{classic}"), "tags @> '{classic}'"),
     ("filter json ->>", lambda q: q.filter("data->>lang", "eq", "fr"), "data->>'lang' = 'fr'"),
@@ -82,8 +127,11 @@ FILTERS: list[tuple[str, Callable[[Builder], Builder], str]] = [
     ("filter match", lambda q: q.filter("title", "match", "^B"), "title ~ '^B'"),
     ("filter isdistinct", lambda q: q.filter("year", "isdistinct", "1980"), "year is distinct from 1980"),
     ("filter not.in", lambda q: q.filter("id", "not.in", "(2,4)"), "id not in (2, 4)"),
-    ("chained", lambda q: q.gte("year", 1960).lt("year", 1990).neq("director_id", 2),
-     "year >= 1960 and year < 1990 and director_id <> 2"),
+    (
+        "chained",
+        lambda q: q.gte("year", 1960).lt("year", 1990).neq("director_id", 2),
+        "year >= 1960 and year < 1990 and director_id <> 2",
+    ),
 ]
 
 
@@ -109,8 +157,11 @@ ORDERS: list[tuple[str, Callable[[Builder], Builder], str]] = [
     ("desc", lambda q: q.order("year", desc=True).order("id"), "year desc, id"),
     ("desc nullslast", lambda q: q.order("year", desc=True, nullsfirst=False), "year desc nulls last"),
     ("asc nullsfirst", lambda q: q.order("rating", nullsfirst=True), "rating asc nulls first"),
-    ("two columns", lambda q: q.order("director_id", desc=True, nullsfirst=False).order("year"),
-     "director_id desc nulls last, year"),
+    (
+        "two columns",
+        lambda q: q.order("director_id", desc=True, nullsfirst=False).order("year"),
+        "director_id desc nulls last, year",
+    ),
     ("json path", lambda q: q.order("data->>lang").order("id", desc=True), "data->>'lang', id desc"),
     ("limit", lambda q: q.order("id").limit(2), "id limit 2"),
     ("limit offset", lambda q: q.order("id").limit(2).offset(1), "id limit 2 offset 1"),
@@ -198,7 +249,9 @@ def test_csv_matches_postgresql_copy(stack: Stack) -> None:
     with psycopg.connect(stack.dsn) as conn:
         conn.execute("set local role anon")
         out = io.BytesIO()
-        query = "copy (select id, title, year, rating from films order by id) to stdout with (format csv, header)"
+        query = (
+            "copy (select id, title, year, rating from films order by id) to stdout with (format csv, header)"
+        )
         with conn.cursor().copy(query) as copy:
             for block in copy:
                 out.write(block)
@@ -218,7 +271,13 @@ def _planned_rows(stack: Stack, query: str) -> int:
 @pytest.mark.parametrize("mode", ["exact", "planned", "estimated"])
 def test_count_modes(stack: Stack, mode: str) -> None:
     response = (
-        stack.supabase().table("films").select("id", count=mode).gte("year", 1970).order("id").limit(1).execute()  # type: ignore[arg-type]
+        stack.supabase()
+        .table("films")
+        .select("id", count=mode)
+        .gte("year", 1970)
+        .order("id")
+        .limit(1)
+        .execute()  # type: ignore[arg-type]
     )
     assert response.data == stack.sql("select id from films where year >= 1970 order by id limit 1")
     exact = stack.sql("select count(*) as n from films where year >= 1970")[0]["n"]
@@ -231,6 +290,8 @@ def test_count_modes(stack: Stack, mode: str) -> None:
 
 
 def test_count_with_head_has_no_body(stack: Stack) -> None:
-    response = stack.supabase().table("films").select("*", count="exact", head=True).is_("year", None).execute()  # type: ignore[arg-type]
+    response = (
+        stack.supabase().table("films").select("*", count="exact", head=True).is_("year", None).execute()
+    )  # type: ignore[arg-type]
     assert response.count == stack.sql("select count(*) as n from films where year is null")[0]["n"]
     assert response.data == []

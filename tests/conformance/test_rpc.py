@@ -22,7 +22,9 @@ def test_named_arguments_scalar_result(stack: Stack) -> None:
 
 def test_omitted_arguments_take_their_defaults(stack: Stack) -> None:
     client = stack.supabase()
-    assert client.rpc("add_with_default", {"a": 1}).execute().data == stack.sql_value("select add_with_default(1)")
+    assert client.rpc("add_with_default", {"a": 1}).execute().data == stack.sql_value(
+        "select add_with_default(1)"
+    )
     assert client.rpc("add_with_default", {"a": 1, "b": 2}).execute().data == 3
 
 
@@ -62,7 +64,8 @@ def test_set_returning_function_with_an_embed_and_count(stack: Stack) -> None:
         .execute()
     )
     expected = stack.sql(
-        "select f.title, (select to_json(d) from (select last_name from directors where id = f.director_id) d)"
+        "select f.title,"
+        " (select to_json(d) from (select last_name from directors where id = f.director_id) d)"
         " as directors from films_since(1960) f order by f.id"
     )
     assert response.data == expected

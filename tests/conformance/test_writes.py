@@ -35,9 +35,13 @@ def test_insert_one_returns_the_row(stack: Stack) -> None:
 
 
 def test_bulk_insert_missing_keys_are_null(stack: Stack) -> None:
-    rows = [{"id": 101, "sku": "g-101", "name": "a", "note": "given"}, {"id": 102, "sku": "g-102", "name": "b"}]
+    rows = [
+        {"id": 101, "sku": "g-101", "name": "a", "note": "given"},
+        {"id": 102, "sku": "g-102", "name": "b"},
+    ]
     expected = stack.sql(
-        "insert into gadgets (id, sku, name, note) values (101, 'g-101', 'a', 'given'), (102, 'g-102', 'b', null)"
+        "insert into gadgets (id, sku, name, note)"
+        " values (101, 'g-101', 'a', 'given'), (102, 'g-102', 'b', null)"
         " returning *",
         user=ALICE,
     )
@@ -143,7 +147,11 @@ def test_update_with_count(stack: Stack) -> None:
         .eq("name", "cnt")
         .execute()
     )
-    assert response.count == stack.sql("select count(*) as n from gadgets where name = 'cnt'", user=ALICE)[0]["n"] == 2
+    assert (
+        response.count
+        == stack.sql("select count(*) as n from gadgets where name = 'cnt'", user=ALICE)[0]["n"]
+        == 2
+    )
     assert response.data == []
     assert stack.status == 204
 
@@ -158,7 +166,9 @@ def test_delete_returns_the_deleted_rows(stack: Stack) -> None:
 
 def test_returning_minimal_has_no_body(stack: Stack) -> None:
     client = stack.supabase(user=ALICE).table("gadgets")
-    inserted = client.insert({"id": 140, "sku": "g-140", "name": "m"}, returning=ReturnMethod.minimal).execute()
+    inserted = client.insert(
+        {"id": 140, "sku": "g-140", "name": "m"}, returning=ReturnMethod.minimal
+    ).execute()
     assert (inserted.data, stack.status) == ([], 201)
     deleted = client.delete(returning=ReturnMethod.minimal).eq("id", 140).execute()
     assert (deleted.data, stack.status) == ([], 204)
