@@ -83,7 +83,14 @@ def test_upsert_merges_on_the_primary_key(stack: Stack) -> None:
     )
     got = stack.supabase(user=ALICE).table("gadgets").upsert({"id": 110, "sku": "g-110", "name": "new"})
     assert got.execute().data == expected
+    assert stack.status == 200  # PostgREST: 200 when the upsert inserted nothing
     assert gadgets(stack, "id = 110") == expected
+    minimal = (
+        stack.supabase(user=ALICE)
+        .table("gadgets")
+        .upsert({"id": 110, "sku": "g-110", "name": "newer"}, returning=ReturnMethod.minimal)
+    )
+    assert (minimal.execute().data, stack.status) == ([], 200)
 
 
 def test_upsert_on_conflict_with_a_unique_column(stack: Stack) -> None:
@@ -96,6 +103,7 @@ def test_upsert_on_conflict_with_a_unique_column(stack: Stack) -> None:
     )
     got = stack.supabase(user=ALICE).table("gadgets").upsert(rows, on_conflict="sku").execute().data
     assert [{k: row[k] for k in ("sku", "name", "qty")} for row in got] == expected
+    assert stack.status == 201  # one row was new
     assert gadgets(stack, "sku = 'g-111'")[0]["qty"] == 3  # type: ignore[index]
 
 
