@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import jwt
 import psycopg
@@ -46,3 +47,21 @@ async def api(rest_dsn: str) -> AsyncIterator[Client]:
     app = build_app(config, Runtime(rest_dsn, AUTHENTICATOR_PASSWORD))
     async with TestClient(TestServer(app)) as client:
         yield client
+
+
+@pytest.fixture
+async def api_with(rest_dsn: str) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
+    """Starts the data API with some api.* settings changed: `await api_with(max_rows=2)`."""
+    clients: list[Client] = []
+
+    async def start(**api_settings: object) -> Client:
+        config = make_config(rest_dsn)
+        config = dataclasses.replace(config, api=dataclasses.replace(config.api, **api_settings))
+        client = TestClient(TestServer(build_app(config, Runtime(rest_dsn, AUTHENTICATOR_PASSWORD))))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()

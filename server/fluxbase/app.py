@@ -1,7 +1,7 @@
 """Builds the aiohttp application: middleware order, routes, start-up and shutdown.
 
-Request path: request id + access log -> metrics -> errors -> client IP ->
-rate limit -> CSRF -> handler (security headers are added to every response
+Request path: request id + access log -> metrics -> errors -> CORS -> client IP
+-> rate limit -> CSRF -> handler (security headers are added to every response
 as it is prepared).
 """
 
@@ -25,6 +25,7 @@ from fluxbase.rest import handlers as rest_handlers
 from fluxbase.rest.schema_cache import SchemaCacheHolder
 from fluxbase.security.authenticate import AUTHENTICATOR, Authenticator
 from fluxbase.security.client_ip import client_ip_middleware, parse_networks
+from fluxbase.security.cors import cors_middleware
 from fluxbase.security.csrf import csrf_middleware
 from fluxbase.security.headers import install_security_headers
 from fluxbase.security.ratelimit import RateLimiter, ip_rate_limit_middleware
@@ -47,6 +48,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         request_context_middleware,
         metrics_middleware,
         error_middleware,
+        cors_middleware(config.security.cors.allowed_origins),
         client_ip_middleware(parse_networks(config.security.trusted_proxies)),
     ]
     if config.security.rate_limit.enabled:

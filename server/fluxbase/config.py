@@ -121,6 +121,7 @@ class ApiConfig:
     aggregates_enabled: bool = False
     plan_enabled: bool = False
     tx_override: bool = True
+    pre_request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,15 @@ class CsrfConfig:
 
 
 @dataclass(frozen=True)
+class CorsConfig:
+    allowed_origins: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     rate_limit: RateLimitConfig = RateLimitConfig()
     csrf: CsrfConfig = CsrfConfig()
+    cors: CorsConfig = CorsConfig()
     trusted_proxies: tuple[str, ...] = ()
 
 
@@ -424,6 +431,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         security=SecurityConfig(
             rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
             csrf=CsrfConfig(**security.get("csrf", {})),
+            cors=CorsConfig(tuple(security.get("cors", {}).get("allowed_origins", ("*",)))),
             trusted_proxies=tuple(security.get("trusted_proxies", ())),
         ),
         realtime=RealtimeConfig(**durations(section("realtime"), ("ping_interval",))),

@@ -238,3 +238,19 @@ async def test_csrf_when_enabled(custom: Callable[..., object], migrated_dsn: st
     # Credentials in a header cannot be sent cross-site by a browser: no token needed.
     client.session.cookie_jar.clear()
     assert (await client.post("/test/echo", data=b"x", headers={"Authorization": "Bearer t"})).status == 200
+
+
+async def test_cors_only_for_allowed_origins(custom: Callable[..., object], migrated_dsn: str) -> None:
+    from fluxbase.config import CorsConfig
+
+    config = make_config(
+        migrated_dsn,
+        security=SecurityConfig(
+            rate_limit=RateLimitConfig(enabled=False), cors=CorsConfig(("https://good.example",))
+        ),
+    )
+    client: Client = await custom(config)  # type: ignore[misc]
+    good = await client.get("/health", headers={"Origin": "https://good.example"})
+    assert good.headers["Access-Control-Allow-Origin"] == "https://good.example"
+    evil = await client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in evil.headers

@@ -282,3 +282,33 @@ async def test_rls_keeps_users_apart(api: Client) -> None:
     assert await removed.json() == []
     _, everything, _ = await get(api, "/rest/v1/todos?select=title&order=title", SERVICE)
     assert [t["title"] for t in everything] == ["alice's", "bob's"]
+
+
+async def test_options_lists_the_allowed_methods(api: Client) -> None:
+    table = await api.options("/rest/v1/films", headers=ANON)
+    assert table.status == 200
+    assert table.headers["Allow"] == "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"
+    volatile = await api.options("/rest/v1/rpc/touch", headers=ANON)
+    assert volatile.headers["Allow"] == "OPTIONS,POST"
+    stable = await api.options("/rest/v1/rpc/add", headers=ANON)
+    assert stable.headers["Allow"] == "OPTIONS,GET,HEAD,POST"
+
+
+async def test_cors_preflight_and_exposed_headers(api: Client) -> None:
+    preflight = await api.options(
+        "/rest/v1/films",
+        headers={
+            "Origin": "https://app.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "apikey, authorization, prefer",
+        },
+    )
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
+    assert "prefer" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
+    actual = await api.get(
+        "/rest/v1/films?select=id&limit=1", headers={**ANON, "Origin": "https://app.example.org"}
+    )
+    assert actual.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
+    assert "Content-Range" in actual.headers["Access-Control-Expose-Headers"]

@@ -7,7 +7,8 @@ Mounted at /rest/v1 (Supabase's path) and /api/v1/tables + /api/v1/rpc
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from fluxbase.config import ApiConfig
 from fluxbase.db.pool import Database
-from fluxbase.db.transaction import RequestContext
+from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.rest.errors import (
     ApiError,
     from_postgres,
@@ -39,17 +40,19 @@ from fluxbase.rest.parse import (
     check_profile,
     parse_request,
 )
-from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read
+from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read, resolve_table
 from fluxbase.rest.query import (
     Statement,
     call_statement,
+    explain_statement,
+    function_call,
     mutation_statement,
     planned_count_statement,
     quote_ident,
     read_statement,
 )
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
-from fluxbase.rest.schema import SchemaCache
+from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 
 MAX_URL_BYTES = 16 * 1024
@@ -135,7 +138,9 @@ async def _run_read(
     body_kind = "none" if head else ("single" if api_request.accept.kind == MediaKind.SINGULAR else "json")
     statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
     timer.lap("plan")
-    async with rest.database.transaction(_context(request, caller, schema, rest), read_only=True) as tx:
+    if api_request.accept.kind == MediaKind.PLAN:
+        return await _explain(request, rest, api_request, caller, schema, statement, read_only=True)
+    async with _request_transaction(request, rest, api_request, caller, schema, read_only=True) as tx:
         row = await tx.fetchrow(statement.sql, *statement.params)
         total = row["total"] if row is not None else None
         if count in (CountPreference.PLANNED, CountPreference.ESTIMATED):
@@ -148,7 +153,7 @@ async def _run_read(
                 total = exact_row["total"] if exact_row is not None else total
     timer.lap("transaction")
     assert row is not None
-    return read_reply(
+    reply = read_reply(
         page=plan.page,
         total=total,
         page_total=row["page_total"],
@@ -157,6 +162,7 @@ async def _run_read(
         head=head,
         count_applied=count.value if count is not None else None,
     )
+    return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
 
 def _payload(api_request: ApiRequest, raw: bytes) -> tuple[object, bytes]:
@@ -194,8 +200,10 @@ async def _run_write(
     single = api_request.accept.kind == MediaKind.SINGULAR
     statement = mutation_statement(plan, body, single=single)
     timer.lap("plan")
+    if api_request.accept.kind == MediaKind.PLAN:
+        return await _explain(request, rest, api_request, caller, schema, statement, read_only=False)
     preferences = api_request.preferences
-    async with rest.database.transaction(_context(request, caller, schema, rest), read_only=False) as tx:
+    async with _request_transaction(request, rest, api_request, caller, schema, read_only=False) as tx:
         row = await tx.fetchrow(statement.sql, *statement.params)
         assert row is not None
         affected = int(row["page_total"])
@@ -208,7 +216,7 @@ async def _run_write(
         if rolled_back:
             tx.request_rollback()
     timer.lap("transaction")
-    return write_reply(
+    reply = write_reply(
         plan,
         api_request,
         affected=affected,
@@ -218,6 +226,7 @@ async def _run_write(
         count_applied=preferences.count == CountPreference.EXACT,
         tx_applied=preferences.tx if rest.api.tx_override else None,
     )
+    return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
 
 async def _run_call(
@@ -245,8 +254,10 @@ async def _run_call(
         single=single,
     )
     timer.lap("plan")
-    async with rest.database.transaction(
-        _context(request, caller, schema, rest), read_only=plan.read_only
+    if api_request.accept.kind == MediaKind.PLAN:
+        return await _explain(request, rest, api_request, caller, schema, statement, read_only=plan.read_only)
+    async with _request_transaction(
+        request, rest, api_request, caller, schema, read_only=plan.read_only
     ) as tx:
         row = await tx.fetchrow(statement.sql, *statement.params)
         assert row is not None
@@ -265,6 +276,74 @@ async def _run_call(
         singular=single,
     )
     return apply_response_settings(reply, row["response_headers"], row["response_status"])
+
+
+@asynccontextmanager
+async def _request_transaction(
+    request: web.Request,
+    rest: RestContext,
+    api_request: ApiRequest,
+    caller: Caller,
+    schema: str,
+    *,
+    read_only: bool,
+) -> AsyncIterator[RoleSwitchedTransaction]:
+    """The role-switched transaction plus what every data API request sets up first."""
+    async with rest.database.transaction(_context(request, caller, schema, rest), read_only=read_only) as tx:
+        timezone = api_request.preferences.timezone
+        if timezone is not None:
+            await tx.execute("select set_config('timezone', $1, true)", timezone)
+        if rest.api.pre_request:
+            await tx.execute(function_call(rest.api.pre_request))
+        yield tx
+
+
+async def _explain(
+    request: web.Request,
+    rest: RestContext,
+    api_request: ApiRequest,
+    caller: Caller,
+    schema: str,
+    statement: Statement,
+    *,
+    read_only: bool,
+) -> Reply:
+    """Accept: application/vnd.pgrst.plan: the statement's plan instead of its result."""
+    media = api_request.accept
+    json_format = media.plan_format != "text"
+    explained = explain_statement(statement, json_format=json_format, options=tuple(media.plan_options))
+    async with _request_transaction(request, rest, api_request, caller, schema, read_only=read_only) as tx:
+        rows = await tx.fetch(explained.sql, *explained.params)
+        tx.request_rollback()  # EXPLAIN ANALYZE of a write must not keep the write
+    body = rows[0][0] if json_format else "\n".join(row[0] for row in rows)
+    target = media.plan_for.mime if media.plan_for is not None else "application/json"
+    content_type = (
+        f'application/vnd.pgrst.plan+{"json" if json_format else "text"}; for="{target}"; charset=utf-8'
+    )
+    return Reply(200, {"Content-Type": content_type}, body.encode())
+
+
+def _options_reply(path_kind: PathKind, target: str, cache: SchemaCache, schema: str) -> Reply:
+    """OPTIONS: the methods this relation or function accepts, in Allow."""
+    if path_kind == "rpc":
+        overloads = cache.function_overloads(schema, target)
+        if not overloads:
+            raise pgrst_error(
+                "PGRST202", f"Could not find the function {schema}.{target} in the schema cache"
+            )
+        volatile = all(f.volatility == Volatility.VOLATILE for f in overloads)
+        return Reply(200, {"Allow": "OPTIONS,POST" if volatile else "OPTIONS,GET,HEAD,POST"})
+    table = resolve_table(cache, schema, target)
+    methods = ["OPTIONS", "GET", "HEAD"]
+    if table.insertable:
+        methods.append("POST")
+    if table.insertable and table.updatable:
+        methods.append("PUT")
+    if table.updatable:
+        methods.append("PATCH")
+    if table.deletable:
+        methods.append("DELETE")
+    return Reply(200, {"Allow": ",".join(methods)})
 
 
 def _context(request: web.Request, caller: Caller, schema: str, rest: RestContext) -> RequestContext:
@@ -310,6 +389,8 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 reply = await _run_read(request, rest, api_request, caller, schema, cache, timer)
             elif path_kind == "relation" and api_request.action in WRITES:
                 reply = await _run_write(request, rest, api_request, caller, schema, cache, timer)
+            elif api_request.action == Action.INFO:
+                reply = _options_reply(path_kind, api_request.target, cache, schema)
             elif path_kind == "rpc" and api_request.action == Action.CALL:
                 reply = await _run_call(request, rest, api_request, caller, schema, cache, timer)
             else:

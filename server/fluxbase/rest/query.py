@@ -83,6 +83,13 @@ _IS = {
 _JSON_TYPES = frozenset({"json", "jsonb"})
 
 
+# What a function (or the pre-request function) asked of the response, read back last.
+RESPONSE_SETTINGS = (
+    "nullif(current_setting('response.headers', true), '') AS response_headers, "
+    "nullif(current_setting('response.status', true), '') AS response_status"
+)
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -366,7 +373,8 @@ def read_statement(plan: ReadPlan, *, exact_count: bool, body: str = "json") -> 
     else:
         body_sql = "NULL::text"
     statement.sql = (
-        f"SELECT {total} AS total, count(_t) AS page_total, {body_sql} AS body FROM ({source}) AS _t"
+        f"SELECT {total} AS total, count(_t) AS page_total, {body_sql} AS body, {RESPONSE_SETTINGS} "
+        f"FROM ({source}) AS _t"
     )
     return statement
 
@@ -478,17 +486,11 @@ def mutation_statement(plan: MutatePlan, body: bytes | None, *, single: bool = F
     statement.sql = (
         f"WITH {MUTATED} AS ({mutation}) "
         f"SELECT NULL::bigint AS total, (SELECT count(*) FROM {MUTATED}) AS page_total, "
-        f"{body_sql} AS body, {location_sql} AS location, "
+        f"{body_sql} AS body, {location_sql} AS location, {RESPONSE_SETTINGS}, "
         + (f"(SELECT count(*) FROM {MUTATED} WHERE {INSERTED})" if inserting else "NULL::bigint")
         + " AS inserted"
     )
     return statement
-
-
-RESPONSE_SETTINGS = (
-    "nullif(current_setting('response.headers', true), '') AS response_headers, "
-    "nullif(current_setting('response.status', true), '') AS response_status"
-)
 
 
 def _argument(renderer: _Renderer, argument: Argument, *, from_query: bool) -> str:
@@ -542,7 +544,10 @@ def call_statement(
             f"FROM (SELECT {call}) AS _v"
         )
     elif plan.function.returns_scalar and not plan.function.returns_set:
-        select = f"SELECT NULL::bigint AS total, 1::bigint AS page_total, to_json(_t.v)::text AS body FROM (SELECT {call} AS v) AS _t"  # noqa: E501
+        select = (
+            "SELECT NULL::bigint AS total, 1::bigint AS page_total, to_json(_t.v)::text AS body "
+            f"FROM (SELECT {call} AS v) AS _t"
+        )
     elif plan.function.returns_scalar:
         select = (
             "SELECT NULL::bigint AS total, count(*) AS page_total, "
@@ -557,3 +562,14 @@ def call_statement(
         )
     statement.sql = f"SELECT _r.*, {RESPONSE_SETTINGS} FROM ({select}) AS _r"
     return statement
+
+
+def explain_statement(statement: Statement, *, json_format: bool, options: tuple[str, ...]) -> Statement:
+    """EXPLAIN of a request's statement (Accept: application/vnd.pgrst.plan), same parameters."""
+    settings = ["FORMAT JSON" if json_format else "FORMAT TEXT", *(option.upper() for option in options)]
+    return Statement(f"EXPLAIN ({', '.join(settings)}) {statement.sql}", list(statement.params))
+
+
+def function_call(qualified: str) -> str:
+    """`schema.fn` (validated by the configuration's pattern) as a quoted call with no arguments."""
+    return "SELECT " + ".".join(quote_ident(part) for part in qualified.split(".")) + "()"

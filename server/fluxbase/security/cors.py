@@ -1,0 +1,55 @@
+"""CORS: lets browser apps (supabase-js in a page) call the API from their own origin.
+
+Preflight requests are answered here, before authentication or rate limiting
+spend anything on them; every other response from an allowed origin gets the
+Access-Control headers, including the ones clients read (Content-Range, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+# Headers the Supabase clients send: authorization, apikey, and PostgREST's own.
+ALLOWED_HEADERS = (
+    "authorization, apikey, content-type, accept, accept-profile, content-profile, prefer, range, "
+    "range-unit, x-client-info, x-supabase-api-version, x-request-id, x-csrf-token"
+)
+# Response headers a page may read: counting, pagination, locations, tracing.
+EXPOSED_HEADERS = (
+    "Content-Range, Content-Location, Location, Preference-Applied, Content-Profile, "
+    "X-Request-ID, Server-Timing, Retry-After"
+)
+MAX_AGE = "86400"
+
+
+def cors_middleware(allowed_origins: Sequence[str]) -> Middleware:
+    any_origin = "*" in allowed_origins
+    allowed = frozenset(allowed_origins)
+
+    def origin_allowed(origin: str) -> bool:
+        return any_origin or origin in allowed
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or not origin_allowed(origin):
+            return await handler(request)
+        preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+        if preflight:
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+            response.headers["Access-Control-Max-Age"] = MAX_AGE
+        else:
+            response = await handler(request)
+        # Echo the origin rather than "*": it also works for requests that carry credentials.
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        response.headers.add("Vary", "Origin")
+        return response
+
+    return middleware
