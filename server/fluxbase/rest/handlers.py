@@ -225,6 +225,7 @@ async def _run_write(
         affected=affected,
         body=row["body"],
         location=row["location"],
+        inserted=row["inserted"],
         count_applied=preferences.count == CountPreference.EXACT,
         tx_applied=preferences.tx if rest.api.tx_override else None,
     )

@@ -7,6 +7,7 @@ errors about names are answered before PostgreSQL sees anything.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,7 +164,10 @@ def column_does_not_exist(table: Table, name: str) -> ApiError:
 def resolve_table(cache: SchemaCache, schema: str, name: str) -> Table:
     table = cache.table(schema, name)
     if table is None:
-        raise table_not_found(schema, name)
+        # PostgREST's "Perhaps you meant" hint: the closest name among the schema's relations.
+        names = [key.name for key in cache.tables if key.schema == schema]
+        close = difflib.get_close_matches(name, names, n=1)
+        raise table_not_found(schema, name, close[0] if close else None)
     return table
 
 

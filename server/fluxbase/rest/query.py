@@ -44,7 +44,7 @@ from fluxbase.rest.plan import (
     Predicate,
     ReadPlan,
 )
-from fluxbase.rest.schema import Cardinality, QualifiedName
+from fluxbase.rest.schema import Cardinality, QualifiedName, RelationKind
 
 _COMPARISON = {
     Operator.EQ: "=",
@@ -395,6 +395,7 @@ def planned_count_statement(plan: ReadPlan) -> Statement:
 
 
 MUTATED = "pgrst_mutated"
+INSERTED = "pgrst_inserted"  # the RETURNING column that marks rows an insert created
 
 
 def _payload_rows(renderer: _Renderer, plan: MutatePlan, body: bytes) -> str:
@@ -461,10 +462,21 @@ def mutation_statement(plan: MutatePlan, body: bytes | None, *, single: bool = F
         mutation = f"DELETE FROM {table} AS {target}"
         if conditions:
             mutation += " WHERE " + " AND ".join(conditions)
+    # xmax is 0 on a row version this statement inserted, not on one ON CONFLICT updated:
+    # that tells a merge-duplicates upsert that inserted nothing (200) from one that did (201).
+    # Only tables have xmax; elsewhere `inserted` stays NULL (unknown, answered as 201).
+    inserting = (
+        plan.action == Action.INSERT
+        and plan.resolution == ResolutionPreference.MERGE_DUPLICATES
+        and plan.table.kind in (RelationKind.TABLE, RelationKind.PARTITIONED_TABLE)
+    )
     mutation += f" RETURNING {target}.*"
+    if inserting:
+        mutation += f", ({target}.xmax = 0) AS {INSERTED}"
     if not names and plan.action != Action.DELETE:
         # An empty body ({} or []) writes nothing; the answer is the usual one with no rows.
-        mutation = f"SELECT {target}.* FROM {table} AS {target} WHERE FALSE"
+        marker = f", FALSE AS {INSERTED}" if inserting else ""
+        mutation = f"SELECT {target}.*{marker} FROM {table} AS {target} WHERE FALSE"
 
     body_sql = "NULL::text"
     if plan.representation is not None:
@@ -481,7 +493,9 @@ def mutation_statement(plan: MutatePlan, body: bytes | None, *, single: bool = F
     statement.sql = (
         f"WITH {MUTATED} AS ({mutation}) "
         f"SELECT NULL::bigint AS total, (SELECT count(*) FROM {MUTATED}) AS page_total, "
-        f"{body_sql} AS body, {location_sql} AS location, {RESPONSE_SETTINGS}"
+        f"{body_sql} AS body, {location_sql} AS location, {RESPONSE_SETTINGS}, "
+        + (f"(SELECT count(*) FROM {MUTATED} WHERE {INSERTED})" if inserting else "NULL::bigint")
+        + " AS inserted"
     )
     return statement
 

@@ -13,7 +13,15 @@ from urllib.parse import quote
 import orjson
 
 from fluxbase.rest.errors import pgrst_error, range_out_of_bounds, singularity_error
-from fluxbase.rest.parse import Action, ApiRequest, MediaKind, MediaType, Page, TxPreference
+from fluxbase.rest.parse import (
+    Action,
+    ApiRequest,
+    MediaKind,
+    MediaType,
+    Page,
+    ResolutionPreference,
+    TxPreference,
+)
 from fluxbase.rest.plan import CallPlan, MutatePlan
 
 JSON = "application/json; charset=utf-8"
@@ -100,6 +108,7 @@ def write_reply(
     body: str | None,
     location: str | None,
     count_applied: bool,
+    inserted: int | None = None,
     tx_applied: TxPreference | None,
 ) -> Reply:
     """Status and headers of a write, as PostgREST answers them."""
@@ -131,14 +140,19 @@ def write_reply(
             for name, value in zip(plan.table.primary_key, values, strict=True)
         )
         headers["Location"] = f"/{quote(plan.table.name.name)}?{query}"
-    created = action == Action.INSERT
+    if action == Action.INSERT:
+        # PostgREST answers 200, not 201, to a merge-duplicates upsert that inserted no row.
+        merged_only = plan.resolution == ResolutionPreference.MERGE_DUPLICATES and inserted == 0
+        status = 200 if merged_only else 201
+    else:
+        status = 200 if plan.representation is not None else 204
     if plan.representation is None:
-        return Reply(201 if created else 204, headers)
+        return Reply(status, headers)
     if request.accept.kind == MediaKind.SINGULAR:
         headers["Content-Type"] = SINGULAR
-        return Reply(201 if created else 200, headers, (body or "null").encode())
+        return Reply(status, headers, (body or "null").encode())
     headers["Content-Type"] = JSON
-    return Reply(201 if created else 200, headers, (body or "[]").encode())
+    return Reply(status, headers, (body or "[]").encode())
 
 
 def call_reply(

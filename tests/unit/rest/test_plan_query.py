@@ -33,6 +33,11 @@ def test_star_reads_every_column_in_order(cache: SchemaCache) -> None:
     assert [f.name for f in fields] == ["id", "title", "director_id", "data", "tags", "tsv"]
 
 
+def test_unknown_table_hints_the_closest_name(cache: SchemaCache) -> None:
+    assert error(cache, "", target="flims").hint == "Perhaps you meant the table 'public.films'"
+    assert error(cache, "", target="zzzz").hint is None
+
+
 def test_unknown_table_and_column_are_refused_before_sql(cache: SchemaCache) -> None:
     assert error(cache, "", target="nope").code == "PGRST205"
     unknown = error(cache, "select=id,nope")
