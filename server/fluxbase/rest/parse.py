@@ -6,6 +6,7 @@ stay plain strings for the plan stage to check against the schema cache; values 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -436,6 +437,11 @@ def _is_name_char(ch: str) -> bool:
     return ch.isalpha() or ch in "0123456789_$ "
 
 
+# _is_name_char's ASCII members, scanned in one step: names are read on every request (each
+# select item and filter), and a character-by-character loop was most of the parse time.
+_ASCII_NAME_RUN = re.compile(r"[A-Za-z0-9_$ ]*")
+
+
 def _describe(ch: str) -> str:
     return "end of input" if ch == "" else repr(ch)
 
@@ -460,6 +466,17 @@ class _Cursor:
 
     def eof(self) -> bool:
         return self.pos >= len(self.text)
+
+    def skip_name_chars(self) -> None:
+        """Moves past a run of characters for which _is_name_char holds."""
+        while self.pos < len(self.text):
+            match = _ASCII_NAME_RUN.match(self.text, self.pos)
+            assert match is not None  # the pattern matches the empty string
+            self.pos = match.end()
+            ch = self.peek()
+            if not ch or ch.isascii() or not ch.isalpha():
+                return
+            self.pos += 1  # a letter of another script
 
     def skip_ws(self) -> None:
         while self.peek() and self.peek() in _WS:
@@ -540,8 +557,7 @@ def _field_name(cur: _Cursor, *, limit: int | None = None, kind: str = "identifi
         segments: list[str] = []
         while True:
             seg_start = cur.pos
-            while cur.peek() and _is_name_char(cur.peek()):
-                cur.pos += 1
+            cur.skip_name_chars()
             segment = cur.text[seg_start : cur.pos].strip(_WS)
             if not segment:
                 cur.fail(f"unexpected {_describe(cur.peek())} expecting field name (* or [a..z0..9_$])")
@@ -713,17 +729,31 @@ class _SelectBudget:
         self.items = 0
 
 
+# Clients send the same few `select` texts over and over, and the parsed tree is immutable, so
+# one parse serves every repeat; longer texts are parsed each time, which keeps the cache small.
+SELECT_CACHE_SIZE = 512
+SELECT_CACHE_MAX_CHARS = 1024
+
+
 def parse_select(text: str, *, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[SelectItem, ...]:
     """`select=` as a tree of items. An empty value selects no columns, like `rel()`."""
+    if len(text) <= SELECT_CACHE_MAX_CHARS:
+        return _parse_select_cached(text, limits)
+    return _parse_select(text, limits)
 
+
+def _parse_select(text: str, limits: ParseLimits) -> tuple[SelectItem, ...]:
     def grammar(cur: _Cursor) -> tuple[SelectItem, ...]:
         items = _select_forest(cur, 0, _SelectBudget())
         cur.skip_ws()
         cur.expect_end('"," or end of input')
         return items
 
-    result = _run("select parameter", text, limits, grammar)
-    return result
+    return _run("select parameter", text, limits, grammar)
+
+
+# A text that fails raises each time: errors are not cached, only trees.
+_parse_select_cached = functools.lru_cache(maxsize=SELECT_CACHE_SIZE)(_parse_select)
 
 
 def _select_forest(cur: _Cursor, depth: int, budget: _SelectBudget) -> tuple[SelectItem, ...]:
@@ -907,8 +937,7 @@ def _op_expr(cur: _Cursor, *, in_logic: bool) -> tuple[bool, Operation]:
         if cur.peek() == "(":
             cur.pos += 1
             lang_start = cur.pos
-            while cur.peek() and _is_name_char(cur.peek()):
-                cur.pos += 1
+            cur.skip_name_chars()
             language = cur.text[lang_start : cur.pos].strip(_WS)
             if not language:
                 cur.fail(f"unexpected {_describe(cur.peek())} expecting a text search language")
@@ -1582,7 +1611,13 @@ def _embed_path_of(key: str, limits: ParseLimits) -> EmbedPath:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    found = [value for key, value in headers.items() if key.lower() == name]
+    """Every value of header `name` (lower case), joined as one; None when it is absent."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        # aiohttp's case-insensitive multidict: a lookup, not a scan of every header.
+        found: list[str] = getall(name, [])
+    else:
+        found = [value for key, value in headers.items() if key.lower() == name]
     return ", ".join(found) if found else None
 
 

@@ -1252,3 +1252,20 @@ def test_parse_output_is_frozen() -> None:
     parsed = request()
     with pytest.raises(AttributeError):
         parsed.target = "other"  # type: ignore[misc]
+
+
+def test_select_parses_once_per_text_and_errors_are_never_cached() -> None:
+    from fluxbase.rest import parse
+
+    text = "id,title,projects(id,name)"
+    first = parse_select(text)
+    assert parse_select(text) is first  # the cached tree: immutable, so sharing it is safe
+    for _ in range(2):
+        with pytest.raises(ApiError):
+            parse_select("id,(")
+    limits = ParseLimits(max_select_items=1)
+    with pytest.raises(ApiError):
+        parse_select(text, limits=limits)  # the limits are part of the key
+    long_text = ",".join(f"c{i}" for i in range(parse.SELECT_CACHE_MAX_CHARS // 3))
+    assert parse_select(long_text) == parse_select(long_text)
+    assert parse_select(long_text) is not parse_select(long_text)  # too long to keep

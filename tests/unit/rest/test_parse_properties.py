@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from fluxbase.rest.errors import ApiError
 from fluxbase.rest.parse import (
     FieldPath,
     LogicOperator,
     ParseLimits,
+    _Cursor,
+    _is_name_char,
     negotiate_accept,
     parse_accept,
     parse_columns,
@@ -241,3 +245,54 @@ def test_pathological_sizes_fail_fast() -> None:
     only_client_errors(lambda: parse_filter_value(FieldPath("a"), "in.(" + '"x,' * 50_000))
     only_client_errors(lambda: parse_filter_value(FieldPath("a"), "in.(" + "9" * 10_000 + ")"))
     only_client_errors(lambda: parse_request("GET", "relation", "t", [("limit", "9" * 10_000)], {}))
+
+
+# Name characters of several scripts and classes: ASCII, accented and CJK letters, digits that are
+# not ASCII (not name characters), marks and symbols.
+NAME_TEXT = st.text(alphabet=st.sampled_from([*"aZ09_$ -.,(\t\"'", "é", "ß", "名", "٣", "²", "\u0301", "€"]))
+
+
+@PROPERTY_SETTINGS
+@given(text=NAME_TEXT, start=st.integers(min_value=0, max_value=12))
+def test_name_scan_stops_where_the_character_test_does(text: str, start: int) -> None:
+    """The one-step ASCII scan of field names ends exactly where _is_name_char would end it."""
+    cursor = _Cursor(text, ParseLimits())
+    cursor.pos = min(start, len(text))
+    expected = cursor.pos
+    while expected < len(text) and _is_name_char(text[expected]):
+        expected += 1
+    cursor.skip_name_chars()
+    assert cursor.pos == expected
+
+
+@PROPERTY_SETTINGS
+@given(
+    headers=st.lists(
+        st.tuples(st.sampled_from(["Prefer", "prefer", "PREFER", "Accept", "Range", "X-Other"]), NAME_TEXT),
+        max_size=6,
+    )
+)
+def test_multidict_headers_parse_like_a_plain_mapping(headers: list[tuple[str, str]]) -> None:
+    """aiohttp's headers (looked up case-insensitively) give the same request as a scan of pairs."""
+
+    class Pairs(Mapping[str, str]):
+        # A mapping that may repeat a name in different cases, as the wire can.
+        def __getitem__(self, key: str) -> str:
+            raise KeyError(key)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter([])
+
+        def __len__(self) -> int:
+            return len(headers)
+
+        def items(self) -> Any:
+            return list(headers)
+
+    outcomes = []
+    for mapping in (Pairs(), CIMultiDict(headers)):
+        try:
+            outcomes.append(parse_request("GET", "relation", "t", [], mapping))
+        except ApiError as error:
+            outcomes.append(error.body())
+    assert outcomes[0] == outcomes[1]
