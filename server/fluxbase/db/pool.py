@@ -102,6 +102,9 @@ class Database:
             except CONNECTION_ERRORS as exc:
                 log.warning("database connection check failed; renewing the pool", extra={"reason": str(exc)})
                 await self.pool.expire_connections()
+            except Exception:
+                # The check must outlive any surprise, or the pool is never checked again.
+                log.exception("database connection check failed unexpectedly")
 
     @asynccontextmanager
     async def transaction(

@@ -43,6 +43,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # The server ended the session (pg_terminate_backend, shutdown, crash): the
+    # connection is gone even though the SQLSTATE class is 57, not 08.
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
 )
 
