@@ -944,6 +944,53 @@ create or replace function auth.user_json(p_user_id uuid) returns jsonb
   $$;
 
 -- ---------------------------------------------------------------------------
+-- What the HTTP layer needs to read: lookups by address, live sessions, the
+-- admin list.  Read-only, service_role only, like everything above.
+-- ---------------------------------------------------------------------------
+
+-- The live user with this address (any case), or null.  The server uses it
+-- to decide whether to send mail; its answer to the client never depends on it.
+create or replace function auth.find_user_by_email(p_email text) returns uuid
+  language sql stable security definer
+  set search_path = ''
+  as $$
+    select u.id from auth.users u
+     where pg_catalog.lower(u.email) = pg_catalog.lower(pg_catalog.btrim(p_email)) and u.deleted_at is null
+  $$;
+
+-- Which of these sessions still exist: the server's revoked-session cache
+-- asks this every auth.session_check_interval for the sessions it has seen.
+create or replace function auth.live_sessions(p_ids uuid[]) returns setof uuid
+  language sql stable security definer
+  set search_path = ''
+  as $$ select s.id from auth.sessions s where s.id = any (p_ids) $$;
+
+-- A live session's claims (aal, amr) and user, or null once it is gone or
+-- past not_after: what an access token is minted from.
+create or replace function auth.session_info(p_session_id uuid) returns jsonb
+  language sql stable security definer
+  set search_path = ''
+  as $$
+    select pg_catalog.jsonb_build_object('session_id', s.id, 'user_id', s.user_id, 'aal', s.aal, 'amr', s.amr)
+      from auth.sessions s
+     where s.id = p_session_id and (s.not_after is null or s.not_after > pg_catalog.now())
+  $$;
+
+-- GET /admin/users: one page of GoTrue User objects, oldest first, and the total.
+create or replace function auth.list_users(p_page integer, p_per_page integer,
+                                           out users jsonb, out total bigint)
+  language sql stable security definer
+  set search_path = ''
+  as $$
+    select coalesce((select pg_catalog.jsonb_agg(auth.user_json(page.id) order by page.created_at, page.id)
+                       from (select u.id, u.created_at from auth.users u where u.deleted_at is null
+                              order by u.created_at, u.id
+                              limit greatest(p_per_page, 1)
+                             offset (greatest(p_page, 1) - 1) * greatest(p_per_page, 1)) page), '[]'),
+           (select pg_catalog.count(*) from auth.users u where u.deleted_at is null)
+  $$;
+
+-- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------
 
@@ -978,7 +1025,11 @@ revoke all on function
   auth.ban_user(uuid, interval, uuid, inet),
   auth.delete_user(uuid, boolean, uuid, inet),
   auth.admin_update_user(uuid, jsonb, uuid, inet, integer),
-  auth.user_json(uuid)
+  auth.user_json(uuid),
+  auth.find_user_by_email(text),
+  auth.live_sessions(uuid[]),
+  auth.session_info(uuid),
+  auth.list_users(integer, integer)
 from public, anon, authenticated, service_role;
 
 -- The server's entry points, for service_role only.
@@ -997,5 +1048,9 @@ grant execute on function
   auth.ban_user(uuid, interval, uuid, inet),
   auth.delete_user(uuid, boolean, uuid, inet),
   auth.admin_update_user(uuid, jsonb, uuid, inet, integer),
-  auth.user_json(uuid)
+  auth.user_json(uuid),
+  auth.find_user_by_email(text),
+  auth.live_sessions(uuid[]),
+  auth.session_info(uuid),
+  auth.list_users(integer, integer)
 to service_role;

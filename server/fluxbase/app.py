@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
+from fluxbase.auth import handlers as auth_handlers
 from fluxbase.config import Config
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
@@ -64,6 +65,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
     rest_handlers.add_routes(app)
+    auth_handlers.add_routes(app)
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
@@ -75,7 +77,12 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         app[rest_handlers.REST] = rest_handlers.RestContext(
             config.api, app[DATABASE], schema_cache, base_url=config.server.base_url
         )
+        auth = auth_handlers.make_context(
+            config.auth, config.server.base_url, app[DATABASE], app[AUTHENTICATOR]
+        )
+        session_watcher = await auth_handlers.start(app, auth)
         yield
+        await auth_handlers.stop(auth, session_watcher)
         await schema_cache.close()
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()

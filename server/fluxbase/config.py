@@ -127,8 +127,39 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class SmtpConfig:
+    host: str | None = None  # no host: no mail, so signup needs autoconfirm
+    port: int = 587
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = "Fluxbase <noreply@localhost>"
+    tls: str = "starttls"
+
+
+@dataclass(frozen=True)
+class AuthRateLimitConfig:
+    sign_in_attempts: int = 5
+    sign_in_window: float = 900.0
+    emails_per_hour: int = 30
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     jwt_secret: str | None = field(default=None, repr=False)
+    site_url: str | None = None  # None: server.base_url
+    redirect_urls: tuple[str, ...] = ()
+    autoconfirm: bool = False
+    disable_signup: bool = False
+    anonymous_sign_ins: bool = False
+    password_min_length: int = 8
+    bcrypt_cost: int = 10
+    access_token_ttl: float = 3600.0
+    refresh_reuse_window: float = 10.0
+    session_check_interval: float = 10.0
+    otp_ttl: float = 3600.0
+    templates_dir: str | None = None
+    rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
+    smtp: SmtpConfig = SmtpConfig()
 
 
 @dataclass(frozen=True)
@@ -420,6 +451,15 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
     )
     security = section("security")
     storage = section("storage")
+    auth = durations(
+        section("auth"), ("access_token_ttl", "refresh_reuse_window", "session_check_interval", "otp_ttl")
+    )
+    if "redirect_urls" in auth:
+        auth["redirect_urls"] = tuple(auth["redirect_urls"])
+    auth["rate_limit"] = AuthRateLimitConfig(
+        **durations(dict(auth.get("rate_limit", {})), ("sign_in_window",))
+    )
+    auth["smtp"] = SmtpConfig(**auth.get("smtp", {}))
     api = section("api")
     for key in ("schemas", "extra_search_path"):
         if key in api:
@@ -429,7 +469,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         server=ServerConfig(**server),
         database=DatabaseConfig(**database),
         api=ApiConfig(**api),
-        auth=AuthConfig(**section("auth")),
+        auth=AuthConfig(**auth),
         security=SecurityConfig(
             rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
             csrf=CsrfConfig(**security.get("csrf", {})),

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from fluxbase.db.transaction import API_ROLES
 from fluxbase.request_state import USER_ID
+from fluxbase.security.sessions import SessionRevocations
 
 ALGORITHM = "HS256"
 USER_AUDIENCE = "authenticated"
@@ -50,6 +51,11 @@ class Caller:
         return sub if isinstance(sub, str) and sub else None
 
     @property
+    def session_id(self) -> str | None:
+        session_id = self.claims.get("session_id")
+        return session_id if isinstance(session_id, str) and session_id else None
+
+    @property
     def expires_at(self) -> float | None:
         exp = self.claims.get("exp")
         return float(exp) if isinstance(exp, int | float) else None
@@ -72,9 +78,10 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 class Authenticator:
     """Verifies tokens against one secret and remembers the ones it verified."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, revocations: SessionRevocations | None = None) -> None:
         self._secret = secret
         self._cache: OrderedDict[str, Caller] = OrderedDict()
+        self.revocations = revocations or SessionRevocations()
 
     def caller(self, headers: Mapping[str, str]) -> Caller:
         """The caller of a request: Authorization wins over apikey; neither means anonymous."""
@@ -89,13 +96,23 @@ class Authenticator:
             expires_at = cached.expires_at
             if expires_at is not None and time.time() <= expires_at + CLOCK_SKEW_SECONDS:
                 self._cache.move_to_end(token)
+                self._refuse_revoked(cached)
                 return cached
             del self._cache[token]
         caller = self._decode(token)
+        session_id = caller.session_id
+        if session_id is not None:
+            self.revocations.seen(session_id, (caller.expires_at or 0.0) + CLOCK_SKEW_SECONDS)
+        self._refuse_revoked(caller)
         self._cache[token] = caller
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return caller
+
+    def _refuse_revoked(self, caller: Caller) -> None:
+        session_id = caller.session_id
+        if session_id is not None and self.revocations.is_revoked(session_id):
+            raise AuthenticationError("JWT session has ended")
 
     def _decode(self, token: str) -> Caller:
         try:

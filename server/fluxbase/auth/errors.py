@@ -1,0 +1,65 @@
+"""GoTrue's error shapes: `{code, message}` for clients that send X-Supabase-Api-Version, else legacy.
+
+Legacy is `{code: <status>, error_code, msg}`; on /token it also carries the
+OAuth pair `{error, error_description}` that older clients read.  Every
+error sets `x-sb-error-code`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+
+API_VERSION_HEADER = "X-Supabase-Api-Version"
+API_VERSION_2024 = "2024-01-01"
+
+# GoTrue's OAuth `error` for each code on /token, when the client wants the legacy shape.
+_OAUTH_ERRORS = {
+    "invalid_credentials": "invalid_grant",
+    "email_not_confirmed": "invalid_grant",
+    "refresh_token_not_found": "invalid_grant",
+    "refresh_token_already_used": "invalid_grant",
+    "session_expired": "invalid_grant",
+    "user_banned": "invalid_grant",
+    "validation_failed": "invalid_request",
+    "over_request_rate_limit": "too_many_requests",
+}
+
+
+class AuthError(Exception):
+    """An answer in GoTrue's words: status, error code, message."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def error_response(request: web.Request, error: AuthError, *, oauth: bool = False) -> web.Response:
+    headers = {**error.headers, "x-sb-error-code": error.code}
+    version = request.headers.get(API_VERSION_HEADER, "")
+    if version >= API_VERSION_2024:
+        body: dict[str, object] = {"code": error.code, "message": error.message}
+        headers[API_VERSION_HEADER] = API_VERSION_2024
+    else:
+        body = {"code": error.status, "error_code": error.code, "msg": error.message}
+        if oauth:
+            body["error"] = _OAUTH_ERRORS.get(error.code, "invalid_request")
+            body["error_description"] = error.message
+    return web.Response(
+        body=orjson.dumps(body), status=error.status, headers=headers, content_type="application/json"
+    )
+
+
+def bad_request(message: str, code: str = "validation_failed") -> AuthError:
+    return AuthError(400, code, message)
+
+
+def unprocessable(code: str, message: str) -> AuthError:
+    return AuthError(422, code, message)

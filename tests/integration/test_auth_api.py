@@ -1,0 +1,354 @@
+"""The auth API's security properties over HTTP, against real PostgreSQL and a real SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+import orjson
+import psycopg
+import pytest
+
+from auth_support import Client, Inbox
+from conftest import JWT_SECRET
+from fluxbase.observability import metrics
+from fluxbase.security.api_keys import api_key
+
+ANON = {"apikey": api_key(JWT_SECRET, "anon")}
+SERVICE = {**ANON, "Authorization": f"Bearer {api_key(JWT_SECRET, 'service_role')}"}
+V2024 = {"X-Supabase-Api-Version": "2024-01-01"}
+PASSWORD = "correct horse battery"
+StartApp = Callable[..., Awaitable[Client]]
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.org"
+
+
+async def call(
+    api: Client, method: str, path: str, body: Any = None, headers: Any = None
+) -> tuple[int, Any, Any]:
+    response = await api.request(
+        method, "/auth/v1" + path, json=body, headers={**ANON, **(headers or {})}, allow_redirects=False
+    )
+    text = await response.text()
+    is_json = response.content_type == "application/json" and text
+    return response.status, (orjson.loads(text) if is_json else None), response.headers
+
+
+async def signed_up(api: Client, email: str | None = None, password: str = PASSWORD) -> dict[str, Any]:
+    status, session, _ = await call(
+        api, "POST", "/signup", {"email": email or new_email(), "password": password}
+    )
+    assert status == 200, session
+    assert session["access_token"] and session["refresh_token"]
+    return session
+
+
+def bearer(session_or_token: dict[str, Any] | str) -> dict[str, str]:
+    token = session_or_token if isinstance(session_or_token, str) else session_or_token["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def db_queries() -> float:
+    return sum(
+        sample.value
+        for family in metrics.db_queries_total.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+# ---------------------------------------------------------------------------
+# Sessions and tokens
+# ---------------------------------------------------------------------------
+
+
+async def test_signup_sign_in_user_and_both_mounts(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    email = new_email()
+    session = await signed_up(api, email)
+    claims = jwt.decode(session["access_token"], JWT_SECRET, algorithms=["HS256"], audience="authenticated")
+    assert claims["sub"] == session["user"]["id"] and claims["email"] == email
+    assert claims["role"] == "authenticated" and claims["aal"] == "aal1" and claims["session_id"]
+    assert claims["amr"][0]["method"] == "password" and claims["is_anonymous"] is False
+    assert session["token_type"] == "bearer" and session["expires_in"] == 3600
+
+    status, again, _ = await call(
+        api, "POST", "/token?grant_type=password", {"email": email, "password": "correct horse battery"}
+    )
+    assert status == 200 and again["user"]["id"] == session["user"]["id"]
+    response = await api.get("/api/v1/auth/user", headers={**ANON, **bearer(again)})
+    assert response.status == 200 and (await response.json())["email"] == email
+
+
+async def test_put_user_never_changes_role_or_app_metadata(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    session = await signed_up(api)
+    for body in ({"role": "service_role"}, {"app_metadata": {"admin": True}}, {"email_confirmed_at": None}):
+        status, error, _ = await call(api, "PUT", "/user", body, bearer(session))
+        assert status == 403, error
+    status, user, _ = await call(api, "PUT", "/user", {"data": {"nick": "z"}}, bearer(session))
+    assert status == 200 and user["user_metadata"]["nick"] == "z" and user["role"] == "authenticated"
+    assert user["app_metadata"] == {"provider": "email", "providers": ["email"]}
+
+
+async def test_refresh_replay_within_window_then_reuse_revokes_the_session(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    first = await signed_up(api)
+    status, second, _ = await call(
+        api, "POST", "/token?grant_type=refresh_token", {"refresh_token": first["refresh_token"]}
+    )
+    assert status == 200 and second["refresh_token"] != first["refresh_token"]
+    # A client that lost the answer replays the parent: it gets the same child.
+    status, replay, _ = await call(
+        api, "POST", "/token?grant_type=refresh_token", {"refresh_token": first["refresh_token"]}
+    )
+    assert status == 200 and replay["refresh_token"] == second["refresh_token"]
+    status, third, _ = await call(
+        api, "POST", "/token?grant_type=refresh_token", {"refresh_token": second["refresh_token"]}
+    )
+    assert status == 200
+    # The grandparent again: reuse. The whole session goes, the live token with it.
+    status, error, headers = await call(
+        api, "POST", "/token?grant_type=refresh_token", {"refresh_token": first["refresh_token"]}, V2024
+    )
+    assert status == 400 and error == {"code": "refresh_token_already_used", "message": error["message"]}
+    assert headers["X-Supabase-Api-Version"] == "2024-01-01"
+    status, error, _ = await call(
+        api, "POST", "/token?grant_type=refresh_token", {"refresh_token": third["refresh_token"]}
+    )
+    assert (
+        status == 400
+        and error["error_code"] == "refresh_token_not_found"
+        and error["error"] == "invalid_grant"
+    )
+    # The access token of the deleted session stops at the next session check at the latest.
+    status, _, _ = await call(api, "GET", "/user", headers=bearer(third))
+    assert status == 403
+
+
+async def test_twenty_concurrent_refreshes_leave_one_live_successor(
+    auth_app: StartApp, migrated_dsn: str
+) -> None:
+    api = await auth_app(autoconfirm=True)
+    session = await signed_up(api)
+    results = await asyncio.gather(
+        *(
+            call(api, "POST", "/token?grant_type=refresh_token", {"refresh_token": session["refresh_token"]})
+            for _ in range(20)
+        )
+    )
+    successors = {body["refresh_token"] for status, body, _ in results if status == 200}
+    assert len(successors) == 1, results
+    session_id = jwt.decode(session["access_token"], options={"verify_signature": False})["session_id"]
+    with psycopg.connect(migrated_dsn) as conn:
+        live = conn.execute(
+            "select count(*) from auth.refresh_tokens where session_id = %s and not revoked", (session_id,)
+        ).fetchone()
+    assert live == (1,)
+
+
+async def test_logout_stops_refresh_and_access_at_once(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    session = await signed_up(api)
+    response = await api.get("/rest/v1/rpc/none", headers={**ANON, **bearer(session)})
+    status, _, _ = await call(api, "POST", "/logout?scope=local", headers=bearer(session))
+    assert status == 204
+    status, _, _ = await call(
+        api, "POST", "/token?grant_type=refresh_token", {"refresh_token": session["refresh_token"]}
+    )
+    assert status == 400
+    response = await api.get("/rest/v1/rpc/none", headers={**ANON, **bearer(session)})
+    assert response.status == 401
+    status, _, _ = await call(api, "GET", "/user", headers=bearer(session))
+    assert status == 401
+
+
+async def test_sessions_ended_elsewhere_stop_access_within_the_check_interval(
+    auth_app: StartApp, migrated_dsn: str
+) -> None:
+    api = await auth_app(autoconfirm=True, session_check_interval=0.2)
+    session = await signed_up(api)
+    response = await api.get("/rest/v1/rpc/none", headers={**ANON, **bearer(session)})
+    assert response.status != 401
+    # Another replica (or an admin in SQL) ends the session; this process has not seen it happen.
+    session_id = jwt.decode(session["access_token"], options={"verify_signature": False})["session_id"]
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        conn.execute("delete from auth.sessions where id = %s", (session_id,))
+    await asyncio.sleep(0.6)
+    response = await api.get("/rest/v1/rpc/none", headers={**ANON, **bearer(session)})
+    assert response.status == 401
+
+
+# ---------------------------------------------------------------------------
+# Tokens the server must refuse without touching the database
+# ---------------------------------------------------------------------------
+
+
+def forged(claims: dict[str, Any], *, secret: str = JWT_SECRET, alg: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=alg)
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def user_claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": str(uuid.uuid4()), "role": "authenticated", "aud": "authenticated", "exp": now + 600,
+            "iat": now, "session_id": str(uuid.uuid4()), **overrides}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(forged(user_claims(exp=int(time.time()) - 3600)), id="expired"),
+        pytest.param(forged(user_claims(), secret="not-the-secret-" * 4), id="forged"),
+        pytest.param(unsigned(user_claims()), id="alg-none"),
+        pytest.param(forged(user_claims(aud="someone-else")), id="wrong-audience"),
+        pytest.param(forged(user_claims(role="postgres"), secret="guessed-secret-" * 4), id="role-postgres"),
+        pytest.param(
+            forged(user_claims(role="service_role"), secret="guessed-secret-" * 4), id="service-role"
+        ),
+        pytest.param(forged(user_claims(role="postgres")), id="role-postgres-signed"),
+    ],
+)
+async def test_bad_tokens_get_401_and_no_database_work(auth_app: StartApp, token: str) -> None:
+    api = await auth_app(autoconfirm=True)
+    before = db_queries()
+    for method, path in (("GET", "/user"), ("PUT", "/user"), ("POST", "/logout"), ("GET", "/admin/users")):
+        status, error, _ = await call(api, method, path, {}, bearer(token))
+        assert status == 401, (path, error)
+        assert error["error_code"] in ("bad_jwt", "no_authorization")
+    response = await api.get("/rest/v1/rpc/none", headers={**ANON, **bearer(token)})
+    assert response.status == 401
+    assert db_queries() == before
+
+
+async def test_admin_endpoints_need_the_service_role(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    session = await signed_up(api)
+    status, _, _ = await call(api, "GET", "/admin/users", headers=bearer(session))
+    assert status == 403
+    status, _, _ = await call(api, "GET", "/admin/users")  # the anon key alone
+    assert status == 401
+    status, body, headers = await call(api, "GET", "/admin/users?per_page=1", headers=SERVICE)
+    assert status == 200 and len(body["users"]) == 1 and int(headers["X-Total-Count"]) >= 1
+
+
+# ---------------------------------------------------------------------------
+# Enumeration and rate limits
+# ---------------------------------------------------------------------------
+
+
+async def test_recover_otp_resend_answer_the_same_for_known_and_unknown(
+    auth_app: StartApp, smtp: tuple[Inbox, int]
+) -> None:
+    api = await auth_app(autoconfirm=True)
+    known = new_email()
+    await signed_up(api, known)
+    unknown = new_email()
+    for path, extra in (("/recover", {}), ("/otp", {"create_user": True}), ("/resend", {"type": "signup"})):
+        answers = []
+        for address in (known, unknown):
+            status, body, _ = await call(api, "POST", path, {"email": address, **extra})
+            answers.append((status, body))
+        assert answers[0] == answers[1] == (200, {}), (path, answers)
+    await smtp[0].wait_for(known)  # the real account did get its recovery mail
+
+
+async def test_signup_answers_the_same_for_known_and_unknown(auth_app: StartApp) -> None:
+    api = await auth_app()  # confirmation on
+    known = new_email()
+    status, _, _ = await call(api, "POST", "/signup", {"email": known, "password": "correct horse battery"})
+    assert status == 200
+
+    def masked(body: dict[str, Any], address: str) -> dict[str, Any]:
+        ignored = {"id", "created_at", "updated_at", "confirmation_sent_at"}
+        return {k: (v if v != address else "<email>") for k, v in body.items() if k not in ignored}
+
+    answers = []
+    for address in (known, new_email()):
+        status, body, _ = await call(
+            api, "POST", "/signup", {"email": address, "password": "correct horse battery"}
+        )
+        answers.append((status, sorted(body), masked(body, address)))
+    assert answers[0] == answers[1]
+
+
+async def test_signup_without_smtp_and_without_autoconfirm_fails_clearly(auth_app: StartApp) -> None:
+    api = await auth_app(with_smtp=False)
+    status, error, _ = await call(
+        api, "POST", "/signup", {"email": new_email(), "password": "correct horse battery"}
+    )
+    assert status == 500 and error["error_code"] == "smtp_not_configured"
+    assert "auth.smtp.host" in error["msg"]
+
+
+async def test_sixth_sign_in_within_the_window_is_refused(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    email = new_email()
+    await signed_up(api, email)
+    before = metrics.auth_attempts_total.labels("password", "rate_limited")._value.get()
+    for _ in range(5):
+        status, _, _ = await call(
+            api, "POST", "/token?grant_type=password", {"email": email, "password": "wrong password"}
+        )
+        assert status == 400
+    status, error, headers = await call(
+        api, "POST", "/token?grant_type=password", {"email": email, "password": "x"}
+    )
+    assert status == 429 and error["error_code"] == "over_request_rate_limit"
+    assert 0 < int(headers["Retry-After"]) <= 900
+    assert metrics.auth_attempts_total.labels("password", "rate_limited")._value.get() == before + 1
+
+
+async def test_sign_in_limit_is_per_ip_across_accounts(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    for _ in range(5):
+        status, _, _ = await call(
+            api, "POST", "/token?grant_type=password", {"email": new_email(), "password": "nope"}
+        )
+        assert status == 400
+    status, _, headers = await call(
+        api, "POST", "/token?grant_type=password", {"email": new_email(), "password": "x"}
+    )
+    assert status == 429 and "Retry-After" in headers
+
+
+async def test_legacy_and_versioned_error_shapes(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    status, legacy, headers = await call(api, "GET", "/user")
+    assert status == 401 and legacy == {"code": 401, "error_code": "no_authorization", "msg": legacy["msg"]}
+    assert headers["x-sb-error-code"] == "no_authorization"
+    status, current, _ = await call(api, "GET", "/user", headers=V2024)
+    assert current == {"code": "no_authorization", "message": legacy["msg"]}
+
+
+async def test_verify_redirects_only_to_allowed_urls(auth_app: StartApp, smtp: tuple[Inbox, int]) -> None:
+    api = await auth_app(site_url="http://app.test", redirect_urls=("http://app.test/welcome/*",))
+    email = new_email()
+    await call(
+        api,
+        "POST",
+        "/signup?redirect_to=https://evil.example/steal",
+        {"email": email, "password": "correct horse battery"},
+    )
+    link = await smtp[0].link_for(email)
+    assert "evil.example" not in link
+    path = link.split("/auth/v1", 1)[1]
+    status, _, headers = await call(api, "GET", path)
+    assert status == 303 and headers["Location"].startswith("http://app.test#access_token="), headers[
+        "Location"
+    ]
+    status, _, headers = await call(api, "GET", path)  # single use
+    assert status == 303 and "error_code=otp_expired" in headers["Location"]
