@@ -274,3 +274,61 @@ async def test_health_check_renews_connections_the_database_dropped(todos_dsn: s
             assert await tx.fetchval("select 1") == 1
     finally:
         await db.close()
+
+
+async def test_a_failing_commit_still_resets_the_connection(todos_dsn: str) -> None:
+    """COMMIT carries the reset; when COMMIT fails, the pool must still reset the session.
+
+    Session-level advisory locks survive a rollback, so one taken in the failed
+    transaction is still held unless the reset ran.
+    """
+    with psycopg.connect(todos_dsn, autocommit=True) as owner:
+        owner.execute(
+            """
+            create table if not exists public.deferred (
+              id int primary key,
+              parent int references public.deferred (id) deferrable initially deferred
+            );
+            grant insert on public.deferred to service_role;
+            """
+        )
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        with pytest.raises(asyncpg.exceptions.ForeignKeyViolationError):
+            async with db.transaction(RequestContext("service_role")) as tx:
+                await tx.execute("select pg_advisory_lock(4242)")
+                await tx.execute("insert into public.deferred values (1, 999)")  # fails at COMMIT
+        with psycopg.connect(todos_dsn, autocommit=True) as other:
+            assert other.execute("select pg_try_advisory_lock(4242)").fetchone() == (True,)
+        async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+            assert await tx.fetchval("select current_user") == "anon"
+    finally:
+        await db.close()
+
+
+async def test_each_request_is_four_round_trips(todos_dsn: str) -> None:
+    """BEGIN, the settings, the statement, COMMIT-with-reset: counted on the server."""
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+            await tx.fetchval("select 1")  # warm the statement cache
+        conn = await db.pool.acquire()
+        pid = conn.get_server_pid()
+        await db.pool.release(conn)
+        with psycopg.connect(todos_dsn, autocommit=True) as owner:
+            owner.execute("select pg_stat_clear_snapshot()")
+            before = owner.execute(
+                "select xact_commit + xact_rollback from pg_stat_database where datname = current_database()"
+            ).fetchone()
+            async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+                await tx.fetchval("select 1")
+            owner.execute("select pg_stat_clear_snapshot()")
+            state = owner.execute(
+                "select state, query from pg_stat_activity where pid = %s", (pid,)
+            ).fetchone()
+        assert before is not None
+        # The connection's last message was COMMIT plus the reset, and nothing came after it.
+        assert state is not None and state[0] == "idle"
+        assert state[1].startswith("COMMIT;") and "RESET ROLE" in state[1]
+    finally:
+        await db.close()

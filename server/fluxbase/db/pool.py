@@ -21,8 +21,10 @@ from fluxbase.config import DatabaseConfig
 from fluxbase.db.migrate import AUTHENTICATOR, REGISTRY_SCHEMA
 from fluxbase.db.transaction import (
     CONNECTION_ERRORS,
+    FluxbaseConnection,
     RequestContext,
     RoleSwitchedTransaction,
+    reset_connection,
     role_switched_transaction,
 )
 
@@ -37,19 +39,6 @@ def authenticator_dsn(database_url: str, password: str | None) -> str:
     host = parts.netloc.rpartition("@")[2]
     credentials = quote(AUTHENTICATOR) + (f":{quote(password, safe='')}" if password else "")
     return urlunsplit((parts.scheme, f"{credentials}@{host}", parts.path, parts.query, parts.fragment))
-
-
-class FluxbaseConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A pooled connection whose reset also undoes a session-level SET ROLE.
-
-    asyncpg's reset runs RESET ALL, which by design leaves the role alone; a
-    function that ran `set role` without `local` must not hand its role to
-    the next request.
-    """
-
-    def get_reset_query(self) -> str:
-        base: str = super().get_reset_query()
-        return f"{base}\nRESET ROLE;"
 
 
 class Database:
@@ -68,6 +57,7 @@ class Database:
             max_size=config.max_connections,
             max_inactive_connection_lifetime=config.max_conn_idle_time,
             connection_class=FluxbaseConnection,
+            reset=reset_connection,
             server_settings={
                 "application_name": "fluxbase",
                 "statement_timeout": str(int(config.statement_timeout * 1000)),

@@ -10,6 +10,7 @@ clears anything a function set for the session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -140,6 +141,33 @@ class RoleSwitchedTransaction:
         return result
 
 
+class FluxbaseConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection: its reset also undoes a session-level SET ROLE, and may ride on COMMIT.
+
+    asyncpg's reset runs RESET ALL, which by design leaves the role alone; a
+    function that ran `set role` without `local` must not hand its role to
+    the next request.
+    """
+
+    _reset_done = False
+
+    def get_reset_query(self) -> str:
+        base: str = super().get_reset_query()
+        return f"{base}\nRESET ROLE;"
+
+    def mark_reset(self) -> None:
+        """The reset query already ran (after COMMIT): the pool's reset may skip it once."""
+        self._reset_done = True
+
+
+async def reset_connection(connection: FluxbaseConnection) -> None:
+    """The pool's reset hook (asyncpg has already rolled back any open transaction)."""
+    if connection._reset_done:
+        connection._reset_done = False
+        return
+    await connection.execute(connection.get_reset_query())
+
+
 def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
     idle = pool.get_idle_size()
     metrics.db_connections.labels("idle").set(idle)
@@ -167,9 +195,8 @@ async def role_switched_transaction(
         raise DatabaseUnavailable(str(exc)) from exc
     _publish_pool_gauges(pool)
     try:
-        transaction = connection.transaction(readonly=read_only)
         try:
-            await transaction.start()
+            await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
             await connection.fetchrow(
                 SET_REQUEST_CONTEXT,
                 context.role,
@@ -185,13 +212,17 @@ async def role_switched_transaction(
         try:
             yield work
         except BaseException:
-            if not connection.is_closed():
-                await transaction.rollback()
+            if not connection.is_closed() and connection.is_in_transaction():
+                # If even this fails, the pool's reset rolls back or drops the connection.
+                with contextlib.suppress(Exception):
+                    await connection.execute("ROLLBACK")
             raise
-        if work.rollback_requested:
-            await transaction.rollback()
-        else:
-            await transaction.commit()
+        # The end of the transaction and the pool's reset travel in one message: a
+        # round trip fewer per request. If COMMIT fails, the rest of the message is
+        # skipped, the connection is not marked, and the pool resets it as usual.
+        ending = "ROLLBACK" if work.rollback_requested else "COMMIT"
+        await connection.execute(f"{ending};\n{connection.get_reset_query()}")
+        connection.mark_reset()
     finally:
         try:
             await asyncio.shield(pool.release(connection))
