@@ -373,3 +373,11 @@ async def test_estimated_count(api: Client) -> None:
     )
     assert response.headers["Content-Range"] == "0-0/4"  # few rows: the exact count
     assert response.headers["Preference-Applied"] == "count=estimated"
+
+
+async def test_unsupported_methods_are_405(api: Client) -> None:
+    response = await api.request("TRACE", "/rest/v1/films", headers=ANON)
+    assert response.status == 405
+    assert (await response.json())["code"] == "PGRST117"
+    rpc = await api.delete("/rest/v1/rpc/add", headers=ANON)
+    assert (rpc.status, (await rpc.json())["code"]) == (405, "PGRST101")

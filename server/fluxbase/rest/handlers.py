@@ -30,6 +30,7 @@ from fluxbase.rest.errors import (
     reason_phrase,
     schema_cache_not_loaded,
     singularity_error,
+    unsupported_method,
 )
 from fluxbase.rest.parse import (
     Action,
@@ -58,6 +59,8 @@ from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 
 MAX_URL_BYTES = 16 * 1024
+# Connection failures that are not PostgreSQL errors (asyncpg raises these for a dropped socket).
+LOST_CONNECTION = (OSError, asyncpg.exceptions.InterfaceError)
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
 
 
@@ -397,11 +400,14 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
             elif path_kind == "rpc" and api_request.action == Action.CALL:
                 reply = await _run_call(request, rest, api_request, caller, schema, cache, timer)
             else:
-                raise pgrst_error("PGRST127", details=f"{request.method} on this path is not available yet")
+                raise unsupported_method(request.method)
         except ApiError as error:
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
+        except LOST_CONNECTION:
+            # The database went away mid-statement: retryable, not a server bug.
+            return _error_response(pgrst_error("PGRST000"))
         response = web.Response(body=reply.body, status=reply.status, headers=reply.headers)
         timer.lap("render")
         response.headers["Server-Timing"] = timer.header()
@@ -439,6 +445,8 @@ def _openapi_endpoint(mount: openapi.Mount) -> Callable[[web.Request], Awaitable
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
+        except LOST_CONNECTION:
+            return _error_response(pgrst_error("PGRST000"))
         # application/json when the client asked for it by any JSON name, else OpenAPI's own type.
         mime = "application/json" if api_request.accept.kind == MediaKind.JSON else MediaKind.OPENAPI.value
         return web.Response(body=orjson.dumps(document), headers={"Content-Type": f"{mime}; charset=utf-8"})
