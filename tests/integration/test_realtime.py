@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections import Counter
 
 import aiohttp
@@ -225,28 +227,29 @@ async def test_slow_reader_is_closed_with_1008_and_others_are_unaffected(realtim
     async for served in serve(realtime_dsn, send_queue_size=5):
         async with aiohttp.ClientSession() as session:
             healthy = await open_socket(session, served.ws_url())
-            await healthy.join("realtime:b", {})
-            hub = served.app[REALTIME].hub
-            [client] = [c for c in list(hub.topics["realtime:b"])]
-            # Fill the queue of a second client whose writer never runs: it must be closed.
-            slow_ws = await session.ws_connect(served.ws_url())
+            await healthy.join("realtime:calm", {})
+            # A client that never reads: its socket buffer fills, then its queue of 5.
+            slow_ws = await session.ws_connect(served.ws_url(), max_msg_size=0)
             await slow_ws.send_str(
-                '{"topic":"realtime:b","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}'
+                '{"topic":"realtime:flood","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}'
             )
             await asyncio.sleep(0.3)
-            slow = next(c for c in hub.topics["realtime:b"] if c is not client).client
-            for _ in range(10):
-                slow.push(
-                    __import__("fluxbase.realtime.phoenix", fromlist=["x"]).heartbeat_reply(
-                        __import__("fluxbase.realtime.phoenix", fromlist=["x"]).Message(
-                            None, "1", "phoenix", "heartbeat", {}
-                        )
-                    )
-                )
-            closed = await slow_ws.receive(timeout=5)
-            while closed.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                closed = await slow_ws.receive(timeout=5)
-            assert closed.type == aiohttp.WSMsgType.CLOSED or closed.data == 1008
+            hub = served.app[REALTIME].hub
+            [slow] = [channel.client for channel in hub.topics["realtime:flood"]]
+            pausing = slow_ws._response.connection
+            assert pausing is not None and pausing.protocol is not None
+            pausing.protocol.pause_reading()
+            for n in range(3000):
+                await hub.broadcast("realtime:flood", "fill", {"n": n, "pad": "x" * 2000})
+                if slow.closed:
+                    break
+            assert slow.closed, "the slow client was never cut off"
+            pausing.protocol.resume_reading()
+            message = await slow_ws.receive(timeout=5)
+            while message.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                message = await slow_ws.receive(timeout=5)
+            if message.type == aiohttp.WSMsgType.CLOSE:
+                assert message.data == 1008
             ref = await healthy.push("phoenix", "heartbeat", {})
             assert (await healthy.reply(ref))["status"] == "ok"
             await healthy.close()
@@ -293,3 +296,78 @@ async def test_rest_broadcast_reaches_subscribers(served: Served) -> None:
         ) as response:
             assert response.status == 401
         await socket.close()
+
+
+async def test_two_replicas_both_deliver_changes_and_relay_broadcast_and_presence(realtime_dsn: str) -> None:
+    served_b_iter = serve(realtime_dsn)
+    async for served_a in serve(realtime_dsn):
+        served_b = await served_b_iter.__anext__()
+        try:
+            async with aiohttp.ClientSession() as session:
+                on_a = await open_socket(session, served_a.ws_url())
+                on_b = await open_socket(session, served_b.ws_url())
+                for socket in (on_a, on_b):
+                    await socket.join("realtime:shared", ITEMS)
+                served_a.sql("insert into public.items values (4242, 1, 'both') on conflict do nothing")
+                for socket in (on_a, on_b):
+                    [change] = await socket.changes(1)
+                    assert change["data"]["record"]["id"] == 4242
+                served_a.sql("delete from public.items where id = 4242")
+                for socket in (on_a, on_b):
+                    await socket.changes(1)
+                await on_a.push(
+                    "realtime:shared", "broadcast", {"type": "broadcast", "event": "e", "payload": {}}
+                )
+                message = await on_b.expect("broadcast", "realtime:shared")
+                assert message["payload"]["event"] == "e"
+                await on_a.push(
+                    "realtime:shared", "presence", {"type": "presence", "event": "track", "payload": {"a": 1}}
+                )
+                diff = await on_b.expect("presence_diff", "realtime:shared")
+                [(_key, entry)] = diff["payload"]["joins"].items()
+                assert entry["metas"][0]["a"] == 1 and entry["metas"][0]["phx_ref"]
+                await on_a.close()
+                await on_b.close()
+        finally:
+            with contextlib.suppress(StopAsyncIteration):
+                await served_b_iter.__anext__()
+
+
+async def test_vsn_2_binary_broadcast_and_select(served: Served) -> None:
+    from fluxbase.realtime import phoenix
+
+    served.sql("delete from public.items where id = 77")
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(served.ws_url(vsn="2.0.0"))
+        bindings = [{"event": "INSERT", "schema": "public", "table": "items", "select": ["id", "label"]}]
+        await ws.send_str(
+            json.dumps(
+                [
+                    "1",
+                    "1",
+                    "realtime:v2",
+                    "phx_join",
+                    {"config": {"broadcast": {"self": True}, "postgres_changes": bindings}},
+                ]
+            )
+        )
+        reply = json.loads((await ws.receive(timeout=5)).data)
+        assert reply[3] == "phx_reply" and reply[4]["status"] == "ok"
+        # realtime-js 2.x sends broadcasts as binary kind 3; the sender (self) gets kind 4 back.
+        topic, event = b"realtime:v2", b"ping"
+        frame = bytes([3, 1, 1, len(topic), len(event), 0, 1]) + b"1" + b"2" + topic + event + b'{"x":1}'
+        await ws.send_bytes(frame)
+        served.sql("insert into public.items values (77, 7, 'seven')")
+        got_broadcast = got_change = False
+        while not (got_broadcast and got_change):
+            message = await ws.receive(timeout=5)
+            if message.type == aiohttp.WSMsgType.BINARY:
+                assert message.data[0] == phoenix.KIND_USER_BROADCAST
+                assert message.data.endswith(b'{"x":1}')
+                got_broadcast = True
+            else:
+                decoded = json.loads(message.data)
+                if decoded[3] == "postgres_changes":
+                    assert decoded[4]["data"]["record"] == {"id": 77, "label": "seven"}
+                    got_change = True
+        await ws.close()

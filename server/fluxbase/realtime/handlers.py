@@ -354,6 +354,11 @@ class Session:
             if not oids:
                 where = f"{schema}.{table}" if table not in (None, "*") else f"schema {schema}"
                 raise BindingError(f"{where} is not enabled for realtime (realtime.enable)")
+            select = raw.get("select")
+            if select is not None and (
+                not isinstance(select, list) or not all(isinstance(c, str) for c in select) or not select
+            ):
+                raise BindingError("select must be a non-empty list of column names")
             try:
                 parsed = parse_filter(filter_text)
             except FilterError as exc:
@@ -368,13 +373,16 @@ class Session:
                 except FilterError as exc:
                     raise BindingError(f"invalid filter: {exc}") from None
                 filtered = {condition.column for condition in parsed.conditions}
-                if filtered:
+                wanted = frozenset(select) if select is not None else None
+                if filtered or wanted:
                     # Filtering on a column one may not select would leak it bit by bit.
                     allowed = await self.hub.selectable_columns(channel.caller, oid)
                     if not filtered <= allowed:
                         raise BindingError("invalid filter: permission denied for a filtered column")
+                    if wanted and not wanted <= allowed:
+                        raise BindingError("select: permission denied for a column, or no such column")
                 channel.bindings.append(
-                    Binding(channel, binding_id, event, oid, bound, f"{oid}:{filter_text}")
+                    Binding(channel, binding_id, event, oid, bound, f"{oid}:{filter_text}", wanted)
                 )
             echoed.append(phoenix.postgres_changes_binding(raw, binding_id))
         return echoed
@@ -434,6 +442,7 @@ class Session:
                     bytes(payload.payload) if payload.is_binary else payload.payload,
                     origin=self.client.id,
                     binary=payload.is_binary,
+                    user=True,
                 )
             elif isinstance(payload, dict) and isinstance(payload.get("event"), str):
                 await self.hub.broadcast(

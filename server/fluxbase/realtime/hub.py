@@ -113,6 +113,8 @@ class Binding:
     table_oid: int
     filter: BoundFilter
     filter_source: str
+    # The binding's `select`: the only columns it wants (None = every column it may see).
+    select: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -357,9 +359,12 @@ class Hub:
         results = await asyncio.gather(*(check(item) for item in work))
         # Sent in log order, whatever order the groups' checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])
-        for _change_id, channel_ids, message in _merge_per_channel(outgoing):
-            channel, ids = channel_ids
-            channel.client.push(phoenix.postgres_changes_message(channel.topic, ids, message))
+        for _change_id, (channel, bindings), data in _merge_per_channel(outgoing):
+            ids = [binding.id for binding in bindings]
+            selects = [binding.select for binding in bindings]
+            if all(select is not None for select in selects):
+                data = select_columns(data, frozenset().union(*selects))  # type: ignore[arg-type]
+            channel.client.push(phoenix.postgres_changes_message(channel.topic, ids, data))
 
     async def _authorize(
         self, info: TableInfo, caller: Caller, pending: list[_Pending]
@@ -426,11 +431,22 @@ class Hub:
     # Broadcast and presence (through NOTIFY, so every replica sees them)
 
     async def broadcast(
-        self, topic: str, event: str, payload: Any, *, origin: str | None = None, binary: bool = False
+        self,
+        topic: str,
+        event: str,
+        payload: Any,
+        *,
+        origin: str | None = None,
+        binary: bool = False,
+        user: bool = False,
     ) -> None:
-        """Relays a broadcast to every replica; raises ValueError when it is too large for NOTIFY."""
+        """Relays a broadcast to every replica; raises ValueError when it is too large for NOTIFY.
+
+        `user` marks a broadcast that arrived as binary kind 3: vsn 2.0.0 receivers get it back
+        as kind 4, as from Supabase Realtime; binary payloads always travel that way.
+        """
         body = base64.b64encode(payload).decode() if binary else payload
-        message = {"k": "b", "t": topic, "e": event, "p": body, "o": origin, "bin": binary}
+        message = {"k": "b", "t": topic, "e": event, "p": body, "o": origin, "bin": binary, "u": user}
         await self._relay(message)
 
     async def track(self, channel: Channel, meta: Mapping[str, Any]) -> None:
@@ -489,6 +505,8 @@ class Hub:
         if message.get("bin"):
             data = base64.b64decode(payload) if isinstance(payload, str) else b""
             outgoing = phoenix.user_broadcast_message(topic, phoenix.UserBroadcast(event, data))
+        elif message.get("u"):
+            outgoing = phoenix.user_broadcast_message(topic, phoenix.UserBroadcast(event, payload))
         else:
             outgoing = phoenix.broadcast_message(topic, event, payload)
         for channel in list(self.topics.get(topic, ())):
@@ -556,14 +574,23 @@ def change_data(info: TableInfo, change: Change, shown: Sequence[str]) -> dict[s
 
 def _merge_per_channel(
     outgoing: Iterable[tuple[int, Binding, Any]],
-) -> list[tuple[int, tuple[Channel, list[int]], Any]]:
-    """One message per (change, channel), carrying the ids of every binding it matched."""
-    merged: dict[tuple[int, int], tuple[int, tuple[Channel, list[int]], Any]] = {}
+) -> list[tuple[int, tuple[Channel, list[Binding]], Any]]:
+    """One message per (change, channel), carrying every binding of that channel it matched."""
+    merged: dict[tuple[int, int], tuple[int, tuple[Channel, list[Binding]], Any]] = {}
     for change_id, binding, data in outgoing:
         key = (change_id, id(binding.channel))
         entry = merged.get(key)
         if entry is None:
-            merged[key] = (change_id, (binding.channel, [binding.id]), data)
+            merged[key] = (change_id, (binding.channel, [binding]), data)
         else:
-            entry[1][1].append(binding.id)
+            entry[1][1].append(binding)
     return list(merged.values())
+
+
+def select_columns(data: Mapping[str, Any], keep: frozenset[str]) -> dict[str, Any]:
+    """The payload trimmed to the bindings' `select` columns (the old record's key stays)."""
+    trimmed = dict(data)
+    trimmed["columns"] = [column for column in data["columns"] if column["name"] in keep]
+    if data.get("record") is not None:
+        trimmed["record"] = {k: v for k, v in data["record"].items() if k in keep}
+    return trimmed

@@ -103,11 +103,22 @@ class ChangeListener:
         return None if connection is None or connection.is_closed() else int(connection.get_server_pid())
 
     async def start(self) -> None:
-        # Start from "now": changes committed before this process started are not replayed.
-        self._from_xid = int(await self._pool.fetchval("select realtime.horizon()::text"))
-        await self._connect()
+        """Connects and sets the cursor to "now"; when the database is not ready (not migrated,
+        unreachable), the server still starts and the listener keeps trying in the background.
+        """
+        try:
+            await self._initialise()
+        except Exception as exc:
+            log.warning("realtime: listener not started yet; retrying", extra={"reason": type(exc).__name__})
         self._task = asyncio.create_task(self._run(), name="realtime-listener")
         self._pruner = asyncio.create_task(self._prune(), name="realtime-prune")
+
+    async def _initialise(self) -> None:
+        if self._from_xid is None:
+            # Start from "now": changes committed before this process started are not replayed.
+            self._from_xid = int(await self._pool.fetchval("select realtime.horizon()::text"))
+        if self._connection is None or self._connection.is_closed():
+            await self._connect()
 
     async def close(self) -> None:
         for task in (self._task, self._pruner):
@@ -154,6 +165,15 @@ class ChangeListener:
         self._wake.set()
 
     async def _run(self) -> None:
+        attempt = 0
+        while self._from_xid is None:
+            delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+            attempt += 1
+            await asyncio.sleep(delay)
+            try:
+                await self._initialise()
+            except Exception as exc:
+                log.warning("realtime: listener start failed", extra={"reason": type(exc).__name__})
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
