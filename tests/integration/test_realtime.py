@@ -11,6 +11,7 @@ import aiohttp
 import psycopg
 import pytest
 
+from fluxbase.observability import metrics
 from fluxbase.realtime.handlers import REALTIME
 from realtime_support import ALICE, ANON_KEY, BOB, SERVICE_KEY, Served, open_socket, serve, user_token
 
@@ -255,14 +256,25 @@ async def test_slow_reader_is_closed_with_1008_and_others_are_unaffected(realtim
             await healthy.close()
 
 
-async def test_connection_caps(realtime_dsn: str) -> None:
-    async for served in serve(realtime_dsn, max_connections_per_user=1):
+async def test_connection_and_subscription_caps(realtime_dsn: str) -> None:
+    async for served in serve(realtime_dsn, max_connections_per_user=1, max_subscriptions_per_socket=2):
+        before = metrics.realtime_connections._value.get()
         async with aiohttp.ClientSession() as session:
-            first = await session.ws_connect(served.ws_url(key=user_token(ALICE)))
+            first = await open_socket(session, served.ws_url(key=user_token(ALICE)))
+            assert metrics.realtime_connections._value.get() == before + 1
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await session.ws_connect(served.ws_url(key=user_token(ALICE)))
             assert refused.value.status == 429
+            # One channel with one binding is two subscriptions; a second channel is one too many.
+            assert (await first.join("realtime:one", ITEMS))["status"] == "ok"
+            reply = await first.join("realtime:two", {})
+            assert reply["status"] == "error" and "too many subscriptions" in reply["response"]["reason"]
             await first.close()
+        for _ in range(50):
+            if metrics.realtime_connections._value.get() == before:
+                break
+            await asyncio.sleep(0.05)
+        assert metrics.realtime_connections._value.get() == before
 
 
 async def test_expired_token_closes_its_channels(served: Served) -> None:
