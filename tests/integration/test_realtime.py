@@ -383,3 +383,26 @@ async def test_vsn_2_binary_broadcast_and_select(served: Served) -> None:
                     assert decoded[4]["data"]["record"] == {"id": 77, "label": "seven"}
                     got_change = True
         await ws.close()
+
+
+async def test_a_replica_started_later_learns_who_is_present(realtime_dsn: str) -> None:
+    async for early in serve(realtime_dsn):
+        async with aiohttp.ClientSession() as session:
+            tracker = await open_socket(session, early.ws_url())
+            await tracker.join("realtime:late", {"presence": {"key": "early-bird"}})
+            ref = await tracker.push("realtime:late", "presence", {"event": "track", "payload": {"on": "a"}})
+            assert (await tracker.reply(ref))["status"] == "ok"
+            async for late in serve(realtime_dsn):
+                watcher = await open_socket(session, late.ws_url())
+                await watcher.join("realtime:late", {})
+                state = await watcher.expect("presence_state", "realtime:late")
+                if "early-bird" not in state["payload"]:
+                    diff = await watcher.expect("presence_diff", "realtime:late")
+                    assert diff["payload"]["joins"]["early-bird"]["metas"][0]["on"] == "a"
+                # Untracking on the early replica reaches the late one.
+                ref = await tracker.push("realtime:late", "presence", {"event": "untrack"})
+                await tracker.reply(ref)
+                diff = await watcher.expect("presence_diff", "realtime:late")
+                assert list(diff["payload"]["leaves"]) == ["early-bird"]
+                await watcher.close()
+            await tracker.close()

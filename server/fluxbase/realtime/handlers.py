@@ -318,6 +318,7 @@ class Session:
         except BindingError as exc:
             self.client.push(phoenix.reply_error(message, str(exc)))
             return
+        first_here = channel.topic not in self.hub.topics
         self.client.channels[channel.topic] = channel
         self.hub.add_channel(channel)
         self._schedule_expiry(channel)
@@ -327,6 +328,8 @@ class Session:
         self.client.push(
             phoenix.presence_state(channel.topic, channel.join_ref, self.hub.presence_state(channel.topic))
         )
+        if first_here:
+            await self.hub.request_presence_sync(channel.topic)
 
     async def _bind(self, channel: Channel, raw_bindings: list[Any]) -> list[dict[str, Any]]:
         if not raw_bindings:
@@ -382,7 +385,16 @@ class Session:
                     if wanted and not wanted <= allowed:
                         raise BindingError("select: permission denied for a column, or no such column")
                 channel.bindings.append(
-                    Binding(channel, binding_id, event, oid, bound, f"{oid}:{filter_text}", wanted)
+                    Binding(
+                        channel,
+                        binding_id,
+                        event,
+                        oid,
+                        bound,
+                        f"{oid}:{filter_text}",
+                        wanted,
+                        frozenset(filtered),
+                    )
                 )
             echoed.append(phoenix.postgres_changes_binding(raw, binding_id))
         return echoed

@@ -115,6 +115,8 @@ class Binding:
     filter_source: str
     # The binding's `select`: the only columns it wants (None = every column it may see).
     select: frozenset[str] | None = None
+    # Columns the filter reads: re-checked against the role's grants at every delivery.
+    filter_columns: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,7 @@ class Hub:
         # Presence of every replica: topic -> key -> presence ref -> meta.
         self.presence: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self._publish = publish
+        self._background: set[asyncio.Task[None]] = set()
         self._binding_ids = itertools.count(1)
         self._presence_refs = itertools.count(1)
 
@@ -396,7 +399,12 @@ class Hub:
             if id(item) not in visible:
                 continue
             data = change_data(info, item.change, shown)
-            out.extend((item.change.id, binding, data) for binding in item.bindings)
+            # A grant revoked after the join must not leave a filter reading the column.
+            out.extend(
+                (item.change.id, binding, data)
+                for binding in item.bindings
+                if binding.filter_columns <= columns
+            )
         return out
 
     async def _rls_visible(
@@ -496,6 +504,26 @@ class Hub:
             self._deliver_broadcast(topic, message)
         elif kind == "p":
             self._apply_presence(topic, message)
+        elif kind == "ps" and message.get("o") != self.node:
+            self._answer_presence_sync(topic)
+
+    async def request_presence_sync(self, topic: str) -> None:
+        """Asks the other replicas to repeat who they track on `topic`.
+
+        Sent when a topic gets its first member in this process, which may have started after
+        the others tracked; their answers arrive as presence diffs of refs it did not know.
+        """
+        with contextlib.suppress(Exception):
+            await self._relay({"k": "ps", "t": topic, "o": self.node})
+
+    def _answer_presence_sync(self, topic: str) -> None:
+        for channel in list(self.topics.get(topic, ())):
+            own = self._own_presence(channel)
+            if own and self._publish is not None:
+                message = {"k": "p", "t": topic, "key": channel.presence_key, "join": own, "leave": {}}
+                task = asyncio.get_running_loop().create_task(self._relay(message))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     def _deliver_broadcast(self, topic: str, message: Mapping[str, Any]) -> None:
         event, payload, origin = message.get("e"), message.get("p"), message.get("o")
@@ -520,13 +548,16 @@ class Hub:
         if not isinstance(key, str) or not isinstance(joins, dict) or not isinstance(leaves, dict):
             return
         metas = self.presence.setdefault(topic, {}).setdefault(key, {})
-        for ref in leaves:
-            metas.pop(ref, None)
+        # Only news becomes a diff: a replica answering a sync repeats refs others already know.
+        leaves = {ref: meta for ref, meta in leaves.items() if metas.pop(ref, None) is not None}
+        joins = {ref: meta for ref, meta in joins.items() if ref not in metas}
         metas.update(joins)
         if not metas:
             self.presence[topic].pop(key, None)
             if not self.presence[topic]:
                 del self.presence[topic]
+        if not joins and not leaves:
+            return
         diff = phoenix.presence_diff(
             topic,
             {key: list(joins.values())} if joins else {},
