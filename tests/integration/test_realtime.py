@@ -406,3 +406,17 @@ async def test_a_replica_started_later_learns_who_is_present(realtime_dsn: str) 
                 assert list(diff["payload"]["leaves"]) == ["early-bird"]
                 await watcher.close()
             await tracker.close()
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated", "service_role"])
+def test_api_roles_cannot_read_the_change_log(realtime_dsn: str, role: str) -> None:
+    with psycopg.connect(realtime_dsn, autocommit=True) as conn:
+        conn.execute(f"set role {role}")
+        for statement in (
+            "select * from realtime.log",
+            "select * from realtime.read_changes('0', '1', 0, 1)",
+            "select realtime.prune('1 second')",
+            "select realtime.enable('public.quiet')",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)

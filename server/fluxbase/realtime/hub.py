@@ -23,7 +23,7 @@ from typing import Any, Final
 import orjson
 
 from fluxbase.db.pool import Database
-from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
+from fluxbase.db.transaction import DatabaseUnavailable, PoolBusy, RequestContext, RoleSwitchedTransaction
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
 from fluxbase.realtime.filters import BoundFilter
@@ -36,6 +36,8 @@ log = logging.getLogger("fluxbase.realtime")
 MAX_RELAYED_BYTES: Final = 7800
 # How many (table, group) visibility checks of one batch run at once.
 CHECK_CONCURRENCY: Final = 4
+# Waits before retrying a visibility check that found no free or reachable connection.
+AUTHORIZE_RETRIES: Final = (0.1, 0.5, 2.0)
 CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
 
 
@@ -372,6 +374,23 @@ class Hub:
     async def _authorize(
         self, info: TableInfo, caller: Caller, pending: list[_Pending]
     ) -> list[tuple[int, Binding, Any]]:
+        """What this group may see of these changes; a busy or unreachable pool is retried."""
+        for delay in (*AUTHORIZE_RETRIES, None):
+            try:
+                return await self._authorize_once(info, caller, pending)
+            except (PoolBusy, DatabaseUnavailable):
+                if delay is None:
+                    log.warning(
+                        "realtime: no database connection for a visibility check; changes dropped",
+                        extra={"table": f"{info.schema}.{info.name}", "role": caller.role},
+                    )
+                    return []
+                await asyncio.sleep(delay)
+        return []
+
+    async def _authorize_once(
+        self, info: TableInfo, caller: Caller, pending: list[_Pending]
+    ) -> list[tuple[int, Binding, Any]]:
         """One role-switched transaction: what this group may see of these changes."""
         try:
             async with self.database.transaction(_context(caller), read_only=True) as tx:
@@ -385,6 +404,8 @@ class Hub:
                     visible = {id(p) for p in pending}
                 else:
                     visible = await self._rls_visible(tx, info, pending)
+        except (PoolBusy, DatabaseUnavailable):
+            raise
         except Exception:
             # Failing closed: a group whose check fails receives nothing of this batch.
             log.warning(
