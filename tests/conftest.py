@@ -31,8 +31,8 @@ from fluxbase.config import AuthConfig, Config, DatabaseConfig, RateLimitConfig,
 from fluxbase.db.embedded import EmbeddedPostgres
 from fluxbase.db.migrate import Migrator, derive_authenticator_password
 
-# Fixtures of the data API's and auth's tests, kept in modules of their own.
-pytest_plugins = ["rest_support", "auth_support"]
+# Fixtures of the data API's, auth's and realtime's tests, kept in modules of their own.
+pytest_plugins = ["rest_support", "auth_support", "realtime_support"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FLUXBASE = str(Path(sys.executable).with_name("fluxbase"))

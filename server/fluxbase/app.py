@@ -22,6 +22,7 @@ from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.errors import error_middleware
 from fluxbase.observability.http import metrics_middleware, request_context_middleware
+from fluxbase.realtime import handlers as realtime_handlers
 from fluxbase.rest import handlers as rest_handlers
 from fluxbase.rest.schema_cache import SchemaCacheHolder
 from fluxbase.security.authenticate import AUTHENTICATOR, Authenticator
@@ -66,6 +67,8 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     ops.add_routes(app)
     rest_handlers.add_routes(app)
     auth_handlers.add_routes(app)
+    if config.realtime.enabled:
+        realtime_handlers.add_routes(app)
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
@@ -89,4 +92,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         await app[DATABASE].close()
 
     app.cleanup_ctx.append(resources)
+    if config.realtime.enabled:
+        # After `resources`: the listener reads through the pool, and stops before it closes.
+        app.cleanup_ctx.append(realtime_handlers.realtime_context(config.realtime, dsn, DATABASE))
     return app

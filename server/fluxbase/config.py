@@ -192,6 +192,13 @@ class RealtimeConfig:
     enabled: bool = True
     max_connections: int = 1000
     ping_interval: float = 30.0
+    max_connections_per_ip: int = 100
+    max_connections_per_user: int = 20
+    max_message_size: int = 5 * 1024 * 1024
+    max_subscriptions_per_socket: int = 100
+    send_queue_size: int = 1000
+    log_retention: float = 3600.0
+    prune_interval: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -476,7 +483,9 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
             cors=CorsConfig(tuple(security.get("cors", {}).get("allowed_origins", ("*",)))),
             trusted_proxies=tuple(security.get("trusted_proxies", ())),
         ),
-        realtime=RealtimeConfig(**durations(section("realtime"), ("ping_interval",))),
+        realtime=RealtimeConfig(
+            **durations(section("realtime"), ("ping_interval", "log_retention", "prune_interval"))
+        ),
         storage=StorageConfig(
             provider=storage.get("provider", "local"),
             local_path=storage.get("local_path"),

@@ -280,3 +280,30 @@ def test_openapi_mode_refuses_unknown_values(tmp_path: Path, monkeypatch: pytest
         "FLUXBASE_API_OPENAPI_MODE (api.openapi_mode): expected one of follow-privileges, "
         "ignore-privileges, disabled, got 'everything'"
     ]
+
+
+def test_realtime_limits_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "realtime:\n  log_retention: 2h\n  max_connections_per_ip: 7\n  send_queue_size: 50\n",
+    )
+    config = load_config(
+        path,
+        env={
+            "FLUXBASE_REALTIME_MAX_SUBSCRIPTIONS_PER_SOCKET": "3",
+            "FLUXBASE_REALTIME_PRUNE_INTERVAL": "30s",
+        },
+    )
+    assert config.realtime.log_retention == 7200
+    assert config.realtime.prune_interval == 30
+    assert config.realtime.max_connections_per_ip == 7
+    assert config.realtime.send_queue_size == 50
+    assert config.realtime.max_subscriptions_per_socket == 3
+    assert config.realtime.max_message_size == 5 * 1024 * 1024
+
+
+def test_realtime_message_size_has_a_floor(tmp_path: Path) -> None:
+    path = write(tmp_path, "realtime:\n  max_message_size: 10\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert "realtime.max_message_size" in problems(error)[0]

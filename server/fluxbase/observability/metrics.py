@@ -51,6 +51,13 @@ realtime_connections = Gauge(
     "Open realtime WebSocket connections",
     multiprocess_mode="livesum",
 )
+realtime_listener_drops_total = Counter(
+    "fluxbase_realtime_listener_drops_total", "Times the realtime LISTEN connection was lost"
+)
+realtime_changes_total = Counter("fluxbase_realtime_changes_total", "Change-log rows read by the listener")
+realtime_slow_clients_total = Counter(
+    "fluxbase_realtime_slow_clients_total", "Realtime sockets closed because they did not read"
+)
 auth_attempts_total = Counter(
     "fluxbase_auth_attempts_total", "Sign-in and token attempts by outcome", ("kind", "outcome")
 )

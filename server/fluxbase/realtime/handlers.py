@@ -1,0 +1,568 @@
+"""Realtime's HTTP edge: the Phoenix WebSocket and the REST broadcast endpoint.
+
+The handshake verifies the key before upgrading (401 otherwise); each socket then speaks Phoenix
+channels: phx_join with postgres_changes bindings, heartbeat, access_token, broadcast, presence,
+phx_leave. The hub does the fan-out; this module owns sockets, limits and protocol state.
+Tokens and query strings are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import WSMsgType, web
+
+from fluxbase.config import RealtimeConfig
+from fluxbase.db.pool import Database
+from fluxbase.errors import json_response
+from fluxbase.observability import metrics
+from fluxbase.realtime import phoenix
+from fluxbase.realtime.filters import FilterError, parse_filter
+from fluxbase.realtime.hub import CHANGE_EVENTS, Binding, Channel, Client, Hub
+from fluxbase.realtime.listener import ChangeListener
+from fluxbase.request_state import CLIENT_IP
+from fluxbase.security.authenticate import (
+    AUTHENTICATOR,
+    AuthenticationError,
+    Authenticator,
+    Caller,
+    bearer_token,
+)
+
+log = logging.getLogger("fluxbase.realtime")
+
+WEBSOCKET_PATHS: Final = ("/realtime/v1/websocket", "/realtime/websocket", "/realtime")
+BROADCAST_PATH: Final = "/realtime/v1/api/broadcast"
+# How long a close frame may take to reach a client that stopped reading.
+CLOSE_TIMEOUT: Final = 2.0
+
+
+@dataclass
+class RealtimeService:
+    """Per-process realtime state: the hub, the listener and the connection counts for the caps."""
+
+    config: RealtimeConfig
+    hub: Hub
+    listener: ChangeListener | None = None
+    per_ip: Counter[str] = field(default_factory=Counter)
+    per_user: Counter[str] = field(default_factory=Counter)
+    sockets: set[web.WebSocketResponse] = field(default_factory=set)
+
+
+REALTIME = web.AppKey("realtime", RealtimeService)
+
+
+def add_routes(app: web.Application) -> None:
+    for path in WEBSOCKET_PATHS:
+        app.router.add_get(path, websocket_handler)
+    app.router.add_post(BROADCAST_PATH, broadcast_handler)
+    app.router.add_post(BROADCAST_PATH + "/{topic}/events/{event}", broadcast_event_handler)
+
+
+def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[Database]) -> Any:
+    """A cleanup_ctx entry: starts the hub and the listener once the pool exists, stops them last."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        database = app[database_key]
+        hub = Hub(database)
+        listener = ChangeListener(
+            dsn,
+            database.pool,
+            hub.deliver,
+            hub.on_relayed,
+            retention=config.log_retention,
+            prune_interval=config.prune_interval,
+        )
+        hub.set_publisher(listener.publish)
+        service = RealtimeService(config, hub, listener)
+        app[REALTIME] = service
+        await listener.start()
+        yield
+        for socket in list(service.sockets):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    socket.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT
+                )
+        await listener.close()
+
+    return context
+
+
+def _refuse(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def _handshake_token(request: web.Request) -> str | None:
+    # Browsers cannot set headers on a WebSocket, so realtime clients put the key in the query.
+    return (
+        request.query.get("apikey")
+        or request.headers.get("apikey")
+        or request.headers.get("x-api-key")
+        or None
+    )
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    service = request.app[REALTIME]
+    config = service.config
+    if not config.enabled:
+        return _refuse(404, "realtime is disabled")
+    try:
+        vsn = phoenix.negotiate_vsn(request.query.get("vsn"))
+    except phoenix.UnsupportedVsnError as exc:
+        return _refuse(403, exc.reason)
+    token = _handshake_token(request)
+    if token is None:
+        return _refuse(401, "missing apikey")
+    try:
+        caller = request.app[AUTHENTICATOR].verify(token)
+    except AuthenticationError as exc:
+        return _refuse(401, exc.reason)
+    ip = request.get(CLIENT_IP) or request.remote or "unknown"
+    if len(service.sockets) >= config.max_connections:
+        return _refuse(429, "too many connections")
+    if service.per_ip[ip] >= config.max_connections_per_ip:
+        return _refuse(429, "too many connections from this address")
+    user = caller.user_id
+    if user is not None and service.per_user[user] >= config.max_connections_per_user:
+        return _refuse(429, "too many connections for this user")
+
+    ws = web.WebSocketResponse(
+        heartbeat=config.ping_interval, max_msg_size=config.max_message_size, autoping=True
+    )
+    await ws.prepare(request)
+    service.sockets.add(ws)
+    service.per_ip[ip] += 1
+    if user is not None:
+        service.per_user[user] += 1
+    metrics.realtime_connections.inc()
+
+    def overflow(_client: Client) -> None:
+        # The client does not read: close it without waiting on its full TCP buffer for long.
+        asyncio.get_running_loop().create_task(_close_slow(ws, request))
+
+    client = Client(vsn, caller, ip=ip, queue_size=config.send_queue_size, on_overflow=overflow)
+    session = Session(service, client, ws, request.app[AUTHENTICATOR])
+    writer = asyncio.create_task(_write(ws, client))
+    try:
+        await session.run()
+    finally:
+        client.closed = True
+        for channel in list(client.channels.values()):
+            await service.hub.remove_channel(channel)
+        client.channels.clear()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        service.sockets.discard(ws)
+        _decrement(service.per_ip, ip)
+        if user is not None:
+            _decrement(service.per_user, user)
+        metrics.realtime_connections.dec()
+    return ws
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+async def _close_slow(ws: web.WebSocketResponse, request: web.Request) -> None:
+    try:
+        await asyncio.wait_for(ws.close(code=1008, message=b"send queue full"), CLOSE_TIMEOUT)
+    except (TimeoutError, ConnectionError):
+        if request.transport is not None:
+            request.transport.abort()
+
+
+async def _write(ws: web.WebSocketResponse, client: Client) -> None:
+    while True:
+        frame = await client.queue.get()
+        if frame is None or ws.closed:
+            return
+        try:
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
+        except ConnectionError:
+            return
+
+
+class Session:
+    """The Phoenix protocol state of one socket."""
+
+    def __init__(
+        self,
+        service: RealtimeService,
+        client: Client,
+        ws: web.WebSocketResponse,
+        authenticator: Authenticator,
+    ) -> None:
+        self.service = service
+        self.authenticator = authenticator
+        self.hub = service.hub
+        self.client = client
+        self.ws = ws
+
+    async def run(self) -> None:
+        async for frame in self.ws:
+            if frame.type == WSMsgType.TEXT:
+                data: str | bytes = frame.data
+            elif frame.type == WSMsgType.BINARY:
+                data = frame.data
+            elif frame.type == WSMsgType.ERROR:
+                return
+            else:
+                continue
+            try:
+                message = phoenix.decode_frame(
+                    data, self.client.vsn, max_frame_bytes=self.service.config.max_message_size
+                )
+            except phoenix.ProtocolError as exc:
+                log.info("realtime: undecodable frame", extra={"reason": exc.reason})
+                continue
+            try:
+                await self.handle(message)
+            except Exception:
+                log.exception("realtime: handling a message failed", extra={"event": message.event})
+                if message.ref is not None:
+                    self.client.push(phoenix.reply_error(message, "internal error"))
+
+    async def handle(self, message: phoenix.Message) -> None:
+        if message.topic == phoenix.PHOENIX_TOPIC:
+            if message.event == phoenix.EVENT_HEARTBEAT:
+                self.client.push(phoenix.heartbeat_reply(message))
+            return
+        if message.event == phoenix.EVENT_JOIN:
+            await self.join(message)
+            return
+        channel = self.client.channels.get(message.topic)
+        if channel is None:
+            if message.ref is not None:
+                self.client.push(phoenix.unmatched_topic_reply(message))
+            return
+        if message.event == phoenix.EVENT_LEAVE:
+            await self.leave(channel)
+            self.client.push(phoenix.reply_ok(message))
+            self.client.push(phoenix.phx_close(channel.topic, channel.join_ref))
+        elif message.event == phoenix.EVENT_AUTH_REFRESH:
+            self.refresh_token(channel, message)
+        elif message.event == phoenix.EVENT_BROADCAST:
+            await self.broadcast(channel, message)
+        elif message.event == phoenix.EVENT_PRESENCE:
+            await self.presence(channel, message)
+        elif message.ref is not None:
+            self.client.push(phoenix.reply_error(message, f"unknown event {message.event!r}"))
+
+    # ----------------------------------------------------------------------------------------
+    # join / leave / token
+
+    def _payload(self, message: phoenix.Message) -> Mapping[str, Any]:
+        return message.payload if isinstance(message.payload, dict) else {}
+
+    async def join(self, message: phoenix.Message) -> None:
+        payload = self._payload(message)
+        config = payload.get("config") or {}
+        if not isinstance(config, dict):
+            self.client.push(phoenix.reply_error(message, "config must be an object"))
+            return
+        caller = self.client.caller
+        token = payload.get("access_token")
+        if isinstance(token, str) and token and not token.startswith("sb_"):
+            try:
+                caller = self.authenticator.verify(token)
+            except AuthenticationError as exc:
+                self.client.push(phoenix.reply_error(message, f"Unauthorized: {exc.reason}"))
+                return
+        if config.get("private"):
+            self.client.push(
+                phoenix.reply_error(message, "private channels are not supported by this server")
+            )
+            return
+        existing = self.client.channels.get(message.topic)
+        if existing is not None:
+            # A rejoin (after a timeout, or to change bindings) replaces the old channel.
+            await self.leave(existing)
+        raw_bindings = config.get("postgres_changes") or []
+        if not isinstance(raw_bindings, list):
+            self.client.push(phoenix.reply_error(message, "postgres_changes must be a list"))
+            return
+        if (
+            self.client.subscription_count + 1 + len(raw_bindings)
+            > self.service.config.max_subscriptions_per_socket
+        ):
+            self.client.push(phoenix.reply_error(message, "too many subscriptions on this socket"))
+            return
+        broadcast = config.get("broadcast") or {}
+        presence = config.get("presence") or {}
+        channel = Channel(
+            client=self.client,
+            topic=message.topic,
+            join_ref=message.join_ref,
+            caller=caller,
+            broadcast_self=bool(isinstance(broadcast, dict) and broadcast.get("self")),
+            broadcast_ack=bool(isinstance(broadcast, dict) and broadcast.get("ack")),
+            presence_key=str(presence.get("key") or "") if isinstance(presence, dict) else "",
+        )
+        try:
+            echoed = await self._bind(channel, raw_bindings)
+        except BindingError as exc:
+            self.client.push(phoenix.reply_error(message, str(exc)))
+            return
+        first_here = channel.topic not in self.hub.topics
+        self.client.channels[channel.topic] = channel
+        self.hub.add_channel(channel)
+        self._schedule_expiry(channel)
+        self.client.push(phoenix.join_reply_ok(message, echoed))
+        if channel.bindings:
+            self.client.push(phoenix.postgres_changes_subscribed(channel.topic, channel.join_ref))
+        self.client.push(
+            phoenix.presence_state(channel.topic, channel.join_ref, self.hub.presence_state(channel.topic))
+        )
+        if first_here:
+            await self.hub.request_presence_sync(channel.topic)
+
+    async def _bind(self, channel: Channel, raw_bindings: list[Any]) -> list[dict[str, Any]]:
+        if not raw_bindings:
+            return []
+        enabled = await self.hub.enabled_tables()
+        echoed: list[dict[str, Any]] = []
+        for raw in raw_bindings:
+            if not isinstance(raw, dict):
+                raise BindingError("each postgres_changes binding must be an object")
+            event, schema, table = raw.get("event", "*"), raw.get("schema"), raw.get("table")
+            filter_text = raw.get("filter") or ""
+            if event not in CHANGE_EVENTS:
+                raise BindingError(f"invalid event {event!r}: expected *, INSERT, UPDATE or DELETE")
+            if not isinstance(schema, str) or not schema:
+                raise BindingError("postgres_changes binding needs a schema")
+            if table is not None and not isinstance(table, str):
+                raise BindingError("table must be a string")
+            if filter_text and table in (None, "*"):
+                raise BindingError("a filter needs a table")
+            oids = [
+                oid
+                for oid, s, t in enabled
+                if (schema == "*" or s == schema) and (table in (None, "*") or t == table)
+            ]
+            if not oids:
+                where = f"{schema}.{table}" if table not in (None, "*") else f"schema {schema}"
+                raise BindingError(f"{where} is not enabled for realtime (realtime.enable)")
+            select = raw.get("select")
+            if select is not None and (
+                not isinstance(select, list) or not all(isinstance(c, str) for c in select) or not select
+            ):
+                raise BindingError("select must be a non-empty list of column names")
+            try:
+                parsed = parse_filter(filter_text)
+            except FilterError as exc:
+                raise BindingError(f"invalid filter: {exc}") from None
+            binding_id = self.hub.next_binding_id()
+            for oid in oids:
+                info = await self.hub.table_info(oid)
+                if info is None:
+                    continue
+                try:
+                    bound = parsed.bind(info.column_types)
+                except FilterError as exc:
+                    raise BindingError(f"invalid filter: {exc}") from None
+                filtered = {condition.column for condition in parsed.conditions}
+                wanted = frozenset(select) if select is not None else None
+                if filtered or wanted:
+                    # Filtering on a column one may not select would leak it bit by bit.
+                    allowed = await self.hub.selectable_columns(channel.caller, oid)
+                    if not filtered <= allowed:
+                        raise BindingError("invalid filter: permission denied for a filtered column")
+                    if wanted and not wanted <= allowed:
+                        raise BindingError("select: permission denied for a column, or no such column")
+                channel.bindings.append(
+                    Binding(
+                        channel,
+                        binding_id,
+                        event,
+                        oid,
+                        bound,
+                        f"{oid}:{filter_text}",
+                        wanted,
+                        frozenset(filtered),
+                    )
+                )
+            echoed.append(phoenix.postgres_changes_binding(raw, binding_id))
+        return echoed
+
+    async def leave(self, channel: Channel) -> None:
+        self.client.channels.pop(channel.topic, None)
+        await self.hub.remove_channel(channel)
+
+    def refresh_token(self, channel: Channel, message: phoenix.Message) -> None:
+        token = self._payload(message).get("access_token")
+        if (
+            not isinstance(token, str)
+            or not token
+            or token.startswith("sb_")
+            or token == channel.caller.token
+        ):
+            return
+        try:
+            caller = self.authenticator.verify(token)
+        except AuthenticationError as exc:
+            self._close_channel(channel, f"Invalid token: {exc.reason}")
+            return
+        # The group key follows the channel's caller, so the next batch is checked as the new one.
+        channel.caller = caller
+        self._schedule_expiry(channel)
+
+    def _schedule_expiry(self, channel: Channel) -> None:
+        if channel.expiry is not None:
+            channel.expiry.cancel()
+            channel.expiry = None
+        expires_at = channel.caller.expires_at
+        if expires_at is None:
+            return
+        delay = max(0.0, expires_at - time.time())
+        channel.expiry = asyncio.get_running_loop().call_later(
+            delay, self._close_channel, channel, "Token has expired"
+        )
+
+    def _close_channel(self, channel: Channel, reason: str) -> None:
+        if self.client.channels.get(channel.topic) is not channel:
+            return
+        self.client.push(phoenix.system_error(channel.topic, channel.join_ref, reason))
+        self.client.push(phoenix.phx_close(channel.topic, channel.join_ref))
+        self.client.channels.pop(channel.topic, None)
+        asyncio.get_running_loop().create_task(self.hub.remove_channel(channel))
+
+    # ----------------------------------------------------------------------------------------
+    # broadcast / presence
+
+    async def broadcast(self, channel: Channel, message: phoenix.Message) -> None:
+        payload = message.payload
+        try:
+            if isinstance(payload, phoenix.UserBroadcast):
+                await self.hub.broadcast(
+                    channel.topic,
+                    payload.event,
+                    bytes(payload.payload) if payload.is_binary else payload.payload,
+                    origin=self.client.id,
+                    binary=payload.is_binary,
+                    user=True,
+                )
+            elif isinstance(payload, dict) and isinstance(payload.get("event"), str):
+                await self.hub.broadcast(
+                    channel.topic, payload["event"], payload.get("payload"), origin=self.client.id
+                )
+            else:
+                if message.ref is not None:
+                    self.client.push(phoenix.reply_error(message, "broadcast needs an event"))
+                return
+        except ValueError as exc:
+            if message.ref is not None:
+                self.client.push(phoenix.reply_error(message, str(exc)))
+            return
+        if channel.broadcast_ack and message.ref is not None:
+            self.client.push(phoenix.reply_ok(message))
+
+    async def presence(self, channel: Channel, message: phoenix.Message) -> None:
+        payload = self._payload(message)
+        event = payload.get("event")
+        try:
+            if event == "track":
+                meta = payload.get("payload") or {}
+                if not isinstance(meta, dict):
+                    raise ValueError("presence payload must be an object")
+                if not channel.presence_key:
+                    channel.presence_key = self.client.id
+                await self.hub.track(channel, meta)
+            elif event == "untrack":
+                await self.hub.untrack(channel)
+            else:
+                raise ValueError("presence event must be track or untrack")
+        except ValueError as exc:
+            if message.ref is not None:
+                self.client.push(phoenix.reply_error(message, str(exc)))
+            return
+        if message.ref is not None:
+            self.client.push(phoenix.reply_ok(message))
+
+
+class BindingError(Exception):
+    """A postgres_changes binding the join cannot accept; the text goes to the client."""
+
+
+# --------------------------------------------------------------------------------------------
+# REST broadcast
+
+
+def _rest_caller(request: web.Request) -> Caller:
+    authenticator = request.app[AUTHENTICATOR]
+    token = bearer_token(request.headers) or request.headers.get("apikey")
+    if not token:
+        raise AuthenticationError("missing apikey")
+    return authenticator.verify(token)
+
+
+async def broadcast_handler(request: web.Request) -> web.Response:
+    """`POST /realtime/v1/api/broadcast {messages: [{topic, event, payload, private?}]}` -> 202."""
+    service = request.app[REALTIME]
+    try:
+        _rest_caller(request)
+    except AuthenticationError as exc:
+        return _refuse(401, exc.reason)
+    try:
+        body = await request.json()
+    except ValueError:
+        return _refuse(400, "body must be JSON")
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return _refuse(400, "messages must be a non-empty list")
+    for item in messages:
+        if not isinstance(item, dict) or not isinstance(item.get("topic"), str):
+            return _refuse(400, "each message needs a topic and an event")
+        if not isinstance(item.get("event"), str):
+            return _refuse(400, "each message needs a topic and an event")
+        if item.get("private"):
+            return _refuse(400, "private channels are not supported by this server")
+    for item in messages:
+        try:
+            await service.hub.broadcast(_topic(item["topic"]), item["event"], item.get("payload"))
+        except ValueError as exc:
+            return _refuse(413, str(exc))
+    return web.Response(status=202)
+
+
+async def broadcast_event_handler(request: web.Request) -> web.Response:
+    """`POST /realtime/v1/api/broadcast/{topic}/events/{event}` (realtime-py's http_send)."""
+    service = request.app[REALTIME]
+    try:
+        _rest_caller(request)
+    except AuthenticationError as exc:
+        return _refuse(401, exc.reason)
+    if request.query.get("private") == "true":
+        return _refuse(400, "private channels are not supported by this server")
+    binary = request.content_type == "application/octet-stream"
+    payload: Any = await request.read() if binary else None
+    if not binary:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _refuse(400, "body must be JSON")
+    try:
+        await service.hub.broadcast(
+            _topic(request.match_info["topic"]), request.match_info["event"], payload, binary=binary
+        )
+    except ValueError as exc:
+        return _refuse(413, str(exc))
+    return web.Response(status=202)
+
+
+def _topic(name: str) -> str:
+    return name if name.startswith(phoenix.TOPIC_PREFIX) else phoenix.TOPIC_PREFIX + name
