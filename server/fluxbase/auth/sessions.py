@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from fluxbase.background import stop_tasks
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext
 from fluxbase.security.sessions import SessionRevocations
@@ -40,6 +40,4 @@ async def watch_sessions(database: Database, revocations: SessionRevocations, in
 
 
 async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_tasks((task,))

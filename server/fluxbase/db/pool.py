@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from fluxbase.background import stop_tasks
 from fluxbase.config import DatabaseConfig
 from fluxbase.db.migrate import AUTHENTICATOR, REGISTRY_SCHEMA
 from fluxbase.db.transaction import (
@@ -110,11 +111,7 @@ class Database:
             yield tx
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pool.close(), timeout=10)
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
+from fluxbase.background import stop_tasks
 from fluxbase.db.transaction import CONNECTION_ERRORS
 from fluxbase.observability import metrics
 from fluxbase.realtime.phoenix import ChangeType
@@ -121,11 +122,7 @@ class ChangeListener:
             await self._connect()
 
     async def close(self) -> None:
-        for task in (self._task, self._pruner):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks((self._task, self._pruner))
         await self._disconnect()
 
     async def _connect(self) -> None:

@@ -129,48 +129,6 @@ def _search_path(schema: str, api: ApiConfig) -> str:
     return ", ".join(quote_ident(name) for name in names)
 
 
-async def _run_read(
-    request: web.Request,
-    rest: RestContext,
-    api_request: ApiRequest,
-    caller: Caller,
-    schema: str,
-    cache: SchemaCache,
-    timer: _Timer,
-) -> Reply:
-    plan = plan_read(api_request, cache, schema, rest.plan_settings)
-    count = api_request.preferences.count
-    head = request.method == "HEAD"
-    body_kind = "none" if head else ("single" if api_request.accept.kind == MediaKind.SINGULAR else "json")
-    statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
-    timer.lap("plan")
-    if api_request.accept.kind == MediaKind.PLAN:
-        return await _explain(request, rest, api_request, caller, schema, statement, read_only=True)
-    async with _request_transaction(request, rest, api_request, caller, schema, read_only=True) as tx:
-        row = await tx.fetchrow(statement.sql, *statement.params)
-        total = row["total"] if row is not None else None
-        if count in (CountPreference.PLANNED, CountPreference.ESTIMATED):
-            total = await _planned_total(tx, planned_count_statement(plan))
-            # estimated: exact while the planner expects no more than max_rows, planned above.
-            small = rest.api.max_rows is None or total <= rest.api.max_rows
-            if count == CountPreference.ESTIMATED and small:
-                exact = read_statement(plan, exact_count=True, body="none")
-                exact_row = await tx.fetchrow(exact.sql, *exact.params)
-                total = exact_row["total"] if exact_row is not None else total
-    timer.lap("transaction")
-    assert row is not None
-    reply = read_reply(
-        page=plan.page,
-        total=total,
-        page_total=row["page_total"],
-        body=row["body"],
-        accept=api_request.accept,
-        head=head,
-        count_applied=count.value if count is not None else None,
-    )
-    return apply_response_settings(reply, row["response_headers"], row["response_status"])
-
-
 def _payload(api_request: ApiRequest, raw: bytes) -> tuple[object, bytes]:
     """The parsed body and the JSON bytes PostgreSQL receives (form bodies become one object)."""
     content_type = api_request.content_type
@@ -186,147 +144,6 @@ def _payload(api_request: ApiRequest, raw: bytes) -> tuple[object, bytes]:
     if not isinstance(payload, dict | list):
         raise pgrst_error("PGRST102", "The body must be a JSON object or array")
     return payload, raw
-
-
-async def _run_write(
-    request: web.Request,
-    rest: RestContext,
-    api_request: ApiRequest,
-    caller: Caller,
-    schema: str,
-    cache: SchemaCache,
-    timer: _Timer,
-) -> Reply:
-    action = api_request.action
-    payload: object = None
-    body: bytes | None = None
-    if action != Action.DELETE:
-        payload, body = _payload(api_request, await request.read())
-    plan = plan_mutation(api_request, cache, schema, rest.plan_settings, payload)
-    single = api_request.accept.kind == MediaKind.SINGULAR
-    statement = mutation_statement(plan, body, single=single)
-    timer.lap("plan")
-    if api_request.accept.kind == MediaKind.PLAN:
-        return await _explain(request, rest, api_request, caller, schema, statement, read_only=False)
-    preferences = api_request.preferences
-    async with _request_transaction(request, rest, api_request, caller, schema, read_only=False) as tx:
-        row = await tx.fetchrow(statement.sql, *statement.params)
-        assert row is not None
-        affected = int(row["page_total"])
-        strict = preferences.handling == HandlingPreference.STRICT
-        if strict and preferences.max_affected is not None and affected > preferences.max_affected:
-            raise max_affected_violation(affected)  # raised inside: the write is rolled back
-        if single and plan.representation is not None and affected != 1:
-            raise singularity_error(affected)
-        rolled_back = preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override
-        if rolled_back:
-            tx.request_rollback()
-    timer.lap("transaction")
-    reply = write_reply(
-        plan,
-        api_request,
-        affected=affected,
-        body=row["body"],
-        location=row["location"],
-        inserted=row["inserted"],
-        count_applied=preferences.count == CountPreference.EXACT,
-        tx_applied=preferences.tx if rest.api.tx_override else None,
-    )
-    return apply_response_settings(reply, row["response_headers"], row["response_status"])
-
-
-async def _run_call(
-    request: web.Request,
-    rest: RestContext,
-    api_request: ApiRequest,
-    caller: Caller,
-    schema: str,
-    cache: SchemaCache,
-    timer: _Timer,
-) -> Reply:
-    payload: object = None
-    body: bytes | None = None
-    if request.method == "POST":
-        raw = await request.read()
-        payload, body = _payload(api_request, raw) if raw.strip() else ({}, b"{}")
-    plan = plan_call(api_request, cache, schema, rest.plan_settings, payload)
-    single = api_request.accept.kind == MediaKind.SINGULAR
-    count = api_request.preferences.count
-    statement = call_statement(
-        plan,
-        body,
-        from_query=request.method != "POST",
-        exact_count=count == CountPreference.EXACT,
-        single=single,
-    )
-    timer.lap("plan")
-    if api_request.accept.kind == MediaKind.PLAN:
-        return await _explain(request, rest, api_request, caller, schema, statement, read_only=plan.read_only)
-    async with _request_transaction(
-        request, rest, api_request, caller, schema, read_only=plan.read_only
-    ) as tx:
-        row = await tx.fetchrow(statement.sql, *statement.params)
-        assert row is not None
-        if single and plan.read is not None and row["page_total"] != 1:
-            raise singularity_error(row["page_total"])
-        if api_request.preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
-            tx.request_rollback()
-    timer.lap("transaction")
-    reply = call_reply(
-        plan,
-        page=api_request.top_page,
-        total=row["total"],
-        page_total=row["page_total"],
-        body=row["body"],
-        head=request.method == "HEAD",
-        singular=single,
-    )
-    return apply_response_settings(reply, row["response_headers"], row["response_status"])
-
-
-@asynccontextmanager
-async def _request_transaction(
-    request: web.Request,
-    rest: RestContext,
-    api_request: ApiRequest,
-    caller: Caller,
-    schema: str,
-    *,
-    read_only: bool,
-) -> AsyncIterator[RoleSwitchedTransaction]:
-    """The role-switched transaction plus what every data API request sets up first."""
-    async with rest.database.transaction(_context(request, caller, schema, rest), read_only=read_only) as tx:
-        timezone = api_request.preferences.timezone
-        if timezone is not None:
-            await tx.execute("select set_config('timezone', $1, true)", timezone)
-        if rest.api.pre_request:
-            await tx.execute(function_call(rest.api.pre_request))
-        yield tx
-
-
-async def _explain(
-    request: web.Request,
-    rest: RestContext,
-    api_request: ApiRequest,
-    caller: Caller,
-    schema: str,
-    statement: Statement,
-    *,
-    read_only: bool,
-) -> Reply:
-    """Accept: application/vnd.pgrst.plan: the statement's plan instead of its result."""
-    media = api_request.accept
-    json_format = media.plan_format != "text"
-    explained = explain_statement(statement, json_format=json_format, options=tuple(media.plan_options))
-    async with _request_transaction(request, rest, api_request, caller, schema, read_only=read_only) as tx:
-        rows = await tx.fetch(explained.sql, *explained.params)
-        tx.request_rollback()  # EXPLAIN ANALYZE of a write must not keep the write
-    body = rows[0][0] if json_format else "\n".join(row[0] for row in rows)
-    target = media.plan_for.mime if media.plan_for is not None else "application/json"
-    content_type = (
-        f'application/vnd.pgrst.plan+{"json" if json_format else "text"}; for="{target}"; charset=utf-8'
-    )
-    return Reply(200, {"Content-Type": content_type}, body.encode())
 
 
 def _options_reply(path_kind: PathKind, target: str, cache: SchemaCache, schema: str) -> Reply:
@@ -350,6 +167,155 @@ def _options_reply(path_kind: PathKind, target: str, cache: SchemaCache, schema:
     if table.deletable:
         methods.append("DELETE")
     return Reply(200, {"Allow": ",".join(methods)})
+
+
+@dataclass
+class _DataRequest:
+    """One data API request on its way through plan, query, transaction and response."""
+
+    http: web.Request
+    rest: RestContext
+    api: ApiRequest
+    caller: Caller
+    schema: str
+    cache: SchemaCache
+    timer: _Timer
+
+    @asynccontextmanager
+    async def transaction(self, *, read_only: bool) -> AsyncIterator[RoleSwitchedTransaction]:
+        """The role-switched transaction plus what every data API request sets up first."""
+        context = _context(self.http, self.caller, self.schema, self.rest)
+        async with self.rest.database.transaction(context, read_only=read_only) as tx:
+            timezone = self.api.preferences.timezone
+            if timezone is not None:
+                await tx.execute("select set_config('timezone', $1, true)", timezone)
+            if self.rest.api.pre_request:
+                await tx.execute(function_call(self.rest.api.pre_request))
+            yield tx
+
+    async def explain(self, statement: Statement, *, read_only: bool) -> Reply:
+        """Accept: application/vnd.pgrst.plan: the statement's plan instead of its result."""
+        media = self.api.accept
+        json_format = media.plan_format != "text"
+        explained = explain_statement(statement, json_format=json_format, options=tuple(media.plan_options))
+        async with self.transaction(read_only=read_only) as tx:
+            rows = await tx.fetch(explained.sql, *explained.params)
+            tx.request_rollback()  # EXPLAIN ANALYZE of a write must not keep the write
+        body = rows[0][0] if json_format else "\n".join(row[0] for row in rows)
+        target = media.plan_for.mime if media.plan_for is not None else "application/json"
+        kind = "json" if json_format else "text"
+        content_type = f'application/vnd.pgrst.plan+{kind}; for="{target}"; charset=utf-8'
+        return Reply(200, {"Content-Type": content_type}, body.encode())
+
+    async def read(self) -> Reply:
+        api, rest = self.api, self.rest
+        plan = plan_read(api, self.cache, self.schema, rest.plan_settings)
+        count = api.preferences.count
+        head = self.http.method == "HEAD"
+        body_kind = "none" if head else ("single" if api.accept.kind == MediaKind.SINGULAR else "json")
+        statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
+        self.timer.lap("plan")
+        if api.accept.kind == MediaKind.PLAN:
+            return await self.explain(statement, read_only=True)
+        async with self.transaction(read_only=True) as tx:
+            row = await tx.fetchrow(statement.sql, *statement.params)
+            assert row is not None
+            total = row["total"]
+            if count in (CountPreference.PLANNED, CountPreference.ESTIMATED):
+                total = await _planned_total(tx, planned_count_statement(plan))
+                # estimated: exact while the planner expects no more than max_rows, planned above.
+                small = rest.api.max_rows is None or total <= rest.api.max_rows
+                if count == CountPreference.ESTIMATED and small:
+                    exact = read_statement(plan, exact_count=True, body="none")
+                    exact_row = await tx.fetchrow(exact.sql, *exact.params)
+                    total = exact_row["total"] if exact_row is not None else total
+        self.timer.lap("transaction")
+        reply = read_reply(
+            page=plan.page,
+            total=total,
+            page_total=row["page_total"],
+            body=row["body"],
+            accept=api.accept,
+            head=head,
+            count_applied=count.value if count is not None else None,
+        )
+        return apply_response_settings(reply, row["response_headers"], row["response_status"])
+
+    async def write(self) -> Reply:
+        api, rest = self.api, self.rest
+        payload: object = None
+        body: bytes | None = None
+        if api.action != Action.DELETE:
+            payload, body = _payload(api, await self.http.read())
+        plan = plan_mutation(api, self.cache, self.schema, rest.plan_settings, payload)
+        single = api.accept.kind == MediaKind.SINGULAR
+        statement = mutation_statement(plan, body, single=single)
+        self.timer.lap("plan")
+        if api.accept.kind == MediaKind.PLAN:
+            return await self.explain(statement, read_only=False)
+        preferences = api.preferences
+        async with self.transaction(read_only=False) as tx:
+            row = await tx.fetchrow(statement.sql, *statement.params)
+            assert row is not None
+            affected = int(row["page_total"])
+            strict = preferences.handling == HandlingPreference.STRICT
+            if strict and preferences.max_affected is not None and affected > preferences.max_affected:
+                raise max_affected_violation(affected)  # raised inside: the write is rolled back
+            if single and plan.representation is not None and affected != 1:
+                raise singularity_error(affected)
+            if preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
+                tx.request_rollback()
+        self.timer.lap("transaction")
+        reply = write_reply(
+            plan,
+            api,
+            affected=affected,
+            body=row["body"],
+            location=row["location"],
+            inserted=row["inserted"],
+            count_applied=preferences.count == CountPreference.EXACT,
+            tx_applied=preferences.tx if rest.api.tx_override else None,
+        )
+        return apply_response_settings(reply, row["response_headers"], row["response_status"])
+
+    async def call(self) -> Reply:
+        api, rest = self.api, self.rest
+        payload: object = None
+        body: bytes | None = None
+        if self.http.method == "POST":
+            raw = await self.http.read()
+            payload, body = _payload(api, raw) if raw.strip() else ({}, b"{}")
+        plan = plan_call(api, self.cache, self.schema, rest.plan_settings, payload)
+        single = api.accept.kind == MediaKind.SINGULAR
+        count = api.preferences.count
+        statement = call_statement(
+            plan,
+            body,
+            from_query=self.http.method != "POST",
+            exact_count=count == CountPreference.EXACT,
+            single=single,
+        )
+        self.timer.lap("plan")
+        if api.accept.kind == MediaKind.PLAN:
+            return await self.explain(statement, read_only=plan.read_only)
+        async with self.transaction(read_only=plan.read_only) as tx:
+            row = await tx.fetchrow(statement.sql, *statement.params)
+            assert row is not None
+            if single and plan.read is not None and row["page_total"] != 1:
+                raise singularity_error(row["page_total"])
+            if api.preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
+                tx.request_rollback()
+        self.timer.lap("transaction")
+        reply = call_reply(
+            plan,
+            page=api.top_page,
+            total=row["total"],
+            page_total=row["page_total"],
+            body=row["body"],
+            head=self.http.method == "HEAD",
+            singular=single,
+        )
+        return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
 
 def _context(request: web.Request, caller: Caller, schema: str, rest: RestContext) -> RequestContext:
@@ -391,14 +357,15 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 raise schema_cache_not_loaded()
             cache = rest.schema.cache
             timer.lap("parse")
+            data = _DataRequest(request, rest, api_request, caller, schema, cache, timer)
             if path_kind == "relation" and api_request.action == Action.READ:
-                reply = await _run_read(request, rest, api_request, caller, schema, cache, timer)
+                reply = await data.read()
             elif path_kind == "relation" and api_request.action in WRITES:
-                reply = await _run_write(request, rest, api_request, caller, schema, cache, timer)
+                reply = await data.write()
             elif api_request.action == Action.INFO:
                 reply = _options_reply(path_kind, api_request.target, cache, schema)
             elif path_kind == "rpc" and api_request.action == Action.CALL:
-                reply = await _run_call(request, rest, api_request, caller, schema, cache, timer)
+                reply = await data.call()
             else:
                 raise unsupported_method(request.method)
         except ApiError as error:

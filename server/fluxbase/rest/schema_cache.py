@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from fluxbase.background import stop_tasks
 from fluxbase.config import INTERNAL_SCHEMAS, is_internal_schema
 from fluxbase.db.transaction import CONNECTION_ERRORS
 from fluxbase.rest.schema import (
@@ -557,11 +558,7 @@ class SchemaCacheHolder:
             return True
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
