@@ -254,3 +254,15 @@ async def test_cors_only_for_allowed_origins(custom: Callable[..., object], migr
     assert good.headers["Access-Control-Allow-Origin"] == "https://good.example"
     evil = await client.get("/health", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in evil.headers
+
+
+async def test_metric_labels_stay_bounded_whatever_the_method(client: Client) -> None:
+    # aiohttp refuses made-up methods itself (400); these it passes on to the application.
+    for method in ("TRACE", "PROPFIND", "MKCOL", "LOCK", "UNLOCK"):
+        await client.request(method, "/no-such-path")
+    text = await (await client.get("/metrics")).text()
+    assert "PROPFIND" not in text
+    counted = re.search(
+        r'fluxbase_http_requests_total\{method="OTHER",path="unmatched",status="404"\} (\S+)', text
+    )
+    assert counted is not None and float(counted.group(1)) >= 5

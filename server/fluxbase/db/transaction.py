@@ -112,7 +112,7 @@ class RoleSwitchedTransaction:
             return result
         finally:
             elapsed = time.perf_counter() - started
-            metrics.db_queries_total.labels(status).inc()
+            (metrics.db_queries_ok if status == "ok" else metrics.db_queries_error).inc()
             metrics.db_query_duration_seconds.observe(elapsed)
             if elapsed >= self._slow:
                 # Values are bound parameters, so the statement text holds no user data.
@@ -170,8 +170,8 @@ async def reset_connection(connection: FluxbaseConnection) -> None:
 
 def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
     idle = pool.get_idle_size()
-    metrics.db_connections.labels("idle").set(idle)
-    metrics.db_connections.labels("in_use").set(pool.get_size() - idle)
+    metrics.db_connections_idle.set(idle)
+    metrics.db_connections_in_use.set(pool.get_size() - idle)
 
 
 @asynccontextmanager

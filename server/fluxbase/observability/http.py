@@ -65,6 +65,10 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         request_id_var.reset(token)
 
 
+# A client may send any token as its method; labels must stay a bounded set.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _route_label(request: web.Request) -> str:
     # The route's template, not the raw path, keeps the label set bounded.
     route = request.match_info.route
@@ -81,8 +85,5 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = response.status
         return response
     finally:
-        path = _route_label(request)
-        metrics.http_requests_total.labels(request.method, path, str(status)).inc()
-        metrics.http_request_duration_seconds.labels(request.method, path).observe(
-            time.perf_counter() - started
-        )
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        metrics.http_request_observed(method, _route_label(request), status, time.perf_counter() - started)

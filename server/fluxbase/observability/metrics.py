@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -67,6 +68,30 @@ rate_limit_hits_total = Counter(
 system_uptime_seconds = Gauge(
     "fluxbase_system_uptime_seconds", "Seconds since the server started", multiprocess_mode="max"
 )
+
+
+# Looking a labelled child up takes a lock and builds a key on every call; the hot
+# path keeps the children it uses. Label sets here are small and bounded (route
+# templates, methods, status codes, a few fixed words).
+db_queries_ok = db_queries_total.labels("ok")
+db_queries_error = db_queries_total.labels("error")
+db_connections_idle = db_connections.labels("idle")
+db_connections_in_use = db_connections.labels("in_use")
+_http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def http_request_observed(method: str, path: str, status: int, seconds: float) -> None:
+    """Counts one request and its latency under its route template."""
+    key = (method, path, status)
+    children = _http_children.get(key)
+    if children is None:
+        children = (
+            http_requests_total.labels(method, path, str(status)),
+            http_request_duration_seconds.labels(method, path),
+        )
+        _http_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def render() -> tuple[bytes, str]:
