@@ -157,6 +157,7 @@ class AuthConfig:
     refresh_reuse_window: float = 10.0
     session_check_interval: float = 10.0
     otp_ttl: float = 3600.0
+    otp_max_attempts: int = 5
     templates_dir: str | None = None
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
     smtp: SmtpConfig = SmtpConfig()

@@ -177,3 +177,16 @@ async def test_admin_create_and_delete(fluxbase_url: str) -> None:
         await admin.auth.admin.get_user_by_id(created.user.id)
     with pytest.raises(AuthApiError):
         await user_client.auth.sign_in_with_password({"email": email, "password": PASSWORD})
+
+
+async def test_sign_in_with_an_email_code(supabase: AsyncClient, smtp: tuple[Inbox, int]) -> None:
+    email = new_email()
+    await supabase.auth.sign_in_with_otp({"email": email})
+    code = await smtp[0].code_for(email)
+    verified = await supabase.auth.verify_otp({"email": email, "token": code, "type": "email"})
+    assert verified.session is not None and verified.user is not None and verified.user.email == email
+    got = await supabase.auth.get_user()
+    assert got is not None and got.user.id == verified.user.id
+    with pytest.raises(AuthApiError) as reused:
+        await supabase.auth.verify_otp({"email": email, "token": code, "type": "email"})
+    assert reused.value.code == "otp_expired"

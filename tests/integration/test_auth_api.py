@@ -352,3 +352,76 @@ async def test_verify_redirects_only_to_allowed_urls(auth_app: StartApp, smtp: t
     ]
     status, _, headers = await call(api, "GET", path)  # single use
     assert status == 303 and "error_code=otp_expired" in headers["Location"]
+
+
+# ---------------------------------------------------------------------------
+# Email codes
+# ---------------------------------------------------------------------------
+
+
+async def test_email_code_is_bound_to_the_address_single_use_and_locks(
+    auth_app: StartApp, smtp: tuple[Inbox, int]
+) -> None:
+    api = await auth_app(otp_max_attempts=3)
+    inbox = smtp[0]
+    first, second = new_email(), new_email()
+    for address in (first, second):
+        status, _, _ = await call(api, "POST", "/otp", {"email": address})
+        assert status == 200
+    code, other = await inbox.code_for(first), await inbox.code_for(second)
+    if code != other:  # a code alone never identifies a user: the other address's code fails here
+        status, error, _ = await call(
+            api, "POST", "/verify", {"type": "email", "email": first, "token": other}
+        )
+        assert status == 403 and error["error_code"] == "otp_expired"
+    status, session, _ = await call(api, "POST", "/verify", {"type": "email", "email": first, "token": code})
+    assert status == 200 and session["user"]["email"] == first
+    assert session["user"]["email_confirmed_at"] and session["refresh_token"]
+    claims = jwt.decode(session["access_token"], JWT_SECRET, algorithms=["HS256"], audience="authenticated")
+    assert claims["amr"][0]["method"] == "otp"
+    status, _, _ = await call(api, "POST", "/verify", {"type": "email", "email": first, "token": code})
+    assert status == 403  # single use
+
+    # Guessing: three wrong codes use the code up; the right one is refused after that.
+    code = await inbox.code_for(second)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(2):
+        status, _, _ = await call(
+            api, "POST", "/verify", {"type": "magiclink", "email": second, "token": wrong}
+        )
+        assert status == 403
+    status, error, _ = await call(
+        api, "POST", "/verify", {"type": "magiclink", "email": second, "token": code}
+    )
+    assert status == 200, error  # two wrong tries: still under the limit of three
+    await call(api, "POST", "/otp", {"email": second})
+    code = await inbox.code_for(second, 2)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(3):
+        status, _, _ = await call(
+            api, "POST", "/verify", {"type": "magiclink", "email": second, "token": wrong}
+        )
+        assert status == 403
+    status, error, _ = await call(
+        api, "POST", "/verify", {"type": "magiclink", "email": second, "token": code}
+    )
+    assert status == 403 and error["error_code"] == "otp_expired"
+    # A new mail gives a new code that works.
+    await call(api, "POST", "/otp", {"email": second})
+    fresh = await inbox.code_for(second, 3)
+    status, session, _ = await call(
+        api, "POST", "/verify", {"type": "email", "email": second, "token": fresh}
+    )
+    assert status == 200 and session["user"]["email"] == second
+
+
+async def test_generate_link_returns_a_working_email_otp(auth_app: StartApp) -> None:
+    api = await auth_app()
+    email = new_email()
+    status, link, _ = await call(
+        api, "POST", "/admin/generate_link", {"type": "signup", "email": email, "password": PASSWORD}, SERVICE
+    )
+    assert status == 200 and len(link["properties"]["email_otp"]) == 6
+    otp = link["properties"]["email_otp"]
+    status, session, _ = await call(api, "POST", "/verify", {"type": "signup", "email": email, "token": otp})
+    assert status == 200 and session["user"]["email_confirmed_at"]

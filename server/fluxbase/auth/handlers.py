@@ -55,6 +55,14 @@ VERIFY_TYPES = {
     "recovery": ("recovery", "recovery"),
     "email_change": ("email_change", "email_change"),
 }
+# One-time token kinds that also carry a 6-digit code, and which of them each /verify `type` accepts.
+CODE_KINDS = frozenset({"confirmation", "recovery", "magic_link"})
+CODE_TYPES = {
+    "email": ("magic_link", "confirmation"),
+    "signup": ("confirmation",),
+    "magiclink": ("magic_link",),
+    "recovery": ("recovery",),
+}
 REFRESH_ERRORS = {
     "refresh_token_not_found": "Invalid Refresh Token: Refresh Token Not Found",
     "refresh_token_already_used": "Invalid Refresh Token: Already Used",
@@ -266,12 +274,14 @@ async def _session_for(
     )
 
 
-def _send_later(ctx: AuthContext, kind: str, to: str, token: str, redirect_to: str | None) -> None:
+def _send_later(
+    ctx: AuthContext, kind: str, to: str, token: str, redirect_to: str | None, code: str = ""
+) -> None:
     """Sends a mail after the answer: the client cannot time whether there was one."""
     link = verify_link(
         ctx.base_url, token, kind, allowed_redirect(redirect_to, ctx.site_url, ctx.config.redirect_urls)
     )
-    mail = ctx.mailer.render(kind, to, link, token)
+    mail = ctx.mailer.render(kind, to, link, token, code)
 
     async def send() -> None:
         try:
@@ -377,20 +387,14 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
         )
         assert row is not None
         user_id, created = row["user_id"], row["created"]
-        token: str | None = None
+        issued: Issued | None = None
         user: dict[str, Any] | None = None
         if created and ctx.config.autoconfirm:
             session = await _open_session(tx, ctx, request, user_id, "password")
             audit("auth.signup", user_id=user_id, ip=ip, autoconfirm=True)
             return _json(session)
         if created:
-            token = await tx.fetchval(
-                "select auth.issue_one_time_token($1::uuid, 'confirmation', $2, $3::interval, $4::inet)",
-                user_id,
-                email,
-                dt.timedelta(seconds=ctx.config.otp_ttl),
-                ip,
-            )
+            issued = await _issue(tx, ctx, user_id, "confirmation", email, ip)
             user = await _user_json(tx, user_id)
     audit("auth.signup", success=created, user_id=user_id if created else None, ip=ip)
     if not created:
@@ -399,8 +403,8 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
         # Same shape as a real pending signup; a fresh id, so the existing one is not revealed.
         now = dt.datetime.now(dt.UTC).isoformat()
         return _json(_pending_user(str(uuid.uuid4()), email, metadata, now))
-    assert user is not None and token is not None
-    _send_later(ctx, "confirmation", email, token, request.query.get("redirect_to"))
+    assert user is not None and issued is not None
+    _send_later(ctx, "confirmation", email, issued.token, request.query.get("redirect_to"), issued.code)
     return _json(_pending_user(user_id, email, metadata, user["confirmation_sent_at"]))
 
 
@@ -603,29 +607,49 @@ async def _mail_request(
     return email, ip
 
 
+@dataclass(frozen=True)
+class Issued:
+    """A one-time token for a mail: the link's token and, but for email changes, its 6-digit code."""
+
+    token: str
+    code: str = ""
+
+
 async def _issue(
     tx: RoleSwitchedTransaction, ctx: AuthContext, user_id: str, kind: str, to: str, ip: str | None
-) -> str:
-    token: str = await tx.fetchval(
-        "select auth.issue_one_time_token($1::uuid, $2, $3, $4::interval, $5::inet)",
+) -> Issued:
+    lifetime = dt.timedelta(seconds=ctx.config.otp_ttl)
+    if kind not in CODE_KINDS:
+        token: str = await tx.fetchval(
+            "select auth.issue_one_time_token($1::uuid, $2, $3, $4::interval, $5::inet)",
+            user_id,
+            kind,
+            to,
+            lifetime,
+            ip,
+        )
+        return Issued(token)
+    row = await tx.fetchrow(
+        "select token, code from auth.issue_email_otp($1::uuid, $2, $3, $4::interval, $5::inet)",
         user_id,
         kind,
         to,
-        dt.timedelta(seconds=ctx.config.otp_ttl),
+        lifetime,
         ip,
     )
-    return token
+    assert row is not None
+    return Issued(row["token"], row["code"])
 
 
 async def recover(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     email, ip = await _mail_request(request, ctx, await _body(request))
-    token = None
+    issued = None
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         if user_id is not None:
-            token = await _issue(tx, ctx, user_id, "recovery", email, ip)
-    if token is not None:
-        _send_later(ctx, "recovery", email, token, request.query.get("redirect_to"))
+            issued = await _issue(tx, ctx, user_id, "recovery", email, ip)
+    if issued is not None:
+        _send_later(ctx, "recovery", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.recovery_requested", ip=ip)
     return _json({})
 
@@ -639,7 +663,7 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if not isinstance(metadata, dict):
         raise bad_request("data must be a JSON object")
     create = body.get("create_user", True) is not False and not ctx.config.disable_signup
-    token = None
+    issued = None
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         if user_id is None and create:
@@ -654,9 +678,9 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
             )
             user_id = row["user_id"] if row else None
         if user_id is not None:
-            token = await _issue(tx, ctx, user_id, "magic_link", email, ip)
-    if token is not None:
-        _send_later(ctx, "magic_link", email, token, request.query.get("redirect_to"))
+            issued = await _issue(tx, ctx, user_id, "magic_link", email, ip)
+    if issued is not None:
+        _send_later(ctx, "magic_link", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.otp_requested", ip=ip)
     # GoTrue refuses unknown addresses when create_user is false; so do we, as it does.
     if user_id is None:
@@ -670,22 +694,23 @@ async def resend(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if kind not in ("signup", "email_change"):
         raise bad_request("type must be signup or email_change")
     email, ip = await _mail_request(request, ctx, body)
-    to = token = None
+    to = issued = None
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         user = await _user_json(tx, user_id) if user_id else None
         if user is not None and kind == "signup" and not user.get("email_confirmed_at"):
-            to, token = email, await _issue(tx, ctx, user["id"], "confirmation", email, ip)
+            to, issued = email, await _issue(tx, ctx, user["id"], "confirmation", email, ip)
         elif user is not None and kind == "email_change" and user.get("new_email"):
             to = user["new_email"]
-            token = await _issue(tx, ctx, user["id"], "email_change", to, ip)
-    if token is not None and to is not None:
+            issued = await _issue(tx, ctx, user["id"], "email_change", to, ip)
+    if issued is not None and to is not None:
         _send_later(
             ctx,
             "confirmation" if kind == "signup" else "email_change",
             to,
-            token,
+            issued.token,
             request.query.get("redirect_to"),
+            issued.code,
         )
     audit("auth.resend_requested", ip=ip, kind=kind)
     return _json({})
@@ -723,8 +748,44 @@ async def _verify(request: web.Request, ctx: AuthContext, kind: str, presented: 
     return session
 
 
+async def _verify_code(
+    request: web.Request, ctx: AuthContext, kind: str, email: str, code: str
+) -> dict[str, Any]:
+    """A 6-digit code from a mail: checked against that address's codes only, with a wrong-try limit."""
+    kinds = CODE_TYPES.get(kind)
+    if kinds is None:
+        raise bad_request("type must be one of email, signup, magiclink, recovery for an email code")
+    ip = _client_ip(request)
+    session = None
+    async with ctx.database.transaction(_service(request)) as tx:
+        row = await tx.fetchrow(
+            "select user_id::text, token_type, error from auth.verify_email_code($1, $2, $3, $4::inet, $5)",
+            email,
+            code,
+            list(kinds),
+            ip,
+            ctx.config.otp_max_attempts,
+        )
+        assert row is not None
+        error = row["error"]
+        if error is None:
+            method = {"recovery": "recovery"}.get(row["token_type"], "otp")
+            session = await _open_session(tx, ctx, request, row["user_id"], method)
+    # Committed either way: a wrong code counts towards the lock.
+    _outcome("verify_code", error or "ok")
+    audit("auth.verify", success=session is not None, ip=ip, kind=kind, by="code", outcome=error or "ok")
+    if session is None:
+        raise AuthError(403, "otp_expired", "Token has expired or is invalid")
+    return session
+
+
 async def verify_post(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     body = await _body(request)
+    email = _email(body)
+    kind = str(body.get("type", ""))
+    code = body.get("token")
+    if email is not None and not body.get("token_hash") and isinstance(code, str) and code:
+        return _json(await _verify_code(request, ctx, kind, email, code.strip()))
     # Our links carry the token itself; token_hash is accepted as the same value (see generate_link).
     presented = body.get("token_hash") or body.get("token")
     if not isinstance(presented, str) or not presented:
@@ -981,12 +1042,12 @@ async def admin_generate_link(request: web.Request, ctx: AuthContext) -> web.Str
             if row is None or row["error"]:
                 error = row["error"] if row else "user_not_found"
                 raise unprocessable(error, error.replace("_", " "))
-            mail_kind, token_value = "email_change", row["email_change_token"]
+            mail_kind, issued = "email_change", Issued(row["email_change_token"])
         else:
             mail_kind = {"signup": "confirmation", "invite": "confirmation", "magiclink": "magic_link"}.get(
                 kind, "recovery"
             )
-            token_value = await _issue(tx, ctx, user_id, mail_kind, email, ip)
+            issued = await _issue(tx, ctx, user_id, mail_kind, email, ip)
         user = await _user_json(tx, user_id)
     redirect_to = allowed_redirect(
         body.get("redirect_to") or request.query.get("redirect_to"), ctx.site_url, ctx.config.redirect_urls
@@ -994,13 +1055,13 @@ async def admin_generate_link(request: web.Request, ctx: AuthContext) -> web.Str
     verification_type = {"confirmation": "signup", "magic_link": "magiclink"}.get(mail_kind, mail_kind)
     if kind == "invite":
         verification_type = "invite"
-    link = verify_link(ctx.base_url, token_value, mail_kind, redirect_to)
+    link = verify_link(ctx.base_url, issued.token, mail_kind, redirect_to)
     if kind == "invite":
         link = link.replace("type=signup", "type=invite")
     properties = {
         "action_link": link,
-        "email_otp": "",
-        "hashed_token": token_value,
+        "email_otp": issued.code,
+        "hashed_token": issued.token,
         "redirect_to": redirect_to,
         "verification_type": verification_type,
     }
