@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -425,3 +426,47 @@ async def test_generate_link_returns_a_working_email_otp(auth_app: StartApp) -> 
     otp = link["properties"]["email_otp"]
     status, session, _ = await call(api, "POST", "/verify", {"type": "signup", "email": email, "token": otp})
     assert status == 200 and session["user"]["email_confirmed_at"]
+
+
+# ---------------------------------------------------------------------------
+# PKCE
+# ---------------------------------------------------------------------------
+
+
+def challenge_for(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+async def pkce_code(api: Client, inbox: Inbox, email: str, verifier: str, count: int = 1) -> str:
+    body = {"email": email, "code_challenge": challenge_for(verifier), "code_challenge_method": "s256"}
+    status, _, _ = await call(api, "POST", "/otp", body)
+    assert status == 200
+    path = (await inbox.link_for(email, count)).split("/auth/v1", 1)[1]
+    status, _, headers = await call(api, "GET", path)
+    assert status == 303 and "?code=" in headers["Location"] and "#" not in headers["Location"]
+    return headers["Location"].split("?code=", 1)[1]
+
+
+async def test_pkce_refuses_wrong_verifier_reuse_and_expiry(
+    auth_app: StartApp, smtp: tuple[Inbox, int], migrated_dsn: str
+) -> None:
+    api = await auth_app(site_url="http://app.test")
+    email, verifier = new_email(), "v" * 20 + uuid.uuid4().hex
+    code = await pkce_code(api, smtp[0], email, verifier)
+    exchange = "/token?grant_type=pkce"
+    status, error, _ = await call(api, "POST", exchange, {"auth_code": code, "code_verifier": verifier + "x"})
+    assert status == 403 and error["error_code"] == "bad_code_verifier"
+    status, session, _ = await call(api, "POST", exchange, {"auth_code": code, "code_verifier": verifier})
+    assert status == 200 and session["user"]["email"] == email and session["refresh_token"]
+    status, error, _ = await call(api, "POST", exchange, {"auth_code": code, "code_verifier": verifier})
+    assert status == 404 and error["error_code"] == "flow_state_not_found"
+
+    late = await pkce_code(api, smtp[0], email, verifier, 2)
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        conn.execute(
+            "update auth.flow_state set auth_code_issued_at = now() - interval '6 minutes'"
+            " where auth_code_hash = encode(sha256(convert_to(%s, 'UTF8')), 'hex')",
+            (late,),
+        )
+    status, error, _ = await call(api, "POST", exchange, {"auth_code": late, "code_verifier": verifier})
+    assert status == 422 and error["error_code"] == "flow_state_expired"

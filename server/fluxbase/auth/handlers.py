@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import asyncpg
 import orjson
@@ -372,6 +372,7 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if ctx.config.disable_signup:
         raise unprocessable("signup_disabled", "Signups not allowed for this instance")
     password = _check_password_policy(ctx.config, body.get("password"))
+    pkce = _pkce(body)
     if not ctx.config.autoconfirm:
         _require_mail(ctx)
     _limit(ctx.mail_by_ip, "auth_mail_ip", ip or "unknown")
@@ -395,6 +396,7 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
             return _json(session)
         if created:
             issued = await _issue(tx, ctx, user_id, "confirmation", email, ip)
+            await _start_flow(tx, ctx, pkce, user_id, "confirmation", ip)
             user = await _user_json(tx, user_id)
     audit("auth.signup", success=created, user_id=user_id if created else None, ip=ip)
     if not created:
@@ -433,7 +435,39 @@ async def token(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
         return await _password_grant(request, ctx, body)
     if grant == "refresh_token":
         return await _refresh_grant(request, ctx, body)
-    raise bad_request("unsupported_grant_type: grant_type must be password or refresh_token")
+    if grant == "pkce":
+        return await _pkce_grant(request, ctx, body)
+    raise bad_request("unsupported_grant_type: grant_type must be password, refresh_token or pkce")
+
+
+async def _pkce_grant(request: web.Request, ctx: AuthContext, body: dict[str, Any]) -> web.StreamResponse:
+    auth_code, verifier = body.get("auth_code"), body.get("code_verifier")
+    if not isinstance(auth_code, str) or not auth_code or not isinstance(verifier, str):
+        raise bad_request("invalid request: both auth code and code verifier should be non-empty")
+    if not 43 <= len(verifier) <= 128:
+        raise bad_request("code verifier should be 43 to 128 characters long")
+    ip = _client_ip(request)
+    session = None
+    async with ctx.database.transaction(_service(request)) as tx:
+        row = await tx.fetchrow(
+            "select user_id::text, authentication_method, error"
+            " from auth.exchange_auth_code($1, $2, $3::interval, $4::inet)",
+            auth_code,
+            verifier,
+            PKCE_AUTH_CODE_TTL,
+            ip,
+        )
+        assert row is not None
+        error = row["error"]
+        if error is None:
+            session = await _open_session(tx, ctx, request, row["user_id"], row["authentication_method"])
+    # Committed either way: the failure is audited, an expired flow used up.
+    _outcome("pkce", error or "ok")
+    audit("auth.pkce_exchange", success=error is None, user_id=row["user_id"], ip=ip, outcome=error or "ok")
+    if session is None:
+        status, message = PKCE_ERRORS.get(error, (400, error))
+        raise AuthError(status, error, message)
+    return _json(session)
 
 
 async def _password_grant(request: web.Request, ctx: AuthContext, body: dict[str, Any]) -> web.StreamResponse:
@@ -607,6 +641,48 @@ async def _mail_request(
     return email, ip
 
 
+PKCE_METHODS = frozenset({"s256", "plain"})
+PKCE_AUTH_CODE_TTL = dt.timedelta(minutes=5)  # GoTrue's flow-state expiry once the code is issued
+PKCE_ERRORS = {
+    "flow_state_not_found": (404, "invalid flow state, no valid flow state found"),
+    "flow_state_expired": (422, "Flow state has expired. Please start the flow again."),
+    "bad_code_verifier": (403, "code challenge does not match previously saved code verifier"),
+}
+
+
+def _pkce(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The request's (code_challenge, method) when the client uses PKCE; both or neither."""
+    challenge, method = body.get("code_challenge"), body.get("code_challenge_method")
+    if not challenge and not method:
+        return None
+    if not isinstance(challenge, str) or not isinstance(method, str) or method.lower() not in PKCE_METHODS:
+        raise bad_request("PKCE needs code_challenge and code_challenge_method (s256 or plain)")
+    return challenge, method.lower()
+
+
+async def _start_flow(
+    tx: RoleSwitchedTransaction,
+    ctx: AuthContext,
+    pkce: tuple[str, str] | None,
+    user_id: str,
+    kind: str,
+    ip: str | None,
+) -> None:
+    """Ties the mail's token to a PKCE flow: its link will end in ?code= instead of a session."""
+    if pkce is None:
+        return
+    await tx.execute(
+        "select auth.create_flow_state($1::uuid, $2, $3, $4, $5, $6::interval, $7::inet)",
+        user_id,
+        kind,
+        pkce[0],
+        pkce[1],
+        "recovery" if kind == "recovery" else "otp",
+        dt.timedelta(seconds=ctx.config.otp_ttl),
+        ip,
+    )
+
+
 @dataclass(frozen=True)
 class Issued:
     """A one-time token for a mail: the link's token and, but for email changes, its 6-digit code."""
@@ -642,12 +718,15 @@ async def _issue(
 
 
 async def recover(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
-    email, ip = await _mail_request(request, ctx, await _body(request))
+    body = await _body(request)
+    pkce = _pkce(body)
+    email, ip = await _mail_request(request, ctx, body)
     issued = None
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         if user_id is not None:
             issued = await _issue(tx, ctx, user_id, "recovery", email, ip)
+            await _start_flow(tx, ctx, pkce, user_id, "recovery", ip)
     if issued is not None:
         _send_later(ctx, "recovery", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.recovery_requested", ip=ip)
@@ -658,6 +737,7 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     body = await _body(request)
     if body.get("phone") and not body.get("email"):
         raise unprocessable("phone_provider_disabled", "Phone logins are disabled")
+    pkce = _pkce(body)
     email, ip = await _mail_request(request, ctx, body)
     metadata = body.get("data") or {}
     if not isinstance(metadata, dict):
@@ -679,6 +759,7 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
             user_id = row["user_id"] if row else None
         if user_id is not None:
             issued = await _issue(tx, ctx, user_id, "magic_link", email, ip)
+            await _start_flow(tx, ctx, pkce, user_id, "magic_link", ip)
     if issued is not None:
         _send_later(ctx, "magic_link", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.otp_requested", ip=ip)
@@ -716,7 +797,11 @@ async def resend(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     return _json({})
 
 
-async def _verify(request: web.Request, ctx: AuthContext, kind: str, presented: str) -> dict[str, Any]:
+async def _verify(
+    request: web.Request, ctx: AuthContext, kind: str, presented: str, *, pkce: bool = False
+) -> dict[str, Any]:
+    """Verifies a link token and opens a session; with pkce, a token that started a PKCE flow
+    gives `{"auth_code": ...}` instead, to be exchanged at /token?grant_type=pkce."""
     if kind == "email":  # a link or code from signInWithOtp: magic link, or a signup confirmation
         kinds = [VERIFY_TYPES["magiclink"], VERIFY_TYPES["signup"]]
     elif kind in VERIFY_TYPES:
@@ -737,7 +822,15 @@ async def _verify(request: web.Request, ctx: AuthContext, kind: str, presented: 
             assert row is not None
             error = row["error"]
             if error is None:
-                session = await _open_session(tx, ctx, request, row["user_id"], method)
+                auth_code = (
+                    await tx.fetchval("select auth.issue_auth_code($1, $2::inet)", presented, ip)
+                    if pkce
+                    else None
+                )
+                if auth_code is not None:
+                    session = {"auth_code": auth_code}
+                else:
+                    session = await _open_session(tx, ctx, request, row["user_id"], method)
                 break
     _outcome("verify", error or "ok")
     audit("auth.verify", success=session is not None, ip=ip, kind=kind, outcome=error or "ok")
@@ -798,12 +891,16 @@ async def verify_get(request: web.Request, ctx: AuthContext) -> web.StreamRespon
     kind = request.query.get("type", "")
     target = allowed_redirect(request.query.get("redirect_to"), ctx.site_url, ctx.config.redirect_urls)
     try:
-        session = await _verify(request, ctx, kind, request.query.get("token", ""))
+        session = await _verify(request, ctx, kind, request.query.get("token", ""), pkce=True)
     except AuthError as error:
         fragment = urlencode(
             {"error": "access_denied", "error_code": error.code, "error_description": error.message}
         )
         return web.Response(status=303, headers={"Location": f"{target}#{fragment}"})
+    if "auth_code" in session:  # PKCE: the app exchanges the code with its verifier
+        separator = "&" if urlsplit(target).query else "?"
+        location = f"{target}{separator}{urlencode({'code': session['auth_code']})}"
+        return web.Response(status=303, headers={"Location": location})
     fragment = urlencode(
         {
             "access_token": session["access_token"],
