@@ -470,3 +470,65 @@ async def test_pkce_refuses_wrong_verifier_reuse_and_expiry(
         )
     status, error, _ = await call(api, "POST", exchange, {"auth_code": late, "code_verifier": verifier})
     assert status == 422 and error["error_code"] == "flow_state_expired"
+
+
+# ---------------------------------------------------------------------------
+# RS256 / ES256 with a JWKS
+# ---------------------------------------------------------------------------
+
+
+def private_pem(algorithm: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if algorithm == "RS256"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+async def test_asymmetric_user_tokens_with_jwks_and_no_hs_rs_confusion(
+    auth_app: StartApp, algorithm: str
+) -> None:
+    api = await auth_app(
+        autoconfirm=True, jwt_algorithm=algorithm, jwt_private_key=private_pem(algorithm), jwt_key_id="k1"
+    )
+    session = await signed_up(api)
+    header = jwt.get_unverified_header(session["access_token"])
+    assert header["alg"] == algorithm and header["kid"] == "k1"
+    status, jwks, _ = await call(api, "GET", "/.well-known/jwks.json")
+    assert status == 200 and [(k["kid"], k["alg"], k["use"]) for k in jwks["keys"]] == [
+        ("k1", algorithm, "sig")
+    ]
+    public = jwt.PyJWK(jwks["keys"][0]).key
+    claims = jwt.decode(session["access_token"], public, algorithms=[algorithm], audience="authenticated")
+    assert claims["sub"] == session["user"]["id"]
+    status, user, _ = await call(api, "GET", "/user", headers=bearer(session))
+    assert status == 200 and user["id"] == claims["sub"]
+
+    # HS256 "signed" with the public key as the secret: refused (the public key never verifies HS256).
+    from cryptography.hazmat.primitives import serialization
+
+    public_pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    forged_claims = {**claims, "exp": int(time.time()) + 600}
+    forged = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
+    forged += "." + base64.urlsafe_b64encode(orjson.dumps(forged_claims)).rstrip(b"=").decode()
+    import hmac
+
+    signature = hmac.new(public_pem, forged.encode(), hashlib.sha256).digest()
+    forged += "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    status, _, _ = await call(api, "GET", "/user", headers=bearer(forged))
+    assert status == 401
+    # A user token signed with the HS256 secret is refused too; the API keys still work.
+    hs_user = jwt.encode(forged_claims, JWT_SECRET, algorithm="HS256")
+    status, _, _ = await call(api, "GET", "/user", headers=bearer(hs_user))
+    assert status == 401
+    status, _, _ = await call(api, "GET", "/admin/users", headers=SERVICE)
+    assert status == 200

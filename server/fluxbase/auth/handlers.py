@@ -40,6 +40,7 @@ from fluxbase.observability.logging import audit
 from fluxbase.request_state import CLIENT_IP, USER_ID
 from fluxbase.security.authenticate import AuthenticationError, Authenticator, Caller, bearer_token
 from fluxbase.security.ratelimit import RateLimiter, refused
+from fluxbase.security.signing_keys import SigningKeys
 
 log = logging.getLogger("fluxbase.auth")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,6 +100,7 @@ class AuthContext:
     sign_in_by_account: RateLimiter
     mail_by_ip: RateLimiter
     mail_by_address: RateLimiter
+    signing_keys: SigningKeys | None = None
     pending_mail: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -130,6 +132,7 @@ def make_context(
         sign_in_by_account=RateLimiter(limits.sign_in_attempts, limits.sign_in_window),
         mail_by_ip=RateLimiter(limits.emails_per_hour, 3600.0),
         mail_by_address=RateLimiter(limits.emails_per_hour, 3600.0),
+        signing_keys=authenticator.signing_keys,
     )
 
 
@@ -271,6 +274,7 @@ async def _session_for(
         secret=ctx.secret,
         issuer=ctx.issuer,
         ttl=int(ctx.config.access_token_ttl),
+        keys=ctx.signing_keys,
     )
 
 
@@ -940,8 +944,9 @@ async def health(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
 
 
 async def jwks(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
-    # HS256 keys are secret: GoTrue publishes none of them, so the set is empty.
-    return _json({"keys": []})
+    # HS256 keys are secret: GoTrue publishes none of them, so the set is empty then.
+    keys = ctx.signing_keys
+    return _json({"keys": [keys.jwk()] if keys is not None else []})
 
 
 # ---------------------------------------------------------------------------
