@@ -571,21 +571,23 @@ begin
 end
 $$;
 
--- Verifies and consumes a one-time token, then does what its type means:
+-- Consumes the one-time token p_id (a row the caller found by link token
+-- or by code), then does what its type means:
 --   confirmation, magic_link, recovery  the address is confirmed (the mail arrived);
 --   email_change                        the pending new address becomes the address;
 --   reauthentication                    nothing more (the caller may now change the password).
 -- error is null on success, else otp_expired (unknown, wrong type, used or
 -- expired: one answer for all) or email_exists.  Single use holds under
--- concurrency: the token row is locked before it is checked.
-create or replace function auth.verify_one_time_token(
-  p_token text,
+-- concurrency: the token row is locked before it is checked.  Private: the
+-- entry points are auth.verify_one_time_token and auth.verify_email_code.
+create or replace function auth.use_one_time_token(
+  p_id uuid,
   p_token_type text,
   p_ip inet default null,
   out user_id uuid,
   out error text
 )
-  language plpgsql volatile security definer
+  language plpgsql volatile
   set search_path = ''
   as $$
 declare
@@ -593,7 +595,7 @@ declare
   account auth.users;
   now_ timestamptz := pg_catalog.now();
 begin
-  select * into ott from auth.one_time_tokens o where o.token_hash = auth.token_hash(p_token) for update;
+  select * into ott from auth.one_time_tokens o where o.id = p_id for update;
   if ott.id is not null then
     select * into account from auth.users u where u.id = ott.user_id for update;
   end if;
@@ -639,6 +641,274 @@ begin
   user_id := account.id;
   perform auth.write_audit_event('one_time_token_verified', account.id, p_ip, true,
                                  pg_catalog.jsonb_build_object('token_type', ott.token_type));
+end
+$$;
+
+-- Verifies a link token (GET/POST /verify with token or token_hash) and
+-- consumes it: see auth.use_one_time_token.
+create or replace function auth.verify_one_time_token(
+  p_token text,
+  p_token_type text,
+  p_ip inet default null,
+  out user_id uuid,
+  out error text
+)
+  language plpgsql volatile security definer
+  set search_path = ''
+  as $$
+declare
+  found_id uuid;
+begin
+  select o.id into found_id from auth.one_time_tokens o where o.token_hash = auth.token_hash(p_token);
+  select * into user_id, error from auth.use_one_time_token(found_id, p_token_type, p_ip);
+end
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Email codes: 6 digits on the same row as a link token
+-- ---------------------------------------------------------------------------
+
+-- Six decimal digits, uniform: 24 random bits, redrawn above 15,999,999.
+create or replace function auth.random_code() returns text
+  language plpgsql volatile
+  set search_path = ''
+  as $$
+declare
+  n bigint;
+begin
+  loop
+    n := ('x' || pg_catalog.encode(extensions.gen_random_bytes(3), 'hex'))::bit(24)::bigint;
+    exit when n < 16000000;
+  end loop;
+  return pg_catalog.lpad((n % 1000000)::text, 6, '0');
+end
+$$;
+
+-- What is stored for a code: bound to its row, so equal codes of two users
+-- differ and a stored digest never matches another row.  (A million codes
+-- are quickly tried offline against a stolen digest; the code is useless
+-- without its live row, which expires, and no API role reads the table.)
+create or replace function auth.code_hash(p_token_id uuid, p_code text) returns text
+  language sql immutable strict
+  set search_path = ''
+  as $$ select auth.token_hash(p_token_id::text || ':' || p_code) $$;
+
+-- Issues a link token (auth.issue_one_time_token) with a 6-digit code on
+-- the same row, and returns both in plaintext, once, for the mail.  For the
+-- kinds a client verifies by code: confirmation, recovery, magic_link.
+create or replace function auth.issue_email_otp(
+  p_user_id uuid,
+  p_token_type text,
+  p_relates_to text,
+  p_lifetime interval default '1 hour',
+  p_ip inet default null,
+  out token text,
+  out code text
+)
+  language plpgsql volatile security definer
+  set search_path = ''
+  as $$
+begin
+  if p_token_type is null or p_token_type not in ('confirmation', 'recovery', 'magic_link') then
+    raise exception 'email codes exist for confirmation, recovery and magic_link, not %', p_token_type
+      using errcode = '22023';
+  end if;
+  token := auth.issue_one_time_token(p_user_id, p_token_type, p_relates_to, p_lifetime, p_ip);
+  code := auth.random_code();
+  update auth.one_time_tokens o set code_hash = auth.code_hash(o.id, code)
+   where o.token_hash = auth.token_hash(token);
+end
+$$;
+
+-- Verifies a code for an address (POST /verify {type, email, token}): the
+-- code is compared only with the live codes of that address and of the
+-- given types, newest first; the one that matches is consumed as by
+-- auth.use_one_time_token, and token_type says which kind it was.
+--
+-- Guessing: each wrong code counts on every live code of the address; at
+-- p_max_attempts the code is used up (the link with it) and only a new mail
+-- gives a new one.  The count is written, so the caller must commit even
+-- though it answers otp_expired.  The rows are locked first: concurrent
+-- guesses are counted one by one.
+create or replace function auth.verify_email_code(
+  p_email text,
+  p_code text,
+  p_token_types text[],
+  p_ip inet default null,
+  p_max_attempts integer default 5,
+  out user_id uuid,
+  out token_type text,
+  out error text
+)
+  language plpgsql volatile security definer
+  set search_path = ''
+  as $$
+declare
+  address text := pg_catalog.lower(pg_catalog.btrim(p_email));
+  candidate auth.one_time_tokens;
+  matched uuid;
+  owner_id uuid;
+  locked integer;
+begin
+  if p_max_attempts is null or p_max_attempts < 1 then
+    raise exception 'the attempt limit is a positive number' using errcode = '22023';
+  end if;
+  for candidate in
+    select * from auth.one_time_tokens o
+     where o.relates_to = address and o.token_type = any (p_token_types)
+       and o.consumed_at is null and o.code_hash is not null
+     order by o.created_at desc, o.id
+       for update
+  loop
+    owner_id := candidate.user_id;
+    if matched is null and p_code ~ '^[0-9]{6}$' and candidate.code_hash = auth.code_hash(candidate.id, p_code) then
+      matched := candidate.id;
+      token_type := candidate.token_type;
+    end if;
+  end loop;
+
+  if matched is not null then
+    select * into user_id, error from auth.use_one_time_token(matched, token_type, p_ip);
+    return;
+  end if;
+
+  update auth.one_time_tokens o
+     set failed_attempts = o.failed_attempts + 1,
+         consumed_at = case when o.failed_attempts + 1 >= p_max_attempts then pg_catalog.now() end
+   where o.relates_to = address and o.token_type = any (p_token_types)
+     and o.consumed_at is null and o.code_hash is not null;
+  select pg_catalog.count(*) into locked from auth.one_time_tokens o
+   where o.relates_to = address and o.token_type = any (p_token_types)
+     and o.code_hash is not null and o.failed_attempts >= p_max_attempts
+     and o.consumed_at = pg_catalog.now();
+  error := 'otp_expired';
+  perform auth.write_audit_event('one_time_token_verified', owner_id, p_ip, false,
+                                 pg_catalog.jsonb_build_object('by', 'code', 'reason', 'wrong_code'));
+  if locked > 0 then
+    perform auth.write_audit_event('one_time_token_locked', owner_id, p_ip, true,
+                                   pg_catalog.jsonb_build_object('attempts', p_max_attempts));
+  end if;
+end
+$$;
+
+-- ---------------------------------------------------------------------------
+-- PKCE: flow state, auth code, exchange
+-- ---------------------------------------------------------------------------
+
+-- Starts a PKCE flow for the user's live one-time token of p_token_type
+-- (just issued for the mail): the link then ends in an auth code instead of
+-- a session.  p_authentication_method is the session's amr method later.
+create or replace function auth.create_flow_state(
+  p_user_id uuid,
+  p_token_type text,
+  p_code_challenge text,
+  p_code_challenge_method text,
+  p_authentication_method text,
+  p_lifetime interval default '1 hour',
+  p_ip inet default null
+) returns uuid
+  language plpgsql volatile security definer
+  set search_path = ''
+  as $$
+declare
+  flow_id uuid;
+  method text := pg_catalog.lower(p_code_challenge_method);
+begin
+  if method is null or method not in ('s256', 'plain') then
+    raise exception 'code_challenge_method is s256 or plain' using errcode = '22023';
+  end if;
+  if p_code_challenge is null or p_code_challenge !~ '^[A-Za-z0-9._~-]{43,128}$' then
+    raise exception 'code_challenge is 43 to 128 characters of A-Z a-z 0-9 . _ ~ -' using errcode = '22023';
+  end if;
+  if p_lifetime is null or p_lifetime <= interval '0' then
+    raise exception 'a flow needs a positive lifetime' using errcode = '22023';
+  end if;
+  insert into auth.flow_state (user_id, code_challenge, code_challenge_method, authentication_method, expires_at)
+  values (p_user_id, p_code_challenge, method, p_authentication_method, pg_catalog.now() + p_lifetime)
+  returning id into flow_id;
+  update auth.one_time_tokens o set flow_state_id = flow_id
+   where o.user_id = p_user_id and o.token_type = p_token_type and o.consumed_at is null;
+  perform auth.write_audit_event('flow_state_created', p_user_id, p_ip, true,
+                                 pg_catalog.jsonb_build_object('token_type', p_token_type, 'method', method));
+  return flow_id;
+end
+$$;
+
+-- After a link token has been verified (auth.verify_one_time_token, same
+-- transaction): if it started a PKCE flow, issues that flow's auth code,
+-- once, and returns it in plaintext; null when the token started no flow.
+create or replace function auth.issue_auth_code(p_token text, p_ip inet default null) returns text
+  language plpgsql volatile security definer
+  set search_path = ''
+  as $$
+declare
+  flow auth.flow_state;
+  code text := auth.random_token();
+begin
+  select f.* into flow from auth.flow_state f
+    join auth.one_time_tokens o on o.flow_state_id = f.id
+   where o.token_hash = auth.token_hash(p_token) and o.consumed_at is not null
+     for update of f;
+  if flow.id is null or flow.auth_code_hash is not null or flow.consumed_at is not null then
+    return null;
+  end if;
+  update auth.flow_state f set auth_code_hash = auth.token_hash(code), auth_code_issued_at = pg_catalog.now()
+   where f.id = flow.id;
+  return code;
+end
+$$;
+
+-- POST /token?grant_type=pkce: exchanges an auth code and its verifier.
+-- error is null on success (user_id and authentication_method set), else
+--   flow_state_not_found  unknown or already exchanged code;
+--   flow_state_expired    the code is older than p_code_lifetime, or the flow ran out;
+--   bad_code_verifier     the verifier does not match the challenge.
+-- A successful or expired exchange uses the flow up; a wrong verifier does
+-- not (it is 43+ random characters: guessing is hopeless, and an attacker
+-- holding only the code cannot burn the victim's flow).  Audited; commit.
+create or replace function auth.exchange_auth_code(
+  p_auth_code text,
+  p_code_verifier text,
+  p_code_lifetime interval default '5 minutes',
+  p_ip inet default null,
+  out user_id uuid,
+  out authentication_method text,
+  out error text
+)
+  language plpgsql volatile security definer
+  set search_path = ''
+  as $$
+declare
+  flow auth.flow_state;
+  now_ timestamptz := pg_catalog.now();
+  expected text;
+begin
+  select * into flow from auth.flow_state f where f.auth_code_hash = auth.token_hash(p_auth_code) for update;
+  if flow.id is null or flow.consumed_at is not null then
+    error := 'flow_state_not_found';
+  elsif flow.auth_code_issued_at + p_code_lifetime <= now_ or flow.expires_at <= now_ then
+    error := 'flow_state_expired';
+    update auth.flow_state f set consumed_at = now_ where f.id = flow.id;
+  else
+    expected := case flow.code_challenge_method
+                  when 's256' then pg_catalog.rtrim(pg_catalog.translate(pg_catalog.encode(
+                                     extensions.digest(coalesce(p_code_verifier, ''), 'sha256'), 'base64'),
+                                     '+/', '-_'), '=')
+                  else coalesce(p_code_verifier, '') end;
+    if expected <> flow.code_challenge then
+      error := 'bad_code_verifier';
+    end if;
+  end if;
+  if error is not null then
+    perform auth.write_audit_event('pkce_exchange', flow.user_id, p_ip, false,
+                                   pg_catalog.jsonb_build_object('reason', error));
+    return;
+  end if;
+  update auth.flow_state f set consumed_at = now_ where f.id = flow.id;
+  user_id := flow.user_id;
+  authentication_method := flow.authentication_method;
+  perform auth.write_audit_event('pkce_exchange', flow.user_id, p_ip, true,
+                                 pg_catalog.jsonb_build_object('method', flow.code_challenge_method));
 end
 $$;
 
@@ -1020,6 +1290,14 @@ revoke all on function
   auth.sign_out(uuid, text, inet),
   auth.issue_one_time_token(uuid, text, text, interval, inet),
   auth.verify_one_time_token(text, text, inet),
+  auth.use_one_time_token(uuid, text, inet),
+  auth.random_code(),
+  auth.code_hash(uuid, text),
+  auth.issue_email_otp(uuid, text, text, interval, inet),
+  auth.verify_email_code(text, text, text[], inet, integer),
+  auth.create_flow_state(uuid, text, text, text, text, interval, inet),
+  auth.issue_auth_code(text, inet),
+  auth.exchange_auth_code(text, text, interval, inet),
   auth.reset_password(text, text, integer, inet),
   auth.update_user(uuid, jsonb, text, text, integer, uuid, interval, inet),
   auth.ban_user(uuid, interval, uuid, inet),
@@ -1043,6 +1321,11 @@ grant execute on function
   auth.sign_out(uuid, text, inet),
   auth.issue_one_time_token(uuid, text, text, interval, inet),
   auth.verify_one_time_token(text, text, inet),
+  auth.issue_email_otp(uuid, text, text, interval, inet),
+  auth.verify_email_code(text, text, text[], inet, integer),
+  auth.create_flow_state(uuid, text, text, text, text, interval, inet),
+  auth.issue_auth_code(text, inet),
+  auth.exchange_auth_code(text, text, interval, inet),
   auth.reset_password(text, text, integer, inet),
   auth.update_user(uuid, jsonb, text, text, integer, uuid, interval, inet),
   auth.ban_user(uuid, interval, uuid, inet),

@@ -23,6 +23,7 @@ from fluxbase.config import AuthConfig, SmtpConfig
 
 Client = TestClient  # type: ignore[type-arg]
 LINK = re.compile(r"https?://\S+/auth/v1/verify\?\S+")
+CODE = re.compile(r"code: ([0-9]{6})\b")
 
 
 class Inbox:
@@ -58,6 +59,15 @@ class Inbox:
         match = LINK.search(body.get_content())
         assert match, body.get_content()
         return match.group(0)
+
+    async def code_for(self, address: str, count: int = 1) -> str:
+        """The 6-digit code in the mail (the default templates' `Or enter this code: 123456`)."""
+        message = await self.wait_for(address, count)
+        body = message.get_body(("plain",))
+        assert body is not None
+        match = CODE.search(body.get_content())
+        assert match, body.get_content()
+        return match.group(1)
 
 
 @pytest.fixture(scope="session")

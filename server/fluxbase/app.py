@@ -31,6 +31,7 @@ from fluxbase.security.cors import cors_middleware
 from fluxbase.security.csrf import csrf_middleware
 from fluxbase.security.headers import install_security_headers
 from fluxbase.security.ratelimit import RateLimiter, ip_rate_limit_middleware
+from fluxbase.security.signing_keys import load_signing_keys
 
 log = logging.getLogger("fluxbase.app")
 
@@ -62,7 +63,8 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     if config.auth.jwt_secret is None:
         raise ValueError("build_app needs a JWT secret: call ensure_jwt_secret() first")
     app = web.Application(middlewares=middlewares, client_max_size=config.server.body_limit)
-    app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret)
+    keys = load_signing_keys(config.auth.jwt_algorithm, config.auth.jwt_private_key, config.auth.jwt_key_id)
+    app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret, signing_keys=keys)
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
     rest_handlers.add_routes(app)

@@ -22,6 +22,7 @@ import jsonschema
 import yaml
 
 from fluxbase.paths import schemas_dir
+from fluxbase.security.signing_keys import load_signing_keys
 
 DEFAULT_CONFIG_PATHS = (Path("fluxbase.yaml"), Path("/etc/fluxbase/fluxbase.yaml"))
 
@@ -146,6 +147,9 @@ class AuthRateLimitConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     jwt_secret: str | None = field(default=None, repr=False)
+    jwt_algorithm: str = "HS256"  # of user access tokens; API keys are always HS256 with jwt_secret
+    jwt_private_key: str | None = field(default=None, repr=False)  # PEM text or a file path
+    jwt_key_id: str | None = None  # default: from the public key
     site_url: str | None = None  # None: server.base_url
     redirect_urls: tuple[str, ...] = ()
     autoconfirm: bool = False
@@ -157,6 +161,7 @@ class AuthConfig:
     refresh_reuse_window: float = 10.0
     session_check_interval: float = 10.0
     otp_ttl: float = 3600.0
+    otp_max_attempts: int = 5
     templates_dir: str | None = None
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
     smtp: SmtpConfig = SmtpConfig()
@@ -541,6 +546,10 @@ def load_config(explicit_path: str | None = None, env: Mapping[str, str] | None 
                 f"not set; a JWT secret is required with an external database ({GENERATE_SECRET_HINT})",
             )
         )
+    try:
+        load_signing_keys(config.auth.jwt_algorithm, config.auth.jwt_private_key, config.auth.jwt_key_id)
+    except (ValueError, TypeError, OSError) as exc:
+        problems.append(Problem(f"{file_label}: auth.jwt_private_key", str(exc)))
     if config.storage.provider == "s3" and not config.storage.s3.bucket:
         problems.append(Problem("FLUXBASE_S3_BUCKET", "required when the storage provider is s3"))
     if problems:

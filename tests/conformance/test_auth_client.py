@@ -54,9 +54,10 @@ async def fluxbase_url(auth_app: Callable[..., Awaitable[Client]], notes_dsn: st
 
 
 async def client_for(url: str, key: str = ANON_KEY) -> AsyncClient:
-    return await acreate_client(
-        url, key, options=AsyncClientOptions(auto_refresh_token=False, persist_session=False)
-    )
+    # supabase-py defaults to PKCE; these tests take the implicit flow (session in the link's fragment),
+    # test_pkce_magic_link_then_exchange_code_for_session the PKCE one.
+    options = AsyncClientOptions(auto_refresh_token=False, persist_session=False, flow_type="implicit")
+    return await acreate_client(url, key, options=options)
 
 
 @pytest.fixture
@@ -177,3 +178,41 @@ async def test_admin_create_and_delete(fluxbase_url: str) -> None:
         await admin.auth.admin.get_user_by_id(created.user.id)
     with pytest.raises(AuthApiError):
         await user_client.auth.sign_in_with_password({"email": email, "password": PASSWORD})
+
+
+async def test_sign_in_with_an_email_code(supabase: AsyncClient, smtp: tuple[Inbox, int]) -> None:
+    email = new_email()
+    await supabase.auth.sign_in_with_otp({"email": email})
+    code = await smtp[0].code_for(email)
+    verified = await supabase.auth.verify_otp({"email": email, "token": code, "type": "email"})
+    assert verified.session is not None and verified.user is not None and verified.user.email == email
+    got = await supabase.auth.get_user()
+    assert got is not None and got.user.id == verified.user.id
+    with pytest.raises(AuthApiError) as reused:
+        await supabase.auth.verify_otp({"email": email, "token": code, "type": "email"})
+    assert reused.value.code == "otp_expired"
+
+
+async def test_pkce_magic_link_then_exchange_code_for_session(
+    fluxbase_url: str, smtp: tuple[Inbox, int]
+) -> None:
+    client = await acreate_client(
+        fluxbase_url,
+        ANON_KEY,
+        options=AsyncClientOptions(auto_refresh_token=False, persist_session=False, flow_type="pkce"),
+    )
+    email = new_email()
+    await client.auth.sign_in_with_otp({"email": email})
+    link = await smtp[0].link_for(email)
+    async with aiohttp.ClientSession() as http, http.get(link, allow_redirects=False) as response:
+        assert response.status == 303
+        location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}" == SITE and not location.fragment
+    code = parse_qs(location.query)["code"][0]
+    exchanged = await client.auth.exchange_code_for_session({"auth_code": code})
+    assert exchanged.session is not None and exchanged.user is not None and exchanged.user.email == email
+    got = await client.auth.get_user()
+    assert got is not None and got.user.id == exchanged.user.id
+    with pytest.raises(AuthApiError) as reused:  # the code is single use
+        await client.auth.exchange_code_for_session({"auth_code": code, "code_verifier": "v" * 43})
+    assert reused.value.code == "flow_state_not_found"

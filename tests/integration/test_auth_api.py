@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -352,3 +353,182 @@ async def test_verify_redirects_only_to_allowed_urls(auth_app: StartApp, smtp: t
     ]
     status, _, headers = await call(api, "GET", path)  # single use
     assert status == 303 and "error_code=otp_expired" in headers["Location"]
+
+
+# ---------------------------------------------------------------------------
+# Email codes
+# ---------------------------------------------------------------------------
+
+
+async def test_email_code_is_bound_to_the_address_single_use_and_locks(
+    auth_app: StartApp, smtp: tuple[Inbox, int]
+) -> None:
+    api = await auth_app(otp_max_attempts=3)
+    inbox = smtp[0]
+    first, second = new_email(), new_email()
+    for address in (first, second):
+        status, _, _ = await call(api, "POST", "/otp", {"email": address})
+        assert status == 200
+    code, other = await inbox.code_for(first), await inbox.code_for(second)
+    if code != other:  # a code alone never identifies a user: the other address's code fails here
+        status, error, _ = await call(
+            api, "POST", "/verify", {"type": "email", "email": first, "token": other}
+        )
+        assert status == 403 and error["error_code"] == "otp_expired"
+    status, session, _ = await call(api, "POST", "/verify", {"type": "email", "email": first, "token": code})
+    assert status == 200 and session["user"]["email"] == first
+    assert session["user"]["email_confirmed_at"] and session["refresh_token"]
+    claims = jwt.decode(session["access_token"], JWT_SECRET, algorithms=["HS256"], audience="authenticated")
+    assert claims["amr"][0]["method"] == "otp"
+    status, _, _ = await call(api, "POST", "/verify", {"type": "email", "email": first, "token": code})
+    assert status == 403  # single use
+
+    # Guessing: three wrong codes use the code up; the right one is refused after that.
+    code = await inbox.code_for(second)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(2):
+        status, _, _ = await call(
+            api, "POST", "/verify", {"type": "magiclink", "email": second, "token": wrong}
+        )
+        assert status == 403
+    status, error, _ = await call(
+        api, "POST", "/verify", {"type": "magiclink", "email": second, "token": code}
+    )
+    assert status == 200, error  # two wrong tries: still under the limit of three
+    await call(api, "POST", "/otp", {"email": second})
+    code = await inbox.code_for(second, 2)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(3):
+        status, _, _ = await call(
+            api, "POST", "/verify", {"type": "magiclink", "email": second, "token": wrong}
+        )
+        assert status == 403
+    status, error, _ = await call(
+        api, "POST", "/verify", {"type": "magiclink", "email": second, "token": code}
+    )
+    assert status == 403 and error["error_code"] == "otp_expired"
+    # A new mail gives a new code that works.
+    await call(api, "POST", "/otp", {"email": second})
+    fresh = await inbox.code_for(second, 3)
+    status, session, _ = await call(
+        api, "POST", "/verify", {"type": "email", "email": second, "token": fresh}
+    )
+    assert status == 200 and session["user"]["email"] == second
+
+
+async def test_generate_link_returns_a_working_email_otp(auth_app: StartApp) -> None:
+    api = await auth_app()
+    email = new_email()
+    status, link, _ = await call(
+        api, "POST", "/admin/generate_link", {"type": "signup", "email": email, "password": PASSWORD}, SERVICE
+    )
+    assert status == 200 and len(link["properties"]["email_otp"]) == 6
+    otp = link["properties"]["email_otp"]
+    status, session, _ = await call(api, "POST", "/verify", {"type": "signup", "email": email, "token": otp})
+    assert status == 200 and session["user"]["email_confirmed_at"]
+
+
+# ---------------------------------------------------------------------------
+# PKCE
+# ---------------------------------------------------------------------------
+
+
+def challenge_for(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+async def pkce_code(api: Client, inbox: Inbox, email: str, verifier: str, count: int = 1) -> str:
+    body = {"email": email, "code_challenge": challenge_for(verifier), "code_challenge_method": "s256"}
+    status, _, _ = await call(api, "POST", "/otp", body)
+    assert status == 200
+    path = (await inbox.link_for(email, count)).split("/auth/v1", 1)[1]
+    status, _, headers = await call(api, "GET", path)
+    assert status == 303 and "?code=" in headers["Location"] and "#" not in headers["Location"]
+    return headers["Location"].split("?code=", 1)[1]
+
+
+async def test_pkce_refuses_wrong_verifier_reuse_and_expiry(
+    auth_app: StartApp, smtp: tuple[Inbox, int], migrated_dsn: str
+) -> None:
+    api = await auth_app(site_url="http://app.test")
+    email, verifier = new_email(), "v" * 20 + uuid.uuid4().hex
+    code = await pkce_code(api, smtp[0], email, verifier)
+    exchange = "/token?grant_type=pkce"
+    status, error, _ = await call(api, "POST", exchange, {"auth_code": code, "code_verifier": verifier + "x"})
+    assert status == 403 and error["error_code"] == "bad_code_verifier"
+    status, session, _ = await call(api, "POST", exchange, {"auth_code": code, "code_verifier": verifier})
+    assert status == 200 and session["user"]["email"] == email and session["refresh_token"]
+    status, error, _ = await call(api, "POST", exchange, {"auth_code": code, "code_verifier": verifier})
+    assert status == 404 and error["error_code"] == "flow_state_not_found"
+
+    late = await pkce_code(api, smtp[0], email, verifier, 2)
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        conn.execute(
+            "update auth.flow_state set auth_code_issued_at = now() - interval '6 minutes'"
+            " where auth_code_hash = encode(sha256(convert_to(%s, 'UTF8')), 'hex')",
+            (late,),
+        )
+    status, error, _ = await call(api, "POST", exchange, {"auth_code": late, "code_verifier": verifier})
+    assert status == 422 and error["error_code"] == "flow_state_expired"
+
+
+# ---------------------------------------------------------------------------
+# RS256 / ES256 with a JWKS
+# ---------------------------------------------------------------------------
+
+
+def private_pem(algorithm: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if algorithm == "RS256"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+async def test_asymmetric_user_tokens_with_jwks_and_no_hs_rs_confusion(
+    auth_app: StartApp, algorithm: str
+) -> None:
+    api = await auth_app(
+        autoconfirm=True, jwt_algorithm=algorithm, jwt_private_key=private_pem(algorithm), jwt_key_id="k1"
+    )
+    session = await signed_up(api)
+    header = jwt.get_unverified_header(session["access_token"])
+    assert header["alg"] == algorithm and header["kid"] == "k1"
+    status, jwks, _ = await call(api, "GET", "/.well-known/jwks.json")
+    assert status == 200 and [(k["kid"], k["alg"], k["use"]) for k in jwks["keys"]] == [
+        ("k1", algorithm, "sig")
+    ]
+    public = jwt.PyJWK(jwks["keys"][0]).key
+    claims = jwt.decode(session["access_token"], public, algorithms=[algorithm], audience="authenticated")
+    assert claims["sub"] == session["user"]["id"]
+    status, user, _ = await call(api, "GET", "/user", headers=bearer(session))
+    assert status == 200 and user["id"] == claims["sub"]
+
+    # HS256 "signed" with the public key as the secret: refused (the public key never verifies HS256).
+    from cryptography.hazmat.primitives import serialization
+
+    public_pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    forged_claims = {**claims, "exp": int(time.time()) + 600}
+    forged = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
+    forged += "." + base64.urlsafe_b64encode(orjson.dumps(forged_claims)).rstrip(b"=").decode()
+    import hmac
+
+    signature = hmac.new(public_pem, forged.encode(), hashlib.sha256).digest()
+    forged += "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    status, _, _ = await call(api, "GET", "/user", headers=bearer(forged))
+    assert status == 401
+    # A user token signed with the HS256 secret is refused too; the API keys still work.
+    hs_user = jwt.encode(forged_claims, JWT_SECRET, algorithm="HS256")
+    status, _, _ = await call(api, "GET", "/user", headers=bearer(hs_user))
+    assert status == 401
+    status, _, _ = await call(api, "GET", "/admin/users", headers=SERVICE)
+    assert status == 200

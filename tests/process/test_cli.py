@@ -96,7 +96,10 @@ def test_migrate_twice_then_status(postgres: PostgresServer, fresh_dsn: str) -> 
     env = {"DATABASE_URL": fresh_dsn, "FLUXBASE_JWT_SECRET": JWT_SECRET}
     first = run("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "applied: foundation, auth_schema, realtime_log"
+    assert (
+        first.stdout.strip()
+        == "applied: foundation, auth_schema, realtime_log, auth_email_codes, auth_flow_state"
+    )
     second = run("migrate", "up", env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "nothing to apply: the database is current"
@@ -105,6 +108,8 @@ def test_migrate_twice_then_status(postgres: PostgresServer, fresh_dsn: str) -> 
         "applied  foundation",
         "applied  auth_schema",
         "applied  realtime_log",
+        "applied  auth_email_codes",
+        "applied  auth_flow_state",
     ]
 
 
@@ -113,11 +118,13 @@ def test_migrate_down_reverts_the_last_change(fresh_dsn: str) -> None:
     assert run("migrate", env=env).returncode == 0
     down = run("migrate", "down", env=env)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == "reverted: realtime_log"
+    assert down.stdout.strip() == "reverted: auth_flow_state"
     assert run("migrate", "status", env=env).stdout.strip().splitlines() == [
         "applied  foundation",
         "applied  auth_schema",
-        "pending  realtime_log",
+        "applied  realtime_log",
+        "applied  auth_email_codes",
+        "pending  auth_flow_state",
     ]
 
 

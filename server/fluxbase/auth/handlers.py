@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import asyncpg
 import orjson
@@ -40,6 +40,7 @@ from fluxbase.observability.logging import audit
 from fluxbase.request_state import CLIENT_IP, USER_ID
 from fluxbase.security.authenticate import AuthenticationError, Authenticator, Caller, bearer_token
 from fluxbase.security.ratelimit import RateLimiter, refused
+from fluxbase.security.signing_keys import SigningKeys
 
 log = logging.getLogger("fluxbase.auth")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,6 +55,14 @@ VERIFY_TYPES = {
     "magiclink": ("magic_link", "otp"),
     "recovery": ("recovery", "recovery"),
     "email_change": ("email_change", "email_change"),
+}
+# One-time token kinds that also carry a 6-digit code, and which of them each /verify `type` accepts.
+CODE_KINDS = frozenset({"confirmation", "recovery", "magic_link"})
+CODE_TYPES = {
+    "email": ("magic_link", "confirmation"),
+    "signup": ("confirmation",),
+    "magiclink": ("magic_link",),
+    "recovery": ("recovery",),
 }
 REFRESH_ERRORS = {
     "refresh_token_not_found": "Invalid Refresh Token: Refresh Token Not Found",
@@ -91,6 +100,7 @@ class AuthContext:
     sign_in_by_account: RateLimiter
     mail_by_ip: RateLimiter
     mail_by_address: RateLimiter
+    signing_keys: SigningKeys | None = None
     pending_mail: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -122,6 +132,7 @@ def make_context(
         sign_in_by_account=RateLimiter(limits.sign_in_attempts, limits.sign_in_window),
         mail_by_ip=RateLimiter(limits.emails_per_hour, 3600.0),
         mail_by_address=RateLimiter(limits.emails_per_hour, 3600.0),
+        signing_keys=authenticator.signing_keys,
     )
 
 
@@ -263,15 +274,18 @@ async def _session_for(
         secret=ctx.secret,
         issuer=ctx.issuer,
         ttl=int(ctx.config.access_token_ttl),
+        keys=ctx.signing_keys,
     )
 
 
-def _send_later(ctx: AuthContext, kind: str, to: str, token: str, redirect_to: str | None) -> None:
+def _send_later(
+    ctx: AuthContext, kind: str, to: str, token: str, redirect_to: str | None, code: str = ""
+) -> None:
     """Sends a mail after the answer: the client cannot time whether there was one."""
     link = verify_link(
         ctx.base_url, token, kind, allowed_redirect(redirect_to, ctx.site_url, ctx.config.redirect_urls)
     )
-    mail = ctx.mailer.render(kind, to, link, token)
+    mail = ctx.mailer.render(kind, to, link, token, code)
 
     async def send() -> None:
         try:
@@ -362,6 +376,7 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if ctx.config.disable_signup:
         raise unprocessable("signup_disabled", "Signups not allowed for this instance")
     password = _check_password_policy(ctx.config, body.get("password"))
+    pkce = _pkce(body)
     if not ctx.config.autoconfirm:
         _require_mail(ctx)
     _limit(ctx.mail_by_ip, "auth_mail_ip", ip or "unknown")
@@ -377,20 +392,15 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
         )
         assert row is not None
         user_id, created = row["user_id"], row["created"]
-        token: str | None = None
+        issued: Issued | None = None
         user: dict[str, Any] | None = None
         if created and ctx.config.autoconfirm:
             session = await _open_session(tx, ctx, request, user_id, "password")
             audit("auth.signup", user_id=user_id, ip=ip, autoconfirm=True)
             return _json(session)
         if created:
-            token = await tx.fetchval(
-                "select auth.issue_one_time_token($1::uuid, 'confirmation', $2, $3::interval, $4::inet)",
-                user_id,
-                email,
-                dt.timedelta(seconds=ctx.config.otp_ttl),
-                ip,
-            )
+            issued = await _issue(tx, ctx, user_id, "confirmation", email, ip)
+            await _start_flow(tx, ctx, pkce, user_id, "confirmation", ip)
             user = await _user_json(tx, user_id)
     audit("auth.signup", success=created, user_id=user_id if created else None, ip=ip)
     if not created:
@@ -399,8 +409,8 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
         # Same shape as a real pending signup; a fresh id, so the existing one is not revealed.
         now = dt.datetime.now(dt.UTC).isoformat()
         return _json(_pending_user(str(uuid.uuid4()), email, metadata, now))
-    assert user is not None and token is not None
-    _send_later(ctx, "confirmation", email, token, request.query.get("redirect_to"))
+    assert user is not None and issued is not None
+    _send_later(ctx, "confirmation", email, issued.token, request.query.get("redirect_to"), issued.code)
     return _json(_pending_user(user_id, email, metadata, user["confirmation_sent_at"]))
 
 
@@ -429,7 +439,39 @@ async def token(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
         return await _password_grant(request, ctx, body)
     if grant == "refresh_token":
         return await _refresh_grant(request, ctx, body)
-    raise bad_request("unsupported_grant_type: grant_type must be password or refresh_token")
+    if grant == "pkce":
+        return await _pkce_grant(request, ctx, body)
+    raise bad_request("unsupported_grant_type: grant_type must be password, refresh_token or pkce")
+
+
+async def _pkce_grant(request: web.Request, ctx: AuthContext, body: dict[str, Any]) -> web.StreamResponse:
+    auth_code, verifier = body.get("auth_code"), body.get("code_verifier")
+    if not isinstance(auth_code, str) or not auth_code or not isinstance(verifier, str):
+        raise bad_request("invalid request: both auth code and code verifier should be non-empty")
+    if not 43 <= len(verifier) <= 128:
+        raise bad_request("code verifier should be 43 to 128 characters long")
+    ip = _client_ip(request)
+    session = None
+    async with ctx.database.transaction(_service(request)) as tx:
+        row = await tx.fetchrow(
+            "select user_id::text, authentication_method, error"
+            " from auth.exchange_auth_code($1, $2, $3::interval, $4::inet)",
+            auth_code,
+            verifier,
+            PKCE_AUTH_CODE_TTL,
+            ip,
+        )
+        assert row is not None
+        error = row["error"]
+        if error is None:
+            session = await _open_session(tx, ctx, request, row["user_id"], row["authentication_method"])
+    # Committed either way: the failure is audited, an expired flow used up.
+    _outcome("pkce", error or "ok")
+    audit("auth.pkce_exchange", success=error is None, user_id=row["user_id"], ip=ip, outcome=error or "ok")
+    if session is None:
+        status, message = PKCE_ERRORS.get(error, (400, error))
+        raise AuthError(status, error, message)
+    return _json(session)
 
 
 async def _password_grant(request: web.Request, ctx: AuthContext, body: dict[str, Any]) -> web.StreamResponse:
@@ -603,29 +645,94 @@ async def _mail_request(
     return email, ip
 
 
-async def _issue(
-    tx: RoleSwitchedTransaction, ctx: AuthContext, user_id: str, kind: str, to: str, ip: str | None
-) -> str:
-    token: str = await tx.fetchval(
-        "select auth.issue_one_time_token($1::uuid, $2, $3, $4::interval, $5::inet)",
+PKCE_METHODS = frozenset({"s256", "plain"})
+PKCE_AUTH_CODE_TTL = dt.timedelta(minutes=5)  # GoTrue's flow-state expiry once the code is issued
+PKCE_ERRORS = {
+    "flow_state_not_found": (404, "invalid flow state, no valid flow state found"),
+    "flow_state_expired": (422, "Flow state has expired. Please start the flow again."),
+    "bad_code_verifier": (403, "code challenge does not match previously saved code verifier"),
+}
+
+
+def _pkce(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The request's (code_challenge, method) when the client uses PKCE; both or neither."""
+    challenge, method = body.get("code_challenge"), body.get("code_challenge_method")
+    if not challenge and not method:
+        return None
+    if not isinstance(challenge, str) or not isinstance(method, str) or method.lower() not in PKCE_METHODS:
+        raise bad_request("PKCE needs code_challenge and code_challenge_method (s256 or plain)")
+    return challenge, method.lower()
+
+
+async def _start_flow(
+    tx: RoleSwitchedTransaction,
+    ctx: AuthContext,
+    pkce: tuple[str, str] | None,
+    user_id: str,
+    kind: str,
+    ip: str | None,
+) -> None:
+    """Ties the mail's token to a PKCE flow: its link will end in ?code= instead of a session."""
+    if pkce is None:
+        return
+    await tx.execute(
+        "select auth.create_flow_state($1::uuid, $2, $3, $4, $5, $6::interval, $7::inet)",
         user_id,
         kind,
-        to,
+        pkce[0],
+        pkce[1],
+        "recovery" if kind == "recovery" else "otp",
         dt.timedelta(seconds=ctx.config.otp_ttl),
         ip,
     )
-    return token
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A one-time token for a mail: the link's token and, but for email changes, its 6-digit code."""
+
+    token: str
+    code: str = ""
+
+
+async def _issue(
+    tx: RoleSwitchedTransaction, ctx: AuthContext, user_id: str, kind: str, to: str, ip: str | None
+) -> Issued:
+    lifetime = dt.timedelta(seconds=ctx.config.otp_ttl)
+    if kind not in CODE_KINDS:
+        token: str = await tx.fetchval(
+            "select auth.issue_one_time_token($1::uuid, $2, $3, $4::interval, $5::inet)",
+            user_id,
+            kind,
+            to,
+            lifetime,
+            ip,
+        )
+        return Issued(token)
+    row = await tx.fetchrow(
+        "select token, code from auth.issue_email_otp($1::uuid, $2, $3, $4::interval, $5::inet)",
+        user_id,
+        kind,
+        to,
+        lifetime,
+        ip,
+    )
+    assert row is not None
+    return Issued(row["token"], row["code"])
 
 
 async def recover(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
-    email, ip = await _mail_request(request, ctx, await _body(request))
-    token = None
+    body = await _body(request)
+    pkce = _pkce(body)
+    email, ip = await _mail_request(request, ctx, body)
+    issued = None
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         if user_id is not None:
-            token = await _issue(tx, ctx, user_id, "recovery", email, ip)
-    if token is not None:
-        _send_later(ctx, "recovery", email, token, request.query.get("redirect_to"))
+            issued = await _issue(tx, ctx, user_id, "recovery", email, ip)
+            await _start_flow(tx, ctx, pkce, user_id, "recovery", ip)
+    if issued is not None:
+        _send_later(ctx, "recovery", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.recovery_requested", ip=ip)
     return _json({})
 
@@ -634,12 +741,13 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     body = await _body(request)
     if body.get("phone") and not body.get("email"):
         raise unprocessable("phone_provider_disabled", "Phone logins are disabled")
+    pkce = _pkce(body)
     email, ip = await _mail_request(request, ctx, body)
     metadata = body.get("data") or {}
     if not isinstance(metadata, dict):
         raise bad_request("data must be a JSON object")
     create = body.get("create_user", True) is not False and not ctx.config.disable_signup
-    token = None
+    issued = None
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         if user_id is None and create:
@@ -654,9 +762,10 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
             )
             user_id = row["user_id"] if row else None
         if user_id is not None:
-            token = await _issue(tx, ctx, user_id, "magic_link", email, ip)
-    if token is not None:
-        _send_later(ctx, "magic_link", email, token, request.query.get("redirect_to"))
+            issued = await _issue(tx, ctx, user_id, "magic_link", email, ip)
+            await _start_flow(tx, ctx, pkce, user_id, "magic_link", ip)
+    if issued is not None:
+        _send_later(ctx, "magic_link", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.otp_requested", ip=ip)
     # GoTrue refuses unknown addresses when create_user is false; so do we, as it does.
     if user_id is None:
@@ -670,28 +779,33 @@ async def resend(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if kind not in ("signup", "email_change"):
         raise bad_request("type must be signup or email_change")
     email, ip = await _mail_request(request, ctx, body)
-    to = token = None
+    to = issued = None
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         user = await _user_json(tx, user_id) if user_id else None
         if user is not None and kind == "signup" and not user.get("email_confirmed_at"):
-            to, token = email, await _issue(tx, ctx, user["id"], "confirmation", email, ip)
+            to, issued = email, await _issue(tx, ctx, user["id"], "confirmation", email, ip)
         elif user is not None and kind == "email_change" and user.get("new_email"):
             to = user["new_email"]
-            token = await _issue(tx, ctx, user["id"], "email_change", to, ip)
-    if token is not None and to is not None:
+            issued = await _issue(tx, ctx, user["id"], "email_change", to, ip)
+    if issued is not None and to is not None:
         _send_later(
             ctx,
             "confirmation" if kind == "signup" else "email_change",
             to,
-            token,
+            issued.token,
             request.query.get("redirect_to"),
+            issued.code,
         )
     audit("auth.resend_requested", ip=ip, kind=kind)
     return _json({})
 
 
-async def _verify(request: web.Request, ctx: AuthContext, kind: str, presented: str) -> dict[str, Any]:
+async def _verify(
+    request: web.Request, ctx: AuthContext, kind: str, presented: str, *, pkce: bool = False
+) -> dict[str, Any]:
+    """Verifies a link token and opens a session; with pkce, a token that started a PKCE flow
+    gives `{"auth_code": ...}` instead, to be exchanged at /token?grant_type=pkce."""
     if kind == "email":  # a link or code from signInWithOtp: magic link, or a signup confirmation
         kinds = [VERIFY_TYPES["magiclink"], VERIFY_TYPES["signup"]]
     elif kind in VERIFY_TYPES:
@@ -712,7 +826,15 @@ async def _verify(request: web.Request, ctx: AuthContext, kind: str, presented: 
             assert row is not None
             error = row["error"]
             if error is None:
-                session = await _open_session(tx, ctx, request, row["user_id"], method)
+                auth_code = (
+                    await tx.fetchval("select auth.issue_auth_code($1, $2::inet)", presented, ip)
+                    if pkce
+                    else None
+                )
+                if auth_code is not None:
+                    session = {"auth_code": auth_code}
+                else:
+                    session = await _open_session(tx, ctx, request, row["user_id"], method)
                 break
     _outcome("verify", error or "ok")
     audit("auth.verify", success=session is not None, ip=ip, kind=kind, outcome=error or "ok")
@@ -723,8 +845,44 @@ async def _verify(request: web.Request, ctx: AuthContext, kind: str, presented: 
     return session
 
 
+async def _verify_code(
+    request: web.Request, ctx: AuthContext, kind: str, email: str, code: str
+) -> dict[str, Any]:
+    """A 6-digit code from a mail: checked against that address's codes only, with a wrong-try limit."""
+    kinds = CODE_TYPES.get(kind)
+    if kinds is None:
+        raise bad_request("type must be one of email, signup, magiclink, recovery for an email code")
+    ip = _client_ip(request)
+    session = None
+    async with ctx.database.transaction(_service(request)) as tx:
+        row = await tx.fetchrow(
+            "select user_id::text, token_type, error from auth.verify_email_code($1, $2, $3, $4::inet, $5)",
+            email,
+            code,
+            list(kinds),
+            ip,
+            ctx.config.otp_max_attempts,
+        )
+        assert row is not None
+        error = row["error"]
+        if error is None:
+            method = {"recovery": "recovery"}.get(row["token_type"], "otp")
+            session = await _open_session(tx, ctx, request, row["user_id"], method)
+    # Committed either way: a wrong code counts towards the lock.
+    _outcome("verify_code", error or "ok")
+    audit("auth.verify", success=session is not None, ip=ip, kind=kind, by="code", outcome=error or "ok")
+    if session is None:
+        raise AuthError(403, "otp_expired", "Token has expired or is invalid")
+    return session
+
+
 async def verify_post(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     body = await _body(request)
+    email = _email(body)
+    kind = str(body.get("type", ""))
+    code = body.get("token")
+    if email is not None and not body.get("token_hash") and isinstance(code, str) and code:
+        return _json(await _verify_code(request, ctx, kind, email, code.strip()))
     # Our links carry the token itself; token_hash is accepted as the same value (see generate_link).
     presented = body.get("token_hash") or body.get("token")
     if not isinstance(presented, str) or not presented:
@@ -737,12 +895,16 @@ async def verify_get(request: web.Request, ctx: AuthContext) -> web.StreamRespon
     kind = request.query.get("type", "")
     target = allowed_redirect(request.query.get("redirect_to"), ctx.site_url, ctx.config.redirect_urls)
     try:
-        session = await _verify(request, ctx, kind, request.query.get("token", ""))
+        session = await _verify(request, ctx, kind, request.query.get("token", ""), pkce=True)
     except AuthError as error:
         fragment = urlencode(
             {"error": "access_denied", "error_code": error.code, "error_description": error.message}
         )
         return web.Response(status=303, headers={"Location": f"{target}#{fragment}"})
+    if "auth_code" in session:  # PKCE: the app exchanges the code with its verifier
+        separator = "&" if urlsplit(target).query else "?"
+        location = f"{target}{separator}{urlencode({'code': session['auth_code']})}"
+        return web.Response(status=303, headers={"Location": location})
     fragment = urlencode(
         {
             "access_token": session["access_token"],
@@ -782,8 +944,9 @@ async def health(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
 
 
 async def jwks(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
-    # HS256 keys are secret: GoTrue publishes none of them, so the set is empty.
-    return _json({"keys": []})
+    # HS256 keys are secret: GoTrue publishes none of them, so the set is empty then.
+    keys = ctx.signing_keys
+    return _json({"keys": [keys.jwk()] if keys is not None else []})
 
 
 # ---------------------------------------------------------------------------
@@ -981,12 +1144,12 @@ async def admin_generate_link(request: web.Request, ctx: AuthContext) -> web.Str
             if row is None or row["error"]:
                 error = row["error"] if row else "user_not_found"
                 raise unprocessable(error, error.replace("_", " "))
-            mail_kind, token_value = "email_change", row["email_change_token"]
+            mail_kind, issued = "email_change", Issued(row["email_change_token"])
         else:
             mail_kind = {"signup": "confirmation", "invite": "confirmation", "magiclink": "magic_link"}.get(
                 kind, "recovery"
             )
-            token_value = await _issue(tx, ctx, user_id, mail_kind, email, ip)
+            issued = await _issue(tx, ctx, user_id, mail_kind, email, ip)
         user = await _user_json(tx, user_id)
     redirect_to = allowed_redirect(
         body.get("redirect_to") or request.query.get("redirect_to"), ctx.site_url, ctx.config.redirect_urls
@@ -994,13 +1157,13 @@ async def admin_generate_link(request: web.Request, ctx: AuthContext) -> web.Str
     verification_type = {"confirmation": "signup", "magic_link": "magiclink"}.get(mail_kind, mail_kind)
     if kind == "invite":
         verification_type = "invite"
-    link = verify_link(ctx.base_url, token_value, mail_kind, redirect_to)
+    link = verify_link(ctx.base_url, issued.token, mail_kind, redirect_to)
     if kind == "invite":
         link = link.replace("type=signup", "type=invite")
     properties = {
         "action_link": link,
-        "email_otp": "",
-        "hashed_token": token_value,
+        "email_otp": issued.code,
+        "hashed_token": issued.token,
         "redirect_to": redirect_to,
         "verification_type": verification_type,
     }

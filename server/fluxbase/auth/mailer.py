@@ -22,11 +22,21 @@ from fluxbase.config import SmtpConfig
 
 log = logging.getLogger("fluxbase.auth.mail")
 
-# kind -> (subject, body); $link, $email and $token are substituted.
+# kind -> (subject, body); $link, $email, $token (the 6-digit code, GoTrue's {{ .Token }}) and
+# $token_hash (the link's token, GoTrue's {{ .TokenHash }}) are substituted.
 DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
-    "confirmation": ("Confirm your signup", "Follow this link to confirm your address:\n\n$link\n"),
-    "recovery": ("Reset your password", "Follow this link to reset the password for $email:\n\n$link\n"),
-    "magic_link": ("Your sign-in link", "Follow this link to sign in:\n\n$link\n"),
+    "confirmation": (
+        "Confirm your signup",
+        "Follow this link to confirm your address:\n\n$link\n\nOr enter this code: $token\n",
+    ),
+    "recovery": (
+        "Reset your password",
+        "Follow this link to reset the password for $email:\n\n$link\n\nOr enter this code: $token\n",
+    ),
+    "magic_link": (
+        "Your sign-in link",
+        "Follow this link to sign in:\n\n$link\n\nOr enter this code: $token\n",
+    ),
     "email_change": (
         "Confirm your new address",
         "Follow this link to confirm $email as your address:\n\n$link\n",
@@ -97,9 +107,9 @@ class Mailer:
     def configured(self) -> bool:
         return self._smtp.host is not None
 
-    def render(self, kind: str, to: str, link: str, token: str) -> Mail:
+    def render(self, kind: str, to: str, link: str, token_hash: str, code: str = "") -> Mail:
         subject, body = self._templates[kind]
-        values = {"link": link, "email": to, "token": token}
+        values = {"link": link, "email": to, "token": code, "token_hash": token_hash}
         # string.Template: a template can only substitute, never reach attributes (str.format could).
         return Mail(
             to,

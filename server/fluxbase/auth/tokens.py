@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 
 from fluxbase.security.authenticate import ALGORITHM, USER_AUDIENCE
+from fluxbase.security.signing_keys import SigningKeys
 
 
 def issuer(base_url: str) -> str:
@@ -50,7 +51,12 @@ def access_token_claims(
     }
 
 
-def sign(claims: Mapping[str, Any], secret: str) -> str:
+def sign(claims: Mapping[str, Any], secret: str, keys: SigningKeys | None = None) -> str:
+    """HS256 with the secret, or the configured private key with `kid` in the header."""
+    if keys is not None:
+        return jwt.encode(
+            dict(claims), keys.private_key, algorithm=keys.algorithm, headers={"kid": keys.key_id}
+        )
     return jwt.encode(dict(claims), secret, algorithm=ALGORITHM)
 
 
@@ -64,11 +70,12 @@ def session_object(
     secret: str,
     issuer: str,
     ttl: int,
+    keys: SigningKeys | None = None,
 ) -> dict[str, Any]:
     """GoTrue's Session: what /token, /verify and signup with autoconfirm answer."""
     claims = access_token_claims(user, session_id=session_id, aal=aal, amr=amr, issuer=issuer, ttl=ttl)
     return {
-        "access_token": sign(claims, secret),
+        "access_token": sign(claims, secret, keys),
         "token_type": "bearer",
         "expires_in": ttl,
         "expires_at": claims["exp"],

@@ -21,6 +21,7 @@ from aiohttp import web
 from fluxbase.db.transaction import API_ROLES
 from fluxbase.request_state import USER_ID
 from fluxbase.security.sessions import SessionRevocations
+from fluxbase.security.signing_keys import SigningKeys
 
 ALGORITHM = "HS256"
 USER_AUDIENCE = "authenticated"
@@ -78,10 +79,20 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 class Authenticator:
     """Verifies tokens against one secret and remembers the ones it verified."""
 
-    def __init__(self, secret: str, revocations: SessionRevocations | None = None) -> None:
+    def __init__(
+        self,
+        secret: str,
+        revocations: SessionRevocations | None = None,
+        signing_keys: SigningKeys | None = None,
+    ) -> None:
         self._secret = secret
+        self._keys = signing_keys
         self._cache: OrderedDict[str, Caller] = OrderedDict()
         self.revocations = revocations or SessionRevocations()
+
+    @property
+    def signing_keys(self) -> SigningKeys | None:
+        return self._keys
 
     def caller(self, headers: Mapping[str, str]) -> Caller:
         """The caller of a request: Authorization wins over apikey; neither means anonymous."""
@@ -115,11 +126,20 @@ class Authenticator:
             raise AuthenticationError("JWT session has ended")
 
     def _decode(self, token: str) -> Caller:
+        # One key per algorithm, each pinned: with RS256/ES256 configured, a token whose header says
+        # so is checked with the public key and that algorithm only; anything else with the secret
+        # and HS256 only.  So an HS256 token "signed" with the public key never meets the public key.
+        keys = self._keys
+        try:
+            header_alg = jwt.get_unverified_header(token).get("alg")
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationError("JWT could not be verified") from exc
+        asymmetric = keys is not None and header_alg == keys.algorithm
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[ALGORITHM],
+                keys.public_key if keys is not None and asymmetric else self._secret,
+                algorithms=[keys.algorithm] if keys is not None and asymmetric else [ALGORITHM],
                 leeway=CLOCK_SKEW_SECONDS,
                 options={"require": ["exp"], "verify_aud": False},
             )
@@ -132,6 +152,8 @@ class Authenticator:
         role = claims.get("role", "anon")
         if role not in API_ROLES:
             raise AuthenticationError(f"JWT role {role!r} is not allowed")
+        if keys is not None and not asymmetric and role == "authenticated":
+            raise AuthenticationError(f"user JWTs must be signed with {keys.algorithm}")
         if role == "authenticated":
             audience = claims.get("aud")
             audiences = audience if isinstance(audience, list) else [audience]
