@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck pytest install system-deps clean
+.PHONY: run test bench lint typecheck pytest install system-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ run: $(STAMP)
 	@$(BIN)/fluxbase keys
 	@echo
 	@exec $(BIN)/fluxbase serve
+
+# The data API benchmark (tests/perf/): Fluxbase next to a minimal baseline, results in docs/BENCHMARKS.md.
+bench: $(STAMP)
+	bash deploy/scripts/system-deps.sh bench
+	$(BIN)/python tests/perf/bench_rest.py
 
 system-deps:
 	bash deploy/scripts/system-deps.sh test

@@ -1,0 +1,461 @@
+"""The data API benchmark (`make bench`): Fluxbase next to a minimal aiohttp + asyncpg baseline, under wrk.
+
+Starts a throwaway PostgreSQL, migrates, loads tests/perf/bench_schema.sql,
+then for each worker count runs `fluxbase serve` and baseline_server.py side
+by side, checks they answer the same bodies, times each scenario on both with
+wrk over loopback and writes the tables into docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+import psycopg
+
+PERF = Path(__file__).resolve().parent
+ROOT = PERF.parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import (  # noqa: E402 - the test harness is found through the path set above
+    AUTHENTICATOR_PASSWORD,
+    JWT_SECRET,
+    ServerProcess,
+    free_port,
+    server_env,
+    start_local_cluster,
+    start_server,
+    stop_local_cluster,
+)
+from fluxbase.db.migrate import Migrator  # noqa: E402
+from fluxbase.db.pool import authenticator_dsn  # noqa: E402
+from fluxbase.security.api_keys import api_key  # noqa: E402
+
+USER = "00000000-0000-0000-0000-000000000001"
+OTHER_USER = "00000000-0000-0000-0000-000000000002"
+REPORT = ROOT / "docs" / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:begin (written by tests/perf/bench_rest.py) -->", "<!-- bench:end -->"
+GET_RATIO_GOAL = 0.70
+P99_GOAL_MS = 25.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    method: str
+    path: str  # {id} is user 1's first todo
+    body: str = ""
+    prefer: str = ""
+
+    def url(self, base: str, todo_id: int) -> str:
+        return base + self.path.format(id=todo_id)
+
+
+SCENARIOS = (
+    Scenario("get", "GET one row by primary key (RLS)", "GET", "/rest/v1/todos?id=eq.{id}"),
+    Scenario(
+        "embed",
+        "GET one row with one embedded relation (RLS on both)",
+        "GET",
+        "/rest/v1/todos?select=id,title,done,projects(id,name)&id=eq.{id}",
+    ),
+    Scenario(
+        "post",
+        "POST one row, return=representation (RLS check)",
+        "POST",
+        "/rest/v1/todos",
+        body='{"title": "written by wrk", "project_id": 1}',
+        prefer="return=representation",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Timing:
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+
+
+@dataclass
+class Run:
+    workers: int
+    results: dict[tuple[str, str], Timing] = field(default_factory=dict)  # (scenario, server) -> timing
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure what it claims to: a server failed or answered wrongly."""
+
+
+def user_token(sub: str) -> str:
+    claims = {"sub": sub, "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 3600}
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+
+
+def request_headers(scenario: Scenario, token: str) -> dict[str, str]:
+    headers = {"apikey": api_key(JWT_SECRET, "anon"), "Authorization": f"Bearer {token}"}
+    if scenario.body:
+        headers["Content-Type"] = "application/json"
+    if scenario.prefer:
+        headers["Prefer"] = scenario.prefer
+    return headers
+
+
+def call(url: str, scenario: Scenario, token: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url,
+        data=scenario.body.encode() if scenario.body else None,
+        headers=request_headers(scenario, token),
+        method=scenario.method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+# --- the servers -----------------------------------------------------------------------------
+
+
+def wait_for_lines(read_lines: object, count: int, what: str, within: float = 60) -> None:
+    """Every worker has said it listens: SO_REUSEPORT would otherwise send all load to the first."""
+    assert callable(read_lines)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if sum(1 for line in read_lines() if "listening" in line) >= count:
+            return
+        time.sleep(0.1)
+    raise BenchError(f"{what}: not all {count} workers listen after {within} s")
+
+
+def start_fluxbase(dsn: str, workers: int, pool_size: int) -> ServerProcess:
+    env = server_env(
+        dsn,
+        FLUXBASE_DATABASE_MIN_CONNECTIONS=str(pool_size),
+        FLUXBASE_DATABASE_MAX_CONNECTIONS=str(pool_size),
+    )
+    server = start_server(env, "serve", "--no-migrate", "--workers", str(workers))
+    wait_for_lines(server.log_lines, workers, "fluxbase")
+    return server
+
+
+@dataclass
+class BaselineProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def start_baseline(dsn: str, workers: int, pool_size: int, log_dir: Path) -> BaselineProcess:
+    port = free_port()
+    log_path = log_dir / f"baseline-{workers}.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(PERF / "baseline_server.py"),
+                f"--port={port}",
+                f"--dsn={authenticator_dsn(dsn, AUTHENTICATOR_PASSWORD)}",
+                f"--jwt-secret={JWT_SECRET}",
+                f"--workers={workers}",
+                f"--pool-size={pool_size}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    baseline = BaselineProcess(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_for_lines(baseline.log_lines, workers, "baseline")
+    except BenchError:
+        baseline.terminate()
+        raise BenchError("baseline did not start:\n" + "\n".join(baseline.log_lines())) from None
+    return baseline
+
+
+# --- checks and timing -----------------------------------------------------------------------
+
+
+def verify_same_answers(servers: dict[str, str], todo_id: int, other_todo_id: int, token: str) -> None:
+    """Both servers answer each scenario alike, so the baseline really does the same work."""
+    for scenario in SCENARIOS:
+        answers = {name: call(scenario.url(url, todo_id), scenario, token) for name, url in servers.items()}
+        expected_status = 201 if scenario.method == "POST" else 200
+        for name, (status, body) in answers.items():
+            if status != expected_status:
+                raise BenchError(f"{scenario.key}: {name} answered {status}: {body[:500]!r}")
+        fluxbase_body, baseline_body = answers["fluxbase"][1], answers["baseline"][1]
+        if scenario.method == "POST":
+            # Each insert gets its own id; everything else, the RLS default user_id included, matches.
+            rows = {name: json.loads(body) for name, (_, body) in answers.items()}
+            for row_list in rows.values():
+                if len(row_list) != 1 or row_list[0]["user_id"] != USER:
+                    raise BenchError(f"post: unexpected representation {row_list}")
+                row_list[0].pop("id")
+            same = rows["fluxbase"] == rows["baseline"]
+        else:
+            same = fluxbase_body == baseline_body
+        if not same:
+            raise BenchError(f"{scenario.key}: bodies differ:\n {fluxbase_body!r}\n {baseline_body!r}")
+    # RLS is on in both: another user's row is invisible, not an error.
+    hidden = SCENARIOS[0]
+    for name, url in servers.items():
+        status, body = call(hidden.url(url, other_todo_id), hidden, token)
+        if (status, json.loads(body)) != (200, []):
+            raise BenchError(f"{name} let user 1 read user 2's todo: {status} {body!r}")
+
+
+def run_wrk(url: str, scenario: Scenario, token: str, seconds: int, options: argparse.Namespace) -> Timing:
+    env = {
+        **os.environ,
+        "BENCH_METHOD": scenario.method,
+        "BENCH_APIKEY": api_key(JWT_SECRET, "anon"),
+        "BENCH_TOKEN": token,
+        "BENCH_BODY": scenario.body,
+        "BENCH_PREFER": scenario.prefer,
+    }
+    command = [
+        "wrk",
+        f"--threads={options.threads}",
+        f"--connections={options.connections}",
+        f"--duration={seconds}s",
+        "--latency",
+        f"--script={PERF / 'request.lua'}",
+        url,
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or match is None:
+        raise BenchError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    summary = json.loads(match.group(1))
+    if summary["non_2xx"] or summary["socket_errors"]:
+        raise BenchError(
+            f"{scenario.key} at {url}: {summary['non_2xx']} non-2xx responses, "
+            f"{summary['socket_errors']} socket errors:\n{result.stdout}"
+        )
+    return Timing(
+        requests_per_second=summary["requests"] / (summary["duration_us"] / 1e6),
+        p50_ms=summary["p50_us"] / 1000,
+        p90_ms=summary["p90_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        requests=summary["requests"],
+    )
+
+
+@contextmanager
+def profiled(pid: int, seconds: int, output: Path) -> Iterator[None]:
+    """py-spy samples the Fluxbase process for the timed run (--profile): where the time goes."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw"]
+    process = subprocess.Popen(
+        [*command, "--output", str(output), "--nonblocking"], stdout=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        process.wait(timeout=seconds + 60)
+
+
+def top_frames(collapsed: Path, count: int = 25) -> list[tuple[float, str]]:
+    """Inclusive share of samples per function in a py-spy raw (collapsed stacks) file."""
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        samples += int(number)
+        for frame in set(stack.split(";")):
+            totals[frame] = totals.get(frame, 0) + int(number)
+    ranked = sorted(totals.items(), key=lambda item: -item[1])[:count]
+    return [(100 * n / samples, frame) for frame, n in ranked]
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def machine_description(dsn: str) -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("show server_version").fetchone()
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    wrk_version = (wrk.stdout or wrk.stderr).split("[")[0].strip()
+    return [
+        f"- CPUs: {os.cpu_count()} (`nproc`), {model.group(1).strip() if model else 'unknown model'}",
+        f"- PostgreSQL {row[0] if row else '?'} (throwaway cluster, default settings, Unix socket)",
+        f"- Python {platform.python_version()}, {wrk_version}, Linux {platform.release()}",
+    ]
+
+
+def report(runs: list[Run], machine: list[str], options: argparse.Namespace) -> str:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        BEGIN,
+        f"Measured {now} with `make bench`: wrk, {options.threads} threads, "
+        f"{options.connections} connections, {options.duration} s per run after a "
+        f"{options.warmup} s warm-up, over loopback; every server worker has a pool of "
+        f"{options.pool_size} connections. wrk, both servers and PostgreSQL share the machine:",
+        "",
+        *machine,
+        "",
+    ]
+    verdicts = []
+    for scenario in SCENARIOS:
+        lines += [
+            f"### {scenario.title}",
+            "",
+            f"`{scenario.method} {scenario.path.format(id='<id>')}`",
+            "",
+            "| workers | Fluxbase req/s | baseline req/s | ratio | Fluxbase p50 / p90 / p99 ms "
+            "| baseline p50 / p90 / p99 ms |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run in runs:
+            ours, base = run.results[(scenario.key, "fluxbase")], run.results[(scenario.key, "baseline")]
+            ratio = ours.requests_per_second / base.requests_per_second
+            lines.append(
+                f"| {run.workers} | {ours.requests_per_second:,.0f} | {base.requests_per_second:,.0f} "
+                f"| {ratio:.0%} | {ours.p50_ms:.1f} / {ours.p90_ms:.1f} / {ours.p99_ms:.1f} "
+                f"| {base.p50_ms:.1f} / {base.p90_ms:.1f} / {base.p99_ms:.1f} |"
+            )
+            if scenario.key == "get":
+                met = "met" if ratio >= GET_RATIO_GOAL else "**missed**"
+                verdicts.append(
+                    f"- Single-row GET at >= {GET_RATIO_GOAL:.0%} of the baseline, {run.workers} "
+                    f"worker(s): {ratio:.0%}, {met}."
+                )
+            met = "met" if ours.p99_ms < P99_GOAL_MS else "**missed**"
+            verdicts.append(
+                f"- p99 < {P99_GOAL_MS:.0f} ms at {options.connections} connections, {scenario.key}, "
+                f"{run.workers} worker(s): {ours.p99_ms:.1f} ms, {met}."
+            )
+        lines.append("")
+    lines += ["### Goals", "", *verdicts, "", END]
+    return "\n".join(lines)
+
+
+def write_report(section: str) -> None:
+    """Replaces the generated section; what is written around it (notes, profiles) stays."""
+    if REPORT.exists():
+        text = REPORT.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            REPORT.write_text(head + section + rest.split(END, 1)[1])
+            return
+    REPORT.write_text(f"# Data API benchmarks\n\n{section}\n")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def measure(dsn: str, workers: int, ids: tuple[int, int], options: argparse.Namespace, log_dir: Path) -> Run:
+    token = user_token(USER)
+    run = Run(workers)
+    fluxbase = start_fluxbase(dsn, workers, options.pool_size)
+    try:
+        baseline = start_baseline(dsn, workers, options.pool_size, log_dir)
+        try:
+            servers = {"fluxbase": fluxbase.url, "baseline": baseline.url}
+            verify_same_answers(servers, ids[0], ids[1], token)
+            for scenario in SCENARIOS:
+                for name, base_url in servers.items():
+                    url = scenario.url(base_url, ids[0])
+                    run_wrk(url, scenario, token, options.warmup, options)
+                    profile = options.profile and name == "fluxbase" and workers == 1
+                    output = log_dir / f"profile-{scenario.key}.txt"
+                    with profiled(fluxbase.process.pid, options.duration, output) if profile else _nothing():
+                        timing = run_wrk(url, scenario, token, options.duration, options)
+                    run.results[(scenario.key, name)] = timing
+                    print(
+                        f"  {workers} worker(s) {scenario.key:5} {name:8} {timing.requests_per_second:8,.0f} "
+                        f"req/s  p50 {timing.p50_ms:5.1f} ms  p99 {timing.p99_ms:5.1f} ms",
+                        flush=True,
+                    )
+                    if profile:
+                        for share, frame in top_frames(output):
+                            print(f"      {share:5.1f}%  {frame}")
+        finally:
+            baseline.terminate()
+    finally:
+        fluxbase.terminate()
+    return run
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=12, help="seconds per timed run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", default="1,2", help="comma list of worker counts")
+    parser.add_argument("--pool-size", type=int, default=10, help="database connections per worker")
+    parser.add_argument("--profile", action="store_true", help="py-spy the 1-worker Fluxbase runs")
+    parser.add_argument("--no-report", action="store_true", help=f"do not rewrite {REPORT.name}")
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is missing: run `make bench` (it installs it) or apt-get install wrk", file=sys.stderr)
+        return 2
+
+    log_dir = Path(tempfile.mkdtemp(prefix="fluxbase-bench-"))
+    cluster = start_local_cluster()
+    try:
+        dsn = cluster.dsn()
+        Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute((PERF / "bench_schema.sql").read_text())  # type: ignore[arg-type]
+            ids = tuple(
+                conn.execute("select min(id) from public.todos where user_id = %s", (user,)).fetchone()[0]  # type: ignore[index]
+                for user in (USER, OTHER_USER)
+            )
+        machine = machine_description(dsn)
+        runs = []
+        for workers in (int(n) for n in options.workers.split(",")):
+            print(f"{workers} worker(s): Fluxbase and baseline", flush=True)
+            runs.append(measure(dsn, workers, (ids[0], ids[1]), options, log_dir))
+    except BenchError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stop_local_cluster(cluster)
+    section = report(runs, machine, options)
+    print(section)
+    if not options.no_report:
+        write_report(section)
+        print(f"written to {REPORT.relative_to(ROOT)}; server logs in {log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
