@@ -16,6 +16,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -314,16 +315,19 @@ def machine_description(dsn: str) -> list[str]:
     ]
 
 
-def report(runs: list[Run], machine: list[str], options: argparse.Namespace) -> str:
+def report(runs: list[Run], machine: list[str], load: str, options: argparse.Namespace) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         BEGIN,
-        f"Measured {now} with `make bench`: wrk, {options.threads} threads, "
-        f"{options.connections} connections, {options.duration} s per run after a "
-        f"{options.warmup} s warm-up, over loopback; every server worker has a pool of "
-        f"{options.pool_size} connections. wrk, both servers and PostgreSQL share the machine:",
+        f"Measured {now} with `make bench`: wrk with {options.threads} threads and "
+        f"{options.connections} connections over loopback; per scenario and server a "
+        f"{options.warmup} s warm-up, then {options.rounds} runs of {options.duration} s alternating "
+        "between the servers; the tables show the median run. Every server worker has a pool of "
+        f"{options.pool_size} database connections. wrk, both servers and PostgreSQL share the machine:",
         "",
         *machine,
+        f"- load average (1 min) before and after: {load}; anything else running on the machine "
+        "takes CPU from these numbers",
         "",
     ]
     verdicts = []
@@ -349,7 +353,7 @@ def report(runs: list[Run], machine: list[str], options: argparse.Namespace) -> 
                 met = "met" if ratio >= GET_RATIO_GOAL else "**missed**"
                 verdicts.append(
                     f"- Single-row GET at >= {GET_RATIO_GOAL:.0%} of the baseline, {run.workers} "
-                    f"worker(s): {ratio:.0%}, {met}."
+                    f"worker(s): {ratio:.1%}, {met}."
                 )
             met = "met" if ours.p99_ms < P99_GOAL_MS else "**missed**"
             verdicts.append(
@@ -376,6 +380,11 @@ def write_report(section: str) -> None:
 
 
 def measure(dsn: str, workers: int, ids: tuple[int, int], options: argparse.Namespace, log_dir: Path) -> Run:
+    """Each scenario: a warm-up per server, then rounds that alternate the servers (median of each).
+
+    Alternating short rounds, rather than one long run per server, spreads whatever else the
+    machine does over both servers alike.
+    """
     token = user_token(USER)
     run = Run(workers)
     fluxbase = start_fluxbase(dsn, workers, options.pool_size)
@@ -385,27 +394,48 @@ def measure(dsn: str, workers: int, ids: tuple[int, int], options: argparse.Name
             servers = {"fluxbase": fluxbase.url, "baseline": baseline.url}
             verify_same_answers(servers, ids[0], ids[1], token)
             for scenario in SCENARIOS:
-                for name, base_url in servers.items():
-                    url = scenario.url(base_url, ids[0])
-                    run_wrk(url, scenario, token, options.warmup, options)
-                    profile = options.profile and name == "fluxbase" and workers == 1
-                    output = log_dir / f"profile-{scenario.key}.txt"
-                    with profiled(fluxbase.process.pid, options.duration, output) if profile else _nothing():
-                        timing = run_wrk(url, scenario, token, options.duration, options)
-                    run.results[(scenario.key, name)] = timing
+                timings: dict[str, list[Timing]] = {name: [] for name in servers}
+                for base_url in servers.values():
+                    run_wrk(scenario.url(base_url, ids[0]), scenario, token, options.warmup, options)
+                for round_number in range(options.rounds):
+                    order = list(servers.items())
+                    for name, base_url in order if round_number % 2 else reversed(order):
+                        url = scenario.url(base_url, ids[0])
+                        profile = options.profile and name == "fluxbase" and workers == 1 and not round_number
+                        output = log_dir / f"profile-{scenario.key}.txt"
+                        with (
+                            profiled(fluxbase.process.pid, options.duration, output)
+                            if profile
+                            else _nothing()
+                        ):
+                            timings[name].append(run_wrk(url, scenario, token, options.duration, options))
+                        if profile:
+                            for share, frame in top_frames(output):
+                                print(f"      {share:5.1f}%  {frame}")
+                for name, measured in timings.items():
+                    timing = run.results[(scenario.key, name)] = median_timing(measured)
                     print(
                         f"  {workers} worker(s) {scenario.key:5} {name:8} {timing.requests_per_second:8,.0f} "
-                        f"req/s  p50 {timing.p50_ms:5.1f} ms  p99 {timing.p99_ms:5.1f} ms",
+                        f"req/s  p50 {timing.p50_ms:5.1f} ms  p99 {timing.p99_ms:5.1f} ms  (rounds: "
+                        + ", ".join(f"{t.requests_per_second:,.0f}" for t in measured)
+                        + ")",
                         flush=True,
                     )
-                    if profile:
-                        for share, frame in top_frames(output):
-                            print(f"      {share:5.1f}%  {frame}")
         finally:
             baseline.terminate()
     finally:
         fluxbase.terminate()
     return run
+
+
+def median_timing(timings: list[Timing]) -> Timing:
+    return Timing(
+        requests_per_second=statistics.median(t.requests_per_second for t in timings),
+        p50_ms=statistics.median(t.p50_ms for t in timings),
+        p90_ms=statistics.median(t.p90_ms for t in timings),
+        p99_ms=statistics.median(t.p99_ms for t in timings),
+        requests=sum(t.requests for t in timings),
+    )
 
 
 @contextmanager
@@ -415,7 +445,8 @@ def _nothing() -> Iterator[None]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=12, help="seconds per timed run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per timed run")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs per server and scenario")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -440,6 +471,7 @@ def main() -> int:
                 for user in (USER, OTHER_USER)
             )
         machine = machine_description(dsn)
+        load_before = os.getloadavg()[0]
         runs = []
         for workers in (int(n) for n in options.workers.split(",")):
             print(f"{workers} worker(s): Fluxbase and baseline", flush=True)
@@ -449,7 +481,7 @@ def main() -> int:
         return 1
     finally:
         stop_local_cluster(cluster)
-    section = report(runs, machine, options)
+    section = report(runs, machine, f"{load_before:.2f}, {os.getloadavg()[0]:.2f}", options)
     print(section)
     if not options.no_report:
         write_report(section)
