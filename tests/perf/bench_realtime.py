@@ -244,12 +244,18 @@ async def _client_loop(pipe: multiprocessing.connection.Connection) -> None:
                 pipe.send(await _collect(state, expected, timeout))
             elif command == "close":
                 for subscriber in state.subscribers:
-                    if subscriber.ws is not None:
-                        await asyncio.wait_for(subscriber.ws.close(), 5)
                     if subscriber.task is not None:
                         subscriber.task.cancel()
+                await asyncio.gather(
+                    *(_close(s.ws) for s in state.subscribers if s.ws is not None), return_exceptions=True
+                )
                 pipe.send({"closed": True})
                 return
+
+
+async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(), 2)
 
 
 @dataclass
