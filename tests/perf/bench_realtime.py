@@ -539,7 +539,7 @@ def report(results: list[Result], machine: list[str], load: str, options: argpar
             verdicts.append(
                 f"- {r.subscribers:,} subscribers at {options.rate} inserts/s: {rate:,.0f} of {offered:,.0f} "
                 f"events/s delivered; {r.lost:,} messages not delivered within {options.timeout:.0f} s "
-                "of the last insert, {r.duplicated} duplicated, {r.closed} sockets closed by the server; "
+                f"of the last insert, {r.duplicated} duplicated, {r.closed} sockets closed by the server; "
                 f"p99 latency of what arrived {percentile(r.loaded, 0.99) if r.loaded else 0:,.0f} ms."
             )
     lines += ["", "### Goals", "", *verdicts, "", END]
