@@ -214,6 +214,7 @@ async def test_no_change_is_lost_when_the_listener_connection_is_killed(served: 
                         if pid is not None:
                             conn.execute("select pg_terminate_backend(%s)", (pid,))
 
+        drops_before = metrics.realtime_listener_drops_total._value.get()
         await asyncio.to_thread(write_and_kill)
         for socket in sockets:
             changes = await socket.changes(1000, timeout=20)
@@ -222,6 +223,8 @@ async def test_no_change_is_lost_when_the_listener_connection_is_killed(served: 
             assert max(ids.values()) == 1
             assert await socket.quiet(wait=0.5) == []
             await socket.close()
+        # The listener really was cut off (and came back) while the rows went in.
+        assert metrics.realtime_listener_drops_total._value.get() >= drops_before + 1
 
 
 async def test_slow_reader_is_closed_with_1008_and_others_are_unaffected(realtime_dsn: str) -> None:
