@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench lint typecheck pytest install system-deps clean
+.PHONY: run test bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,18 @@ run: $(STAMP)
 	@echo
 	@exec $(BIN)/fluxbase serve
 
-# The data API benchmark (tests/perf/): Fluxbase next to a minimal baseline, results in docs/BENCHMARKS.md.
-bench: $(STAMP)
+# Both benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
+bench: bench-rest bench-realtime
+
+# The data API benchmark: Fluxbase next to a minimal baseline under wrk.
+bench-rest: $(STAMP)
 	bash deploy/scripts/system-deps.sh bench
 	$(BIN)/python tests/perf/bench_rest.py
+
+# 2,000 then 5,000 realtime subscribers on one `fluxbase serve`: latency, throughput, memory.
+bench-realtime: $(STAMP)
+	bash deploy/scripts/system-deps.sh run
+	$(BIN)/python tests/perf/bench_realtime.py
 
 system-deps:
 	bash deploy/scripts/system-deps.sh test

@@ -230,6 +230,15 @@ def _group_key(caller: Caller) -> tuple[str, bytes]:
     return caller.role, orjson.dumps(dict(caller.claims), option=orjson.OPT_SORT_KEYS)
 
 
+@dataclass(frozen=True)
+class _RoleView:
+    """What one role may read of a table: columns, RLS bypass, its SELECT policies as one query."""
+
+    columns: frozenset[str]
+    bypass: bool
+    policy_sql: str | None  # None under RLS: no permissive policy, no row visible
+
+
 @dataclass
 class _Pending:
     """A change one group may receive, and the bindings (of channels in that group) it matched."""
@@ -356,10 +365,13 @@ class Hub:
                 if pending:
                     work.append((info, caller, pending))
         semaphore = asyncio.Semaphore(CHECK_CONCURRENCY)
+        # What a role may select and which policies apply to it depend on the role alone, not on
+        # its claims: read once per (table, role) in this batch, not once per group.
+        role_views: dict[tuple[int, str], _RoleView] = {}
 
         async def check(item: tuple[TableInfo, Caller, list[_Pending]]) -> list[tuple[int, Binding, Any]]:
             async with semaphore:
-                return await self._authorize(*item)
+                return await self._authorize(*item, role_views)
 
         results = await asyncio.gather(*(check(item) for item in work))
         # Sent in log order, whatever order the groups' checks finished in.
@@ -372,12 +384,18 @@ class Hub:
             channel.client.push(phoenix.postgres_changes_message(channel.topic, ids, data))
 
     async def _authorize(
-        self, info: TableInfo, caller: Caller, pending: list[_Pending]
+        self,
+        info: TableInfo,
+        caller: Caller,
+        pending: list[_Pending],
+        role_views: dict[tuple[int, str], _RoleView] | None = None,
     ) -> list[tuple[int, Binding, Any]]:
         """What this group may see of these changes; a busy or unreachable pool is retried."""
         for delay in (*AUTHORIZE_RETRIES, None):
             try:
-                return await self._authorize_once(info, caller, pending)
+                return await self._authorize_once(
+                    info, caller, pending, {} if role_views is None else role_views
+                )
             except (PoolBusy, DatabaseUnavailable):
                 if delay is None:
                     log.warning(
@@ -389,21 +407,27 @@ class Hub:
         return []
 
     async def _authorize_once(
-        self, info: TableInfo, caller: Caller, pending: list[_Pending]
+        self,
+        info: TableInfo,
+        caller: Caller,
+        pending: list[_Pending],
+        role_views: dict[tuple[int, str], _RoleView],
     ) -> list[tuple[int, Binding, Any]]:
         """One role-switched transaction: what this group may see of these changes."""
         try:
             async with self.database.transaction(_context(caller), read_only=True) as tx:
-                view = await tx.fetchrow(ROLE_VIEW_SQL, info.oid)
-                columns = set(view["cols"]) if view is not None else set()
-                bypass = bool(view["bypass"]) if view is not None else False
+                role_view = role_views.get((info.oid, caller.role))
+                if role_view is None:
+                    role_view = await self._role_view(tx, info)
+                    role_views[(info.oid, caller.role)] = role_view
+                columns, bypass = role_view.columns, role_view.bypass
                 if not set(info.primary_key) <= columns:
                     return []  # without the key the role can see no row of this table
                 if not info.rls or bypass:
                     # Without RLS, grants alone decide, and the key columns were just checked.
                     visible = {id(p) for p in pending}
                 else:
-                    visible = await self._rls_visible(tx, info, pending)
+                    visible = await self._rls_visible(tx, info, pending, role_view.policy_sql)
         except (PoolBusy, DatabaseUnavailable):
             raise
         except Exception:
@@ -428,8 +452,19 @@ class Hub:
             )
         return out
 
+    async def _role_view(self, tx: RoleSwitchedTransaction, info: TableInfo) -> _RoleView:
+        """In the role's transaction: its selectable columns, RLS bypass and SELECT policies."""
+        view = await tx.fetchrow(ROLE_VIEW_SQL, info.oid)
+        columns = frozenset(view["cols"]) if view is not None else frozenset()
+        bypass = bool(view["bypass"]) if view is not None else False
+        policy_sql = None
+        if info.rls and not bypass:
+            policy_rows = await tx.fetch(POLICIES_SQL, info.oid)
+            policy_sql = policy_rows_sql(info, [(r["qual"], r["permissive"]) for r in policy_rows])
+        return _RoleView(columns, bypass, policy_sql)
+
     async def _rls_visible(
-        self, tx: RoleSwitchedTransaction, info: TableInfo, pending: list[_Pending]
+        self, tx: RoleSwitchedTransaction, info: TableInfo, pending: list[_Pending], sql: str | None
     ) -> set[int]:
         """Under RLS: the record must pass the role's SELECT policies as it was written, and an
         inserted or updated row must still be visible now (PostgreSQL applying RLS itself).
@@ -439,8 +474,6 @@ class Hub:
         the policy evaluation honest. A row deleted before the check is not sent as INSERT or
         UPDATE; its DELETE still is, with the primary key only.
         """
-        policy_rows = await tx.fetch(POLICIES_SQL, info.oid)
-        sql = policy_rows_sql(info, [(r["qual"], r["permissive"]) for r in policy_rows])
         if sql is None:
             return set()
         records = [
