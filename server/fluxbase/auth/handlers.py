@@ -767,9 +767,8 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if issued is not None:
         _send_later(ctx, "magic_link", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.otp_requested", ip=ip)
-    # GoTrue refuses unknown addresses when create_user is false; so do we, as it does.
-    if user_id is None:
-        raise unprocessable("otp_disabled", "Signups not allowed for otp")
+    # GoTrue answers 422 for an unknown address when create_user is false, which tells a
+    # caller who has an account; the same answer for both keeps that to the mailbox owner.
     return _json({})
 
 
