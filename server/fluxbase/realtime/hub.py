@@ -409,7 +409,8 @@ class Hub:
         group or subscriber.
         """
         roles = sorted({caller.role for caller, _pending in groups})
-        views = await self._retrying(info, ",".join(roles), lambda: self._role_views(info, roles))
+        async with semaphore:
+            views = await self._retrying(info, ",".join(roles), lambda: self._role_views(info, roles))
         if views is None:
             return []
         out: list[tuple[int, Binding, Any]] = []
