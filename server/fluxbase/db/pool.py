@@ -110,6 +110,18 @@ class Database:
         ) as tx:
             yield tx
 
+    @asynccontextmanager
+    async def server_transaction(self, *, read_only: bool = False) -> AsyncIterator[RoleSwitchedTransaction]:
+        """A transaction in the server's own role (authenticator): no API role, no request settings."""
+        async with role_switched_transaction(
+            self.pool,
+            None,
+            read_only=read_only,
+            acquire_timeout=self.config.acquire_timeout,
+            slow_query_threshold=self.config.slow_query_threshold,
+        ) as tx:
+            yield tx
+
     async def close(self) -> None:
         await stop_tasks(self._tasks)
         with contextlib.suppress(TimeoutError):

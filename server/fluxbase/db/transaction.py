@@ -177,7 +177,7 @@ def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
 @asynccontextmanager
 async def role_switched_transaction(
     pool: asyncpg.Pool,
-    context: RequestContext,
+    context: RequestContext | None,
     *,
     read_only: bool = False,
     acquire_timeout: float = 5.0,
@@ -185,6 +185,8 @@ async def role_switched_transaction(
 ) -> AsyncIterator[RoleSwitchedTransaction]:
     """Opens a transaction as context.role with the request settings.
 
+    With no context the transaction stays in the server's own role (authenticator), for the
+    server's own work: no API role, no request settings.
     Commits when the block ends normally, rolls back when it raises or asked for rollback.
     """
     try:
@@ -197,15 +199,16 @@ async def role_switched_transaction(
     try:
         try:
             await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
-            await connection.fetchrow(
-                SET_REQUEST_CONTEXT,
-                context.role,
-                orjson.dumps(context.claims).decode(),
-                context.method,
-                context.path,
-                orjson.dumps(dict(context.headers)).decode(),
-                context.search_path,
-            )
+            if context is not None:
+                await connection.fetchrow(
+                    SET_REQUEST_CONTEXT,
+                    context.role,
+                    orjson.dumps(context.claims).decode(),
+                    context.method,
+                    context.path,
+                    orjson.dumps(dict(context.headers)).decode(),
+                    context.search_path,
+                )
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(str(exc)) from exc
         work = RoleSwitchedTransaction(connection, slow_query_threshold)

@@ -1,11 +1,14 @@
 """Realtime's middle stage: listener -> hub -> phoenix wire.
 
 The hub knows every joined channel of this process. For each batch of changes it groups the
-subscribers of a table by (role, claims) and asks the database ONE question per group: which of
-these changed rows may this role see? Row-level security and grants decide, never the hub.
-Columns the role cannot select are removed. A DELETE cannot be re-read (the row is gone): its
-old row is checked against the table's SELECT policies in the subscriber's role, and only its
-primary key is sent. Broadcast and presence travel between replicas through NOTIFY.
+subscribers of a table by (role, claims) and asks the database which of these changed rows each
+group may see: one statement per table (the roles' column grants and RLS bypass), then one
+realtime.visible_changes() call per chunk of groups that need a row-level check, every group of
+the chunk checked in its own role and claims inside that one statement. Row-level security and
+grants decide, never the hub. Columns the role cannot select are removed. A DELETE cannot be
+re-read (the row is gone): its old row is checked against the table's SELECT policies in the
+subscriber's role, and only its primary key is sent. Broadcast and presence travel between
+replicas through NOTIFY.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from fluxbase.db.pool import Database
-from fluxbase.db.transaction import DatabaseUnavailable, PoolBusy, RequestContext, RoleSwitchedTransaction
+from fluxbase.db.transaction import DatabaseUnavailable, PoolBusy, RequestContext
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
 from fluxbase.realtime.filters import BoundFilter
@@ -34,8 +37,13 @@ log = logging.getLogger("fluxbase.realtime")
 
 # NOTIFY payloads must stay under 8000 bytes; the envelope needs a little room.
 MAX_RELAYED_BYTES: Final = 7800
-# How many (table, group) visibility checks of one batch run at once.
+# How many visibility-check statements of one batch run at once (each on its own connection).
 CHECK_CONCURRENCY: Final = 4
+# Subscriber groups checked by one realtime.visible_changes() call: at most GROUPS_PER_CALL, so
+# a statement stays bounded, and at least MIN_GROUPS_PER_CALL, else the groups are spread over
+# CHECK_CONCURRENCY calls that the database runs in parallel.
+GROUPS_PER_CALL: Final = 500
+MIN_GROUPS_PER_CALL: Final = 50
 # Waits before retrying a visibility check that found no free or reachable connection.
 AUTHORIZE_RETRIES: Final = (0.1, 0.5, 2.0)
 CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
@@ -172,13 +180,23 @@ select array(select a.attname::text from pg_attribute a
        (select r.rolbypassrls from pg_roles r where r.rolname = current_user) as bypass
 """
 
-# The SELECT policies that apply to the current role, as expressions over the table's columns.
-POLICIES_SQL: Final = """
-select pg_get_expr(p.polqual, p.polrelid) as qual, p.polpermissive as permissive
-  from pg_policy p
- where p.polrelid = $1 and p.polcmd in ('r', '*')
-   and exists (select from unnest(p.polroles) r where r = 0 or pg_has_role(current_user, r, 'member'))
+# Run as the server itself, for every role of a batch at once: the columns each may select, and
+# whether it bypasses RLS (the privilege functions take the role by name).
+ROLE_VIEWS_SQL: Final = """
+select r.rolname::text as role, r.rolbypassrls as bypass,
+       array(select a.attname::text from pg_attribute a
+              where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
+                and has_column_privilege(r.rolname, $1, a.attnum, 'SELECT') order by a.attnum) as cols
+  from pg_roles r
+ where r.rolname = any($2::text[])
 """
+
+# Every group of a chunk checked in one statement (sql/40_realtime.sql), as the server itself.
+VISIBLE_CHANGES_SQL: Final = (
+    "select group_index, change_index from realtime.visible_changes($1::oid::regclass, $2::jsonb, $3::jsonb)"
+)
+
+_T = TypeVar("_T")
 
 
 def _key_match(info: TableInfo, source: str) -> str:
@@ -232,11 +250,10 @@ def _group_key(caller: Caller) -> tuple[str, bytes]:
 
 @dataclass(frozen=True)
 class _RoleView:
-    """What one role may read of a table: columns, RLS bypass, its SELECT policies as one query."""
+    """What one role may read of a table: its selectable columns, and whether it bypasses RLS."""
 
     columns: frozenset[str]
     bypass: bool
-    policy_sql: str | None  # None under RLS: no permissive policy, no row visible
 
 
 @dataclass
@@ -334,7 +351,7 @@ class Hub:
                 by_table.setdefault(change.table_oid, []).append(change)
         if not by_table:
             return
-        work: list[tuple[TableInfo, Caller, list[_Pending]]] = []
+        work: list[tuple[TableInfo, list[tuple[Caller, list[_Pending]]]]] = []
         for oid, table_changes in by_table.items():
             info = await self.table_info(oid)
             if info is None or not info.primary_key:
@@ -345,6 +362,7 @@ class Hub:
                 groups.setdefault(_group_key(caller), (caller, []))[1].append(binding)
             # A filter is evaluated once per change, whichever group and binding holds it.
             verdicts: dict[tuple[str, int], bool] = {}
+            table_work: list[tuple[Caller, list[_Pending]]] = []
             for caller, bindings in groups.values():
                 pending = []
                 for change in table_changes:
@@ -363,18 +381,14 @@ class Hub:
                     if matched:
                         pending.append(_Pending(change, matched))
                 if pending:
-                    work.append((info, caller, pending))
+                    table_work.append((caller, pending))
+            if table_work:
+                work.append((info, table_work))
         semaphore = asyncio.Semaphore(CHECK_CONCURRENCY)
-        # What a role may select and which policies apply to it depend on the role alone, not on
-        # its claims: read once per (table, role) in this batch, not once per group.
-        role_views: dict[tuple[int, str], _RoleView] = {}
-
-        async def check(item: tuple[TableInfo, Caller, list[_Pending]]) -> list[tuple[int, Binding, Any]]:
-            async with semaphore:
-                return await self._authorize(*item, role_views)
-
-        results = await asyncio.gather(*(check(item) for item in work))
-        # Sent in log order, whatever order the groups' checks finished in.
+        results = await asyncio.gather(
+            *(self._authorize_table(info, groups, semaphore) for info, groups in work)
+        )
+        # Sent in log order, whatever order the checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])
         for _change_id, (channel, bindings), data in _merge_per_channel(outgoing):
             ids = [binding.id for binding in bindings]
@@ -383,110 +397,132 @@ class Hub:
                 data = select_columns(data, frozenset().union(*selects))  # type: ignore[arg-type]
             channel.client.push(phoenix.postgres_changes_message(channel.topic, ids, data))
 
-    async def _authorize(
-        self,
-        info: TableInfo,
-        caller: Caller,
-        pending: list[_Pending],
-        role_views: dict[tuple[int, str], _RoleView] | None = None,
+    async def _authorize_table(
+        self, info: TableInfo, groups: list[tuple[Caller, list[_Pending]]], semaphore: asyncio.Semaphore
     ) -> list[tuple[int, Binding, Any]]:
-        """What this group may see of these changes; a busy or unreachable pool is retried."""
+        """What every group may see of these changes to one table, in a bounded number of statements.
+
+        One statement reads what each role present may select and whether it bypasses RLS
+        (both depend on the role alone); then the groups that need a row-level check are sent,
+        in chunks of at most GROUPS_PER_CALL, to realtime.visible_changes(), which checks every
+        group of a chunk in its own role and claims inside one statement. Never one query per
+        group or subscriber.
+        """
+        roles = sorted({caller.role for caller, _pending in groups})
+        async with semaphore:
+            views = await self._retrying(info, ",".join(roles), lambda: self._role_views(info, roles))
+        if views is None:
+            return []
+        out: list[tuple[int, Binding, Any]] = []
+        shown_data: dict[tuple[str, int], Any] = {}
+        to_check: list[tuple[Caller, list[_Pending]]] = []
+        for caller, pending in groups:
+            view = views.get(caller.role)
+            if view is None or not set(info.primary_key) <= view.columns:
+                continue  # without the key the role can see no row of this table
+            if not info.rls or view.bypass:
+                # Without RLS, grants alone decide, and the key columns were just checked.
+                out.extend(_visible_entries(info, caller.role, view.columns, pending, shown_data))
+            else:
+                to_check.append((caller, pending))
+        if not to_check:
+            return out
+        size = min(GROUPS_PER_CALL, max(MIN_GROUPS_PER_CALL, -(-len(to_check) // CHECK_CONCURRENCY)))
+        chunks = [to_check[i : i + size] for i in range(0, len(to_check), size)]
+
+        async def check(chunk: list[tuple[Caller, list[_Pending]]]) -> list[set[int] | None]:
+            async with semaphore:
+                verdicts = await self._retrying(info, "rls", lambda: self._visible_changes(info, chunk))
+                return verdicts if verdicts is not None else [None] * len(chunk)
+
+        for chunk, verdicts in zip(chunks, await asyncio.gather(*(check(c) for c in chunks)), strict=True):
+            for (caller, pending), visible in zip(chunk, verdicts, strict=True):
+                if visible is None:
+                    continue
+                view = views[caller.role]
+                shown = [p for p in pending if p.change.id in visible]
+                out.extend(_visible_entries(info, caller.role, view.columns, shown, shown_data))
+        return out
+
+    async def _retrying(self, info: TableInfo, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T | None:
+        """Runs one check; a busy or unreachable pool is retried, any other failure gives None.
+
+        None means failing closed: the groups concerned receive nothing of this batch.
+        """
         for delay in (*AUTHORIZE_RETRIES, None):
             try:
-                return await self._authorize_once(
-                    info, caller, pending, {} if role_views is None else role_views
-                )
+                return await attempt()
             except (PoolBusy, DatabaseUnavailable):
                 if delay is None:
                     log.warning(
                         "realtime: no database connection for a visibility check; changes dropped",
-                        extra={"table": f"{info.schema}.{info.name}", "role": caller.role},
+                        extra={"table": f"{info.schema}.{info.name}", "role": what},
                     )
-                    return []
+                    return None
                 await asyncio.sleep(delay)
-        return []
+            except Exception:
+                log.warning(
+                    "realtime: visibility check failed",
+                    extra={"table": f"{info.schema}.{info.name}", "role": what},
+                    exc_info=True,
+                )
+                return None
+        return None
 
-    async def _authorize_once(
-        self,
-        info: TableInfo,
-        caller: Caller,
-        pending: list[_Pending],
-        role_views: dict[tuple[int, str], _RoleView],
-    ) -> list[tuple[int, Binding, Any]]:
-        """One role-switched transaction: what this group may see of these changes."""
-        try:
-            async with self.database.transaction(_context(caller), read_only=True) as tx:
-                role_view = role_views.get((info.oid, caller.role))
-                if role_view is None:
-                    role_view = await self._role_view(tx, info)
-                    role_views[(info.oid, caller.role)] = role_view
-                columns, bypass = role_view.columns, role_view.bypass
-                if not set(info.primary_key) <= columns:
-                    return []  # without the key the role can see no row of this table
-                if not info.rls or bypass:
-                    # Without RLS, grants alone decide, and the key columns were just checked.
-                    visible = {id(p) for p in pending}
-                else:
-                    visible = await self._rls_visible(tx, info, pending, role_view.policy_sql)
-        except (PoolBusy, DatabaseUnavailable):
-            raise
-        except Exception:
-            # Failing closed: a group whose check fails receives nothing of this batch.
-            log.warning(
-                "realtime: visibility check failed",
-                extra={"table": f"{info.schema}.{info.name}", "role": caller.role},
-                exc_info=True,
-            )
-            return []
-        shown = [name for name, _type in info.columns if name in columns]
-        out: list[tuple[int, Binding, Any]] = []
-        for item in pending:
-            if id(item) not in visible:
-                continue
-            data = change_data(info, item.change, shown)
-            # A grant revoked after the join must not leave a filter reading the column.
-            out.extend(
-                (item.change.id, binding, data)
-                for binding in item.bindings
-                if binding.filter_columns <= columns
-            )
-        return out
+    async def _role_views(self, info: TableInfo, roles: Sequence[str]) -> dict[str, _RoleView]:
+        """Per role: the columns it may select of the table, and whether it bypasses RLS."""
+        async with self.database.server_transaction(read_only=True) as tx:
+            rows = await tx.fetch(ROLE_VIEWS_SQL, info.oid, list(roles))
+        return {row["role"]: _RoleView(frozenset(row["cols"]), bool(row["bypass"])) for row in rows}
 
-    async def _role_view(self, tx: RoleSwitchedTransaction, info: TableInfo) -> _RoleView:
-        """In the role's transaction: its selectable columns, RLS bypass and SELECT policies."""
-        view = await tx.fetchrow(ROLE_VIEW_SQL, info.oid)
-        columns = frozenset(view["cols"]) if view is not None else frozenset()
-        bypass = bool(view["bypass"]) if view is not None else False
-        policy_sql = None
-        if info.rls and not bypass:
-            policy_rows = await tx.fetch(POLICIES_SQL, info.oid)
-            policy_sql = policy_rows_sql(info, [(r["qual"], r["permissive"]) for r in policy_rows])
-        return _RoleView(columns, bypass, policy_sql)
+    async def _visible_changes(
+        self, info: TableInfo, chunk: Sequence[tuple[Caller, list[_Pending]]]
+    ) -> list[set[int] | None]:
+        """One statement for a chunk of groups: per group, the ids of the changes it may see.
 
-    async def _rls_visible(
-        self, tx: RoleSwitchedTransaction, info: TableInfo, pending: list[_Pending], sql: str | None
-    ) -> set[int]:
-        """Under RLS: the record must pass the role's SELECT policies as it was written, and an
+        Under RLS the record must pass the role's SELECT policies as it was written, and an
         inserted or updated row must still be visible now (PostgreSQL applying RLS itself).
-
         Checking the logged record keeps values from before a visibility change (a row moved
         from one owner to another) from reaching the new reader; checking the live row keeps
         the policy evaluation honest. A row deleted before the check is not sent as INSERT or
-        UPDATE; its DELETE still is, with the primary key only.
+        UPDATE; its DELETE still is, with the primary key only. A group whose check fails in
+        the database receives nothing (None), without taking the other groups down.
         """
-        if sql is None:
-            return set()
-        records = [
-            (p.change.old_record if p.change.type == "DELETE" else p.change.record) or {} for p in pending
-        ]
-        rows = await tx.fetch(sql, orjson.dumps(records).decode())
-        passed = [pending[row[0] - 1] for row in rows]
-        live = [p for p in passed if p.change.type != "DELETE"]
-        visible = {id(p) for p in passed if p.change.type == "DELETE"}
-        if live:
-            keys = [_primary_key(info, p.change.record or {}) for p in live]
-            rows = await tx.fetch(visible_rows_sql(info), orjson.dumps(keys).decode())
-            visible.update(id(live[row[0] - 1]) for row in rows)
+        index: dict[int, int] = {}
+        changes: list[dict[str, Any]] = []
+        groups: list[dict[str, Any]] = []
+        for caller, pending in chunk:
+            wanted = []
+            for item in pending:
+                change = item.change
+                position = index.get(change.id)
+                if position is None:
+                    deleted = change.type == "DELETE"
+                    changes.append(
+                        {"r": (change.old_record if deleted else change.record) or {}, "d": deleted}
+                    )
+                    position = index[change.id] = len(changes)
+                wanted.append(position)
+            groups.append({"role": caller.role, "claims": dict(caller.claims), "changes": wanted})
+        ids = [0] * (len(changes) + 1)
+        for change_id, position in index.items():
+            ids[position] = change_id
+        async with self.database.server_transaction(read_only=True) as tx:
+            rows = await tx.fetch(
+                VISIBLE_CHANGES_SQL, info.oid, orjson.dumps(changes).decode(), orjson.dumps(groups).decode()
+            )
+        visible: list[set[int] | None] = [set() for _ in chunk]
+        for group_index, change_index in rows:
+            if change_index is None:
+                visible[group_index - 1] = None
+                log.warning(
+                    "realtime: visibility check failed for a group; it receives nothing of this batch",
+                    extra={"table": f"{info.schema}.{info.name}", "role": chunk[group_index - 1][0].role},
+                )
+                continue
+            seen = visible[group_index - 1]
+            if seen is not None:
+                seen.add(ids[change_index])
         return visible
 
     # ----------------------------------------------------------------------------------------
@@ -623,6 +659,31 @@ class Hub:
 
 def _context(caller: Caller) -> RequestContext:
     return RequestContext(caller.role, dict(caller.claims), method="GET", path="/realtime/v1/websocket")
+
+
+def _visible_entries(
+    info: TableInfo,
+    role: str,
+    columns: frozenset[str],
+    pending: Iterable[_Pending],
+    cache: dict[tuple[str, int], Any],
+) -> list[tuple[int, Binding, Any]]:
+    """(change id, binding, data) for the visible changes of one group.
+
+    The data depends on the role and the change only: built once and shared by its groups.
+    """
+    shown = [name for name, _type in info.columns if name in columns]
+    out: list[tuple[int, Binding, Any]] = []
+    for item in pending:
+        key = (role, item.change.id)
+        data = cache.get(key)
+        if data is None:
+            data = cache[key] = change_data(info, item.change, shown)
+        # A grant revoked after the join must not leave a filter reading the column.
+        out.extend(
+            (item.change.id, binding, data) for binding in item.bindings if binding.filter_columns <= columns
+        )
+    return out
 
 
 def _primary_key(info: TableInfo, record: Mapping[str, Any]) -> dict[str, Any]:
