@@ -123,10 +123,10 @@ class _Renderer:
     # --- values and expressions -------------------------------------------------------
 
     def typed_value(self, raw: str, sql_type: str) -> str:
-        placeholder = self.statement.bind(raw)
+        param = self.statement.bind(raw)
         if sql_type == "text":
-            return f"{placeholder}::text"
-        return f"({placeholder}::text)::{sql_type}"
+            return f"{param}::text"
+        return f"({param}::text)::{sql_type}"
 
     def json_path(self, steps: tuple[JsonStep, ...]) -> str:
         parts = []
@@ -176,8 +176,8 @@ class _Renderer:
         if isinstance(operation, OpIs):
             return f"{left} {_IS[operation.value]}"
         if isinstance(operation, OpIn):
-            placeholder = self.statement.bind(list(operation.values))
-            return f"{left} = ANY(({placeholder}::text[])::{self.value_type(condition.ref)}[])"
+            param = self.statement.bind(list(operation.values))
+            return f"{left} = ANY(({param}::text[])::{self.value_type(condition.ref)}[])"
         if isinstance(operation, OpFts):
             return self.full_text(condition.ref, left, operation)
         return self.comparison(condition.ref, left, operation)
@@ -186,9 +186,9 @@ class _Renderer:
         sql_operator = _COMPARISON[operation.operator]
         right_type = "text" if operation.operator in _TEXT_PATTERN else self.value_type(ref)
         if operation.quantifier is not None:
-            placeholder = self.statement.bind(operation.value)
+            param = self.statement.bind(operation.value)
             quantifier = "ANY" if operation.quantifier == Quantifier.ANY else "ALL"
-            return f"{left} {sql_operator} {quantifier}(({placeholder}::text)::{right_type}[])"
+            return f"{left} {sql_operator} {quantifier}(({param}::text)::{right_type}[])"
         return f"{left} {sql_operator} {self.typed_value(operation.value, right_type)}"
 
     def full_text(self, ref: ColumnRef, left: str, operation: OpFts) -> str:
@@ -512,11 +512,11 @@ def _argument(renderer: _Renderer, argument: Argument, *, from_query: bool) -> s
     elif sql_type in JSON_TYPES:
         expression = f"({renderer.statement.bind(orjson.dumps(value).decode())}::text)::{sql_type}"
     elif isinstance(value, list) and sql_type.endswith("[]"):
-        placeholder = renderer.statement.bind(orjson.dumps(value).decode())
-        expression = f"ARRAY(SELECT json_array_elements_text({placeholder}::json))::{sql_type}"
+        param = renderer.statement.bind(orjson.dumps(value).decode())
+        expression = f"ARRAY(SELECT json_array_elements_text({param}::json))::{sql_type}"
     elif isinstance(value, dict):
-        placeholder = renderer.statement.bind(orjson.dumps(value).decode())
-        expression = f"json_populate_record(NULL::{sql_type}, {placeholder}::json)"
+        param = renderer.statement.bind(orjson.dumps(value).decode())
+        expression = f"json_populate_record(NULL::{sql_type}, {param}::json)"
     else:
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         expression = renderer.typed_value(text, sql_type)
