@@ -17,9 +17,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 
-from conftest import AUTHENTICATOR_PASSWORD, free_port, make_config
 from fluxbase.app import Runtime, build_app
 from fluxbase.config import AuthConfig, SmtpConfig
+from harness import AUTHENTICATOR_PASSWORD, free_port, make_config
 
 Client = TestClient  # type: ignore[type-arg]
 LINK = re.compile(r"https?://\S+/auth/v1/verify\?\S+")

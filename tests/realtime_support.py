@@ -17,11 +17,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from conftest import AUTHENTICATOR_PASSWORD, JWT_SECRET, PostgresServer, make_config
 from fluxbase.app import Runtime, build_app
 from fluxbase.config import RealtimeConfig
 from fluxbase.db.migrate import Migrator
 from fluxbase.security.api_keys import api_key
+from harness import AUTHENTICATOR_PASSWORD, JWT_SECRET, PostgresServer, make_config
 
 ALICE = "aaaaaaaa-0000-0000-0000-000000000001"
 BOB = "bbbbbbbb-0000-0000-0000-000000000002"

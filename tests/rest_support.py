@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import AUTHENTICATOR_PASSWORD, JWT_SECRET, ROOT, PostgresServer, make_config
 from fluxbase.app import Runtime, build_app
 from fluxbase.db.migrate import Migrator
 from fluxbase.security.api_keys import api_key
+from harness import AUTHENTICATOR_PASSWORD, JWT_SECRET, ROOT, PostgresServer, make_config
 
 Client = TestClient  # type: ignore[type-arg]
 ALICE = "aaaaaaaa-0000-0000-0000-000000000001"

@@ -24,7 +24,9 @@ import psycopg
 from postgrest import APIError, SyncPostgrestClient
 from supabase import Client, ClientOptions, create_client
 
-from conftest import (
+from fluxbase.db.migrate import Migrator
+from fluxbase.security.api_keys import api_key
+from harness import (
     AUTHENTICATOR_PASSWORD,
     JWT_SECRET,
     PostgresServer,
@@ -32,8 +34,6 @@ from conftest import (
     server_env,
     start_server,
 )
-from fluxbase.db.migrate import Migrator
-from fluxbase.security.api_keys import api_key
 
 SCHEMA = Path(__file__).with_name("schema.sql")
 ALICE = "aaaaaaaa-0000-0000-0000-00000000000a"

@@ -13,10 +13,10 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 from supabase_auth.errors import AuthApiError
 
 from auth_support import Client, Inbox
-from conftest import AUTHENTICATOR_PASSWORD, JWT_SECRET, PostgresServer
 from fluxbase.config import AuthRateLimitConfig
 from fluxbase.db.migrate import Migrator
 from fluxbase.security.api_keys import api_key
+from harness import AUTHENTICATOR_PASSWORD, JWT_SECRET, PostgresServer
 
 ANON_KEY = api_key(JWT_SECRET, "anon")
 SERVICE_KEY = api_key(JWT_SECRET, "service_role")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from conformance_support import Stack, expect_error, start_stack
-from conftest import PostgresServer
+from harness import PostgresServer
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from conformance_support import Stack, expect_error, start_stack
-from conftest import PostgresServer
+from harness import PostgresServer
 
 Builder = Any  # postgrest's SyncSelectRequestBuilder; its generics do not help here
 

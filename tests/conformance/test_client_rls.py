@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from conformance_support import ALICE, BOB, Stack, assert_same_error, expect_error, start_stack
-from conftest import PostgresServer
+from harness import PostgresServer
 
 TODOS = """
 delete from todos;

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from conformance_support import ALICE, Stack, assert_same_error, expect_error, start_stack
-from conftest import PostgresServer
+from harness import PostgresServer
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from postgrest.types import ReturnMethod
 
 from conformance_support import ALICE, Stack, assert_same_error, expect_error, start_stack
-from conftest import PostgresServer
+from harness import PostgresServer
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from auth_support import Client, Inbox
-from conftest import JWT_SECRET
 from fluxbase.observability import metrics
 from fluxbase.security.api_keys import api_key
+from harness import JWT_SECRET
 
 ANON = {"apikey": api_key(JWT_SECRET, "anon")}
 SERVICE = {**ANON, "Authorization": f"Bearer {api_key(JWT_SECRET, 'service_role')}"}

@@ -11,11 +11,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import AUTHENTICATOR_PASSWORD, make_config
 from fluxbase.app import DATABASE, Runtime, build_app
 from fluxbase.config import Config, CsrfConfig, RateLimitConfig, SecurityConfig, ServerConfig
 from fluxbase.db.migrate import Migrator
 from fluxbase.db.transaction import RequestContext
+from harness import AUTHENTICATOR_PASSWORD, make_config
 
 METRIC_NAMES = (
     "fluxbase_http_requests_total",

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-from conftest import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 from fluxbase.db.embedded import find_pg_bin
 from fluxbase.db.migrate import REGISTRY_SCHEMA, Migrator, read_plan
+from harness import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 
 # What each tool keeps about itself; everything else must be identical.
 REGISTRIES = (REGISTRY_SCHEMA, "sqitch")

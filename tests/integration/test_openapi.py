@@ -13,11 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from conftest import AUTHENTICATOR_PASSWORD, JWT_SECRET, ROOT, PostgresServer, make_config
 from fluxbase.app import Runtime, build_app
 from fluxbase.config import ApiConfig, Config, ServerConfig
 from fluxbase.db.migrate import Migrator
 from fluxbase.security.api_keys import api_key
+from harness import AUTHENTICATOR_PASSWORD, JWT_SECRET, ROOT, PostgresServer, make_config
 
 Client = TestClient  # type: ignore[type-arg]
 ANON = {"apikey": api_key(JWT_SECRET, "anon")}

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-from conftest import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 from fluxbase.db.migrate import Migrator
+from harness import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 
 SUITES = sorted((ROOT / "tests" / "sql").glob("*.sql"))
 

@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from conftest import JWT_SECRET
+from harness import JWT_SECRET
 from rest_support import ALICE, ANON, BOB, SERVICE, Client, user
 
 

@@ -12,7 +12,6 @@ import asyncpg
 import psycopg
 import pytest
 
-from conftest import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 from fluxbase.db.migrate import Migrator
 from fluxbase.db.pool import authenticator_dsn
 from fluxbase.rest.schema import (
@@ -34,6 +33,7 @@ from fluxbase.rest.schema_cache import (
     load_schema_cache,
     validate_exposed_schemas,
 )
+from harness import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
 
 FIXTURE = """
 create type public.mood as enum ('sad', 'ok', 'happy');

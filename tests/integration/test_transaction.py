@@ -9,10 +9,10 @@ import asyncpg
 import psycopg
 import pytest
 
-from conftest import AUTHENTICATOR_PASSWORD
 from fluxbase.config import DatabaseConfig
 from fluxbase.db.pool import Database, authenticator_dsn
 from fluxbase.db.transaction import PoolBusy, RequestContext
+from harness import AUTHENTICATOR_PASSWORD
 
 USER_A = "11111111-1111-1111-1111-111111111111"
 USER_B = "22222222-2222-2222-2222-222222222222"

@@ -44,7 +44,9 @@ PERF = Path(__file__).resolve().parent
 ROOT = PERF.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import (  # noqa: E402 - the test harness is found through the path set above
+from fluxbase.db.migrate import Migrator  # noqa: E402
+from fluxbase.security.api_keys import api_key  # noqa: E402
+from harness import (  # noqa: E402 - the test harness is found through the path set above
     AUTHENTICATOR_PASSWORD,
     JWT_SECRET,
     ServerProcess,
@@ -53,8 +55,6 @@ from conftest import (  # noqa: E402 - the test harness is found through the pat
     start_server,
     stop_local_cluster,
 )
-from fluxbase.db.migrate import Migrator  # noqa: E402
-from fluxbase.security.api_keys import api_key  # noqa: E402
 
 REPORT = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN = "<!-- bench-realtime:begin (written by tests/perf/bench_realtime.py) -->"

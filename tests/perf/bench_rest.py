@@ -35,7 +35,10 @@ PERF = Path(__file__).resolve().parent
 ROOT = PERF.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import (  # noqa: E402 - the test harness is found through the path set above
+from fluxbase.db.migrate import Migrator  # noqa: E402
+from fluxbase.db.pool import authenticator_dsn  # noqa: E402
+from fluxbase.security.api_keys import api_key  # noqa: E402
+from harness import (  # noqa: E402 - the test harness is found through the path set above
     AUTHENTICATOR_PASSWORD,
     JWT_SECRET,
     ServerProcess,
@@ -45,9 +48,6 @@ from conftest import (  # noqa: E402 - the test harness is found through the pat
     start_server,
     stop_local_cluster,
 )
-from fluxbase.db.migrate import Migrator  # noqa: E402
-from fluxbase.db.pool import authenticator_dsn  # noqa: E402
-from fluxbase.security.api_keys import api_key  # noqa: E402
 
 USER = "00000000-0000-0000-0000-000000000001"
 OTHER_USER = "00000000-0000-0000-0000-000000000002"

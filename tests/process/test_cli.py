@@ -9,8 +9,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from conftest import FLUXBASE, JWT_SECRET, PostgresServer
 from fluxbase import __version__
+from harness import FLUXBASE, JWT_SECRET, PostgresServer
 
 
 def run(

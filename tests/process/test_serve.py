@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from conftest import (
+from fluxbase.db.embedded import EmbeddedPostgres
+from fluxbase.db.migrate import REGISTRY_SCHEMA, Migrator
+from harness import (
     AUTHENTICATOR_PASSWORD,
     ServerProcess,
     server_env,
@@ -28,8 +30,6 @@ from conftest import (
     start_server,
     stop_local_cluster,
 )
-from fluxbase.db.embedded import EmbeddedPostgres
-from fluxbase.db.migrate import REGISTRY_SCHEMA, Migrator
 
 ACCESS_FIELDS = {"level", "request_id", "method", "path", "status", "duration_ms", "ip", "user_id", "message"}
 
