@@ -399,8 +399,7 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
             audit("auth.signup", user_id=user_id, ip=ip, autoconfirm=True)
             return _json(session)
         if created:
-            issued = await _issue(tx, ctx, user_id, "confirmation", email, ip)
-            await _start_flow(tx, ctx, pkce, user_id, "confirmation", ip)
+            issued = await _issue(tx, ctx, user_id, "confirmation", email, ip, pkce)
             user = await _user_json(tx, user_id)
     audit("auth.signup", success=created, user_id=user_id if created else None, ip=ip)
     if not created:
@@ -696,6 +695,21 @@ class Issued:
 
 
 async def _issue(
+    tx: RoleSwitchedTransaction,
+    ctx: AuthContext,
+    user_id: str,
+    kind: str,
+    to: str,
+    ip: str | None,
+    pkce: tuple[str, str] | None = None,
+) -> Issued:
+    """Issues the mail's one-time token (and code); with PKCE, ties it to the new flow."""
+    issued = await _issue_token(tx, ctx, user_id, kind, to, ip)
+    await _start_flow(tx, ctx, pkce, user_id, kind, ip)
+    return issued
+
+
+async def _issue_token(
     tx: RoleSwitchedTransaction, ctx: AuthContext, user_id: str, kind: str, to: str, ip: str | None
 ) -> Issued:
     lifetime = dt.timedelta(seconds=ctx.config.otp_ttl)
@@ -729,8 +743,7 @@ async def recover(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     async with ctx.database.transaction(_service(request)) as tx:
         user_id = await tx.fetchval("select auth.find_user_by_email($1)::text", email)
         if user_id is not None:
-            issued = await _issue(tx, ctx, user_id, "recovery", email, ip)
-            await _start_flow(tx, ctx, pkce, user_id, "recovery", ip)
+            issued = await _issue(tx, ctx, user_id, "recovery", email, ip, pkce)
     if issued is not None:
         _send_later(ctx, "recovery", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.recovery_requested", ip=ip)
@@ -762,8 +775,7 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
             )
             user_id = row["user_id"] if row else None
         if user_id is not None:
-            issued = await _issue(tx, ctx, user_id, "magic_link", email, ip)
-            await _start_flow(tx, ctx, pkce, user_id, "magic_link", ip)
+            issued = await _issue(tx, ctx, user_id, "magic_link", email, ip, pkce)
     if issued is not None:
         _send_later(ctx, "magic_link", email, issued.token, request.query.get("redirect_to"), issued.code)
     audit("auth.otp_requested", ip=ip)
