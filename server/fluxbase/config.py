@@ -46,14 +46,16 @@ MIN_JWT_SECRET_LENGTH = 32
 GENERATE_SECRET_HINT = "generate one with: openssl rand -base64 32"  # noqa: S105 - advice, not a secret
 # Secrets copied from documentation and quick-starts: refusing them stops a
 # deployment from signing tokens with a key that anyone can look up.
-KNOWN_PLACEHOLDER_SECRETS = frozenset(
+KNOWN_DOCUMENTED_SECRETS = frozenset(
     {
         "your-256-bit-secret-key-here",
         "super-secret-jwt-token-with-at-least-32-characters-long",
         "your-super-secret-jwt-token-with-at-least-32-characters-long",
     }
 )
-PLACEHOLDER_PATTERN = re.compile(r"change[-_ ]?me|your[-_ ]|example|placeholder|secret[-_]?key", re.I)
+DOCUMENTED_SECRET_PATTERN = re.compile(
+    r"change[-_ ]?me|your[-_ ]|example|place[-_ ]?holder|secret[-_]?key", re.I
+)
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -432,8 +434,8 @@ def _schema_problems(
 
 def jwt_secret_problem(secret: str) -> str | None:
     """Why a JWT secret must be refused, or None when it is acceptable."""
-    if secret in KNOWN_PLACEHOLDER_SECRETS or PLACEHOLDER_PATTERN.search(secret):
-        return f"looks like a placeholder copied from documentation; {GENERATE_SECRET_HINT}"
+    if secret in KNOWN_DOCUMENTED_SECRETS or DOCUMENTED_SECRET_PATTERN.search(secret):
+        return f"looks copied from documentation or an example; {GENERATE_SECRET_HINT}"
     if len(secret) < MIN_JWT_SECRET_LENGTH:
         return (
             f"too short ({len(secret)} characters, at least {MIN_JWT_SECRET_LENGTH}); {GENERATE_SECRET_HINT}"
