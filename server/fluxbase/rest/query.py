@@ -12,23 +12,17 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from fluxbase.rest.parse import (
-    Action,
-    Direction,
+from fluxbase.query_grammar.filters import (
     FtsOperator,
     IsValue,
-    JsonStep,
-    LogicOperator,
-    Nulls,
     OpCompare,
     Operator,
     OpFts,
     OpIn,
     OpIs,
-    Page,
     Quantifier,
-    ResolutionPreference,
 )
+from fluxbase.query_grammar.names import JsonStep
 from fluxbase.rest.plan import (
     JSON_TYPES,
     Argument,
@@ -44,6 +38,11 @@ from fluxbase.rest.plan import (
     Predicate,
     ReadPlan,
 )
+from fluxbase.rest.request.action import Action
+from fluxbase.rest.request.filters import LogicOperator
+from fluxbase.rest.request.order import Direction, Nulls
+from fluxbase.rest.request.preferences import ResolutionPreference
+from fluxbase.rest.request.ranges import Page
 from fluxbase.rest.schema import Cardinality, QualifiedName, RelationKind
 
 _COMPARISON = {
