@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from fluxbase.config import ApiConfig
+from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.rest import openapi
@@ -40,7 +41,6 @@ from fluxbase.rest.query import (
     function_call,
     mutation_statement,
     planned_count_statement,
-    quote_ident,
     read_statement,
 )
 from fluxbase.rest.request.action import Action, PathKind

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from fluxbase.db.identifiers import quote_ident
 from fluxbase.query_grammar.filters import (
     FtsOperator,
     IsValue,
@@ -88,10 +89,6 @@ RESPONSE_SETTINGS = (
     "nullif(current_setting('response.headers', true), '') AS response_headers, "
     "nullif(current_setting('response.status', true), '') AS response_status"
 )
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def quote_name(name: QualifiedName) -> str:
