@@ -1,5 +1,8 @@
-"""The `Prefer` header (RFC 7240): return, count, resolution, missing, handling, tx,
-max-affected, timezone."""
+"""The `Prefer` header (RFC 7240), read into Preferences.
+
+return, count, resolution, missing, handling, tx, max-affected and timezone; anything else is
+kept as invalid (PGRST122 under handling=strict).
+"""
 
 from __future__ import annotations
 

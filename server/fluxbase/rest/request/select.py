@@ -70,6 +70,8 @@ class SelectEmbed:
 SelectItem = SelectStar | SelectColumn | SelectEmbed
 
 
+# --- casts ---------------------------------------------------------------------------------
+
 # Casts reach SQL unquoted, so the grammar admits one word (optionally schema-qualified),
 # numeric modifiers and array brackets; multi-word names only from this closed list, since
 # free word sequences would let `int or true` through as an expression.
