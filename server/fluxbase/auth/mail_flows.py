@@ -51,8 +51,7 @@ VERIFY_TYPES = {
     "recovery": ("recovery", "recovery"),
     "email_change": ("email_change", "email_change"),
 }
-# One-time token kinds that also carry a 6-digit code, and which of them each /verify `type` accepts.
-CODE_KINDS = frozenset({"confirmation", "recovery", "magic_link"})
+# Which one-time token kinds with a 6-digit code (accounts.CODE_KINDS) each /verify `type` accepts.
 CODE_TYPES = {
     "email": ("magic_link", "confirmation"),
     "signup": ("confirmation",),
