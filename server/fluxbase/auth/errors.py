@@ -2,7 +2,8 @@
 
 Legacy is `{code: <status>, error_code, msg}`; on /token it also carries the
 OAuth pair `{error, error_description}` that older clients read.  Every
-error sets `x-sb-error-code`.
+error sets `x-sb-error-code`.  `endpoint` wraps every auth route
+(auth/routes.py), so this module is where every status auth answers is read.
 """
 
 from __future__ import annotations
