@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +21,12 @@ from typing import Any
 import asyncpg
 import orjson
 
-from fluxbase.errors import HttpError
+from fluxbase.db.errors import (
+    CONNECTION_ERRORS,
+    ConnectionLost,
+    DatabaseUnreachable,
+    PoolTimeout,
+)
 from fluxbase.observability import metrics
 
 log = logging.getLogger("fluxbase.db")
@@ -37,42 +42,39 @@ SET_REQUEST_CONTEXT = (
     "set_config('request.headers', $5, true)"
 )
 
-# Errors that mean the database cannot be reached, as opposed to a statement failing.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# Besides a closed connection: errors after which the session is certainly gone.
+SESSION_ENDED: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    # The server ended the session (pg_terminate_backend, shutdown, crash): the
-    # connection is gone even though the SQLSTATE class is 57, not 08.
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
-class PoolBusy(HttpError):
-    """No connection became free within acquire_timeout: answer at once rather than queue forever."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            503,
-            "pool_busy",
-            "The server is busy: no database connection became free in time",
-            hint="retry shortly",
-            headers={"Retry-After": "1"},
-        )
+def _is_gone(connection: asyncpg.Connection) -> bool:
+    """Closed, or already taken from us: asyncpg detaches a pooled connection that closed."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.exceptions.InterfaceError:
+        return True
 
 
-class DatabaseUnavailable(HttpError):
-    """The database could not be reached; the reason goes to the log, not to the client."""
+@contextlib.contextmanager
+def losing_the_connection_raises(connection: asyncpg.Connection) -> Iterator[None]:
+    """Turns a statement's failure into ConnectionLost when the connection, not the SQL, failed.
 
-    def __init__(self, reason: str) -> None:
-        log.warning("database unavailable", extra={"reason": reason})
-        super().__init__(
-            503, "database_unavailable", "The database is unavailable", headers={"Retry-After": "5"}
-        )
+    A plain InterfaceError is not enough to tell: asyncpg's DataError (a bad argument) is one.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or not (isinstance(exc, SESSION_ENDED) or _is_gone(connection)):
+            raise
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("database connection lost", extra={"reason": reason})
+        raise ConnectionLost(reason) from exc
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class RoleSwitchedTransaction:
         started = time.perf_counter()
         status = "error"
         try:
-            result = await getattr(self._connection, method)(query, *args)
+            with losing_the_connection_raises(self._connection):
+                result = await getattr(self._connection, method)(query, *args)
             status = "ok"
             return result
         finally:
@@ -192,12 +195,16 @@ async def role_switched_transaction(
     try:
         connection = await pool.acquire(timeout=acquire_timeout)
     except TimeoutError as exc:
-        raise PoolBusy from exc
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
+        raise PoolTimeout(f"no connection free within {acquire_timeout}s") from exc
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        # Any server error while acquiring comes from opening a connection (login refused,
+        # database missing, too many clients): the database cannot be reached as configured.
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("database unreachable", extra={"reason": reason})
+        raise DatabaseUnreachable(reason) from exc
     _publish_pool_gauges(pool)
     try:
-        try:
+        with losing_the_connection_raises(connection):
             await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
             if context is not None:
                 await connection.fetchrow(
@@ -209,13 +216,11 @@ async def role_switched_transaction(
                     orjson.dumps(dict(context.headers)).decode(),
                     context.search_path,
                 )
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
         work = RoleSwitchedTransaction(connection, slow_query_threshold)
         try:
             yield work
         except BaseException:
-            if not connection.is_closed() and connection.is_in_transaction():
+            if not _is_gone(connection) and connection.is_in_transaction():
                 # If even this fails, the pool's reset rolls back or drops the connection.
                 with contextlib.suppress(Exception):
                     await connection.execute("ROLLBACK")
@@ -224,7 +229,8 @@ async def role_switched_transaction(
         # round trip fewer per request. If COMMIT fails, the rest of the message is
         # skipped, the connection is not marked, and the pool resets it as usual.
         ending = "ROLLBACK" if work.rollback_requested else "COMMIT"
-        await connection.execute(f"{ending};\n{connection.get_reset_query()}")
+        with losing_the_connection_raises(connection):
+            await connection.execute(f"{ending};\n{connection.get_reset_query()}")
         connection.mark_reset()
     finally:
         try:
