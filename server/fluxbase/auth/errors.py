@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
+from fluxbase.db.errors import DatabaseUnavailable, PoolTimeout
+
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION_2024 = "2024-01-01"
 
@@ -25,6 +27,8 @@ _OAUTH_ERRORS = {
     "user_banned": "invalid_grant",
     "validation_failed": "invalid_request",
     "over_request_rate_limit": "too_many_requests",
+    "request_timeout": "server_error",
+    "unexpected_failure": "server_error",
 }
 
 
@@ -63,3 +67,24 @@ def bad_request(message: str, code: str = "validation_failed") -> AuthError:
 
 def unprocessable(code: str, message: str) -> AuthError:
     return AuthError(422, code, message)
+
+
+def database_unavailable(error: DatabaseUnavailable) -> AuthError:
+    """The database could not serve the request (db/errors.py), in GoTrue's words.
+
+    A pool timeout is GoTrue's own request_timeout (504); no connection at all is a 503.
+    supabase-js treats 502/503/504 as AuthRetryableFetchError, so clients retry either.
+    """
+    if isinstance(error, PoolTimeout):
+        return AuthError(
+            504,
+            "request_timeout",
+            "Processing this request timed out, please retry after a moment.",
+            headers={"Retry-After": "1"},
+        )
+    return AuthError(
+        503,
+        "unexpected_failure",
+        "The database is unavailable, please retry after a moment.",
+        headers={"Retry-After": "5"},
+    )

@@ -28,10 +28,11 @@ from aiohttp import web
 
 from fluxbase import __version__
 from fluxbase.auth import sessions as session_watch
-from fluxbase.auth.errors import AuthError, bad_request, error_response, unprocessable
+from fluxbase.auth.errors import AuthError, bad_request, database_unavailable, error_response, unprocessable
 from fluxbase.auth.mailer import Mailer, allowed_redirect, verify_link
 from fluxbase.auth.tokens import issuer, session_object
 from fluxbase.config import AuthConfig
+from fluxbase.db.errors import DatabaseUnavailable
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.errors import HttpError
@@ -318,7 +319,9 @@ def endpoint(
             return await handler(request, request.app[AUTH])
         except AuthError as error:
             return error_response(request, error, oauth=oauth)
-        except HttpError as error:  # pool busy, database unavailable
+        except DatabaseUnavailable as error:
+            return error_response(request, database_unavailable(error), oauth=oauth)
+        except HttpError as error:  # a rate limit from security/
             code = "over_request_rate_limit" if error.status == 429 else error.code
             return error_response(
                 request, AuthError(error.status, code, error.message, headers=error.headers)
