@@ -40,3 +40,11 @@ def test_db_imports_no_handler_nor_the_web_error_type(module: str) -> None:
 def test_config_and_its_leaves_import_nothing_above_them(module: str) -> None:
     upward = {name for name in _imports(PACKAGE / module) if _under(name, HANDLERS + WEB + LOWER)}
     assert not upward, f"{module} imports {upward}"
+
+
+def test_the_web_error_type_knows_only_the_database_domain_errors() -> None:
+    imported = _imports(PACKAGE / "errors.py")
+    assert {name for name in imported if _under(name, LOWER)} <= {"fluxbase.db.errors"}
+    assert not {name for name in imported if _under(name, HANDLERS)}
+    leaf = _imports(PACKAGE / "db" / "errors.py")
+    assert not leaf, f"db/errors.py must stay a leaf, imports {leaf}"
