@@ -225,6 +225,23 @@ async def test_a_backend_killed_mid_statement_raises_connection_lost(todos_dsn: 
         await db.close()
 
 
+async def test_connections_killed_while_idle_cost_no_request_an_error(todos_dsn: str) -> None:
+    db = await connect(todos_dsn, min_connections=2, max_connections=2)
+    try:
+        for _ in range(3):
+            with psycopg.connect(todos_dsn, autocommit=True) as owner:
+                owner.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where usename = 'authenticator' and application_name = 'fluxbase'"
+                )
+            # BEGIN on a connection that died idle fails before any work: the transaction
+            # takes another one instead of failing the request.
+            async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+                assert await tx.fetchval("select 1") == 1
+    finally:
+        await db.close()
+
+
 async def test_statement_timeout_comes_from_config(todos_dsn: str) -> None:
     db = await connect(todos_dsn, statement_timeout=0.2)
     try:

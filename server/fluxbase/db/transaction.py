@@ -177,6 +177,60 @@ def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
     metrics.db_connections_in_use.set(pool.get_size() - idle)
 
 
+async def _acquire(pool: asyncpg.Pool, acquire_timeout: float) -> Any:
+    try:
+        return await pool.acquire(timeout=acquire_timeout)
+    except TimeoutError as exc:
+        raise PoolTimeout(f"no connection free within {acquire_timeout}s") from exc
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        # Any server error while acquiring comes from opening a connection (login refused,
+        # database missing, too many clients): the database cannot be reached as configured.
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("database unreachable", extra={"reason": reason})
+        raise DatabaseUnreachable(reason) from exc
+
+
+async def _begin(connection: Any, context: RequestContext | None, read_only: bool) -> None:
+    with losing_the_connection_raises(connection):
+        await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+        if context is not None:
+            await connection.fetchrow(
+                SET_REQUEST_CONTEXT,
+                context.role,
+                orjson.dumps(context.claims).decode(),
+                context.method,
+                context.path,
+                orjson.dumps(dict(context.headers)).decode(),
+                context.search_path,
+            )
+
+
+async def _begin_on_a_live_connection(
+    pool: asyncpg.Pool, context: RequestContext | None, read_only: bool, acquire_timeout: float
+) -> Any:
+    """A pooled connection with the transaction begun; released again if that fails.
+
+    A connection that died while idle in the pool (a database restart, pg_terminate_backend)
+    fails at BEGIN, before any work ran on it, so another attempt is safe. Its siblings
+    most likely died with it: the whole pool is renewed (as the health check does), and
+    the request does not pay for deaths it had no part in.
+    """
+    for attempt in (1, 2):
+        connection = await _acquire(pool, acquire_timeout)
+        try:
+            await _begin(connection, context, read_only)
+            return connection
+        except ConnectionLost:
+            await pool.expire_connections()
+            await asyncio.shield(pool.release(connection))
+            if attempt == 2:
+                raise
+        except BaseException:
+            await asyncio.shield(pool.release(connection))
+            raise
+    raise AssertionError("unreachable")
+
+
 @asynccontextmanager
 async def role_switched_transaction(
     pool: asyncpg.Pool,
@@ -192,30 +246,9 @@ async def role_switched_transaction(
     server's own work: no API role, no request settings.
     Commits when the block ends normally, rolls back when it raises or asked for rollback.
     """
-    try:
-        connection = await pool.acquire(timeout=acquire_timeout)
-    except TimeoutError as exc:
-        raise PoolTimeout(f"no connection free within {acquire_timeout}s") from exc
-    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-        # Any server error while acquiring comes from opening a connection (login refused,
-        # database missing, too many clients): the database cannot be reached as configured.
-        reason = f"{type(exc).__name__}: {exc}"
-        log.warning("database unreachable", extra={"reason": reason})
-        raise DatabaseUnreachable(reason) from exc
+    connection = await _begin_on_a_live_connection(pool, context, read_only, acquire_timeout)
     _publish_pool_gauges(pool)
     try:
-        with losing_the_connection_raises(connection):
-            await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
-            if context is not None:
-                await connection.fetchrow(
-                    SET_REQUEST_CONTEXT,
-                    context.role,
-                    orjson.dumps(context.claims).decode(),
-                    context.method,
-                    context.path,
-                    orjson.dumps(dict(context.headers)).decode(),
-                    context.search_path,
-                )
         work = RoleSwitchedTransaction(connection, slow_query_threshold)
         try:
             yield work
