@@ -316,15 +316,13 @@ class Hub:
     async def enabled_tables(self) -> list[tuple[int, str, str]]:
         # Through the transaction, not a bare acquire: a busy pool then fails within
         # acquire_timeout, and a lost connection as a domain error the join can answer.
-        async with self.database.server_transaction(read_only=True) as connection:
-            rows = await connection.fetch(
-                "select table_oid, schema_name, table_name from realtime.enabled_tables()"
-            )
+        async with self.database.server_transaction(read_only=True) as tx:
+            rows = await tx.fetch("select table_oid, schema_name, table_name from realtime.enabled_tables()")
         return [(int(row["table_oid"]), row["schema_name"], row["table_name"]) for row in rows]
 
     async def table_info(self, oid: int) -> TableInfo | None:
-        async with self.database.server_transaction(read_only=True) as connection:
-            row = await connection.fetchrow(TABLE_INFO_SQL, oid)
+        async with self.database.server_transaction(read_only=True) as tx:
+            row = await tx.fetchrow(TABLE_INFO_SQL, oid)
         if row is None:
             return None
         return TableInfo(
