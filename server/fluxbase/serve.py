@@ -25,6 +25,7 @@ from fluxbase.config import Config
 from fluxbase.db.embedded import EmbeddedPostgres
 from fluxbase.db.migrate import Migrator, derive_authenticator_password
 from fluxbase.db.transaction import CONNECTION_ERRORS
+from fluxbase.http_server import GuardedAppRunner
 from fluxbase.observability import metrics
 
 log = logging.getLogger("fluxbase.serve")
@@ -75,8 +76,8 @@ async def _worker(config: Config, runtime: Runtime) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     app = build_app(config, runtime)
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
+    runner = GuardedAppRunner(
+        app, config.server, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
     )
     try:
         await runner.setup()  # opens the pool
