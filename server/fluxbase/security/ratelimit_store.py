@@ -10,6 +10,7 @@ the state to /ready.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -26,10 +27,13 @@ from fluxbase.security.ratelimit import Decision, RateLimiter
 log = logging.getLogger("fluxbase.ratelimit")
 
 KEY_PREFIX = "fluxbase:rl:"
+# Where a key that just became full is announced, for limiters that decide without awaiting.
+FULL_CHANNEL = "fluxbase:rl:full"
 RETRY_INTERVAL = 5.0  # seconds between attempts to reach Redis again once it failed
 
-# KEYS[1]: the log of one key; ARGV: limit, window in microseconds, a member unique to this hit.
-# Returns {allowed, hits in the window after this one, microseconds until the oldest leaves}.
+# KEYS[1]: the log of one key; ARGV: limit, window in microseconds, a member unique to this hit,
+# and a channel on which to announce "<key> <microseconds>" when this hit takes the last place
+# (or ""). Returns {allowed, hits in the window after this one, microseconds until the oldest leaves}.
 SLIDING_LOG = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -45,7 +49,11 @@ if n < limit then
   allowed = 1
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {allowed, n, tonumber(oldest[2]) + window - now}
+local wait = tonumber(oldest[2]) + window - now
+if allowed == 1 and n == limit and ARGV[4] ~= '' then
+  redis.call('PUBLISH', ARGV[4], KEYS[1] .. ' ' .. wait)
+end
+return {allowed, n, wait}
 """
 
 
@@ -108,20 +116,25 @@ class RedisStore:
         self._problem: str | None = None
         self._member = f"{uuid.uuid4().hex[:12]}-"
         self._seq = count()
+        self._full_until: dict[str, float] = {}  # Redis key -> when it has a place again (our clock)
+        self._listener: asyncio.Task[None] | None = None
 
     @property
     def available(self) -> bool:
         return self._problem is None
 
-    async def hit(self, tier: str, key: str, limit: int, window: float) -> Decision:
+    async def hit(
+        self, tier: str, key: str, limit: int, window: float, *, announce_full: bool = False
+    ) -> Decision:
         if self._problem is not None and self._clock() < self._down_until:
             return await self.fallback.hit(tier, key, limit, window)
         window_us = int(window * 1_000_000)
         member = f"{self._member}{next(self._seq)}"
+        channel = FULL_CHANNEL if announce_full else ""
         try:
             async with asyncio.timeout(self._timeout):
                 allowed, hits, wait_us = await self._script(
-                    keys=[f"{KEY_PREFIX}{tier}:{key}"], args=[limit, window_us, member]
+                    keys=[redis_key(tier, key)], args=[limit, window_us, member, channel]
                 )
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
@@ -144,9 +157,49 @@ class RedisStore:
         return "redis", self._problem
 
     def sync_limiter(self, tier: str, limit: int, window: float) -> RateLimiter:
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen_for_full_keys())
         return SharedRateLimiter(self, tier, limit, window, self._clock)
 
+    def full_for(self, tier: str, key: str) -> float:
+        """Seconds until a key another process filled has a place again (0: none announced)."""
+        until = self._full_until.get(redis_key(tier, key))
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._full_until[redis_key(tier, key)]
+        return max(0.0, left)
+
+    async def _listen_for_full_keys(self) -> None:
+        # Every process hears when any process fills a key, within a Redis round trip, so a
+        # limiter that cannot await still refuses the next attempt wherever it lands.
+        while True:
+            try:
+                async with self._client.pubsub() as pubsub:
+                    await pubsub.subscribe(FULL_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._note_full(message["data"])
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+            await asyncio.sleep(RETRY_INTERVAL)
+
+    def _note_full(self, data: bytes) -> None:
+        key, _, wait_us = data.decode("utf-8", "replace").rpartition(" ")
+        try:
+            self._full_until[key] = self._clock() + float(wait_us) / 1_000_000
+        except ValueError:
+            return
+        if len(self._full_until) > 100_000:  # bounded: drop the ones already free
+            now = self._clock()
+            self._full_until = {k: v for k, v in self._full_until.items() if v > now}
+
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self._client.aclose()
 
     def _failed(self, exc: BaseException) -> None:
@@ -164,14 +217,19 @@ class RedisStore:
             log.info("rate_limit backend available again: counting in Redis")
 
 
+def redis_key(tier: str, key: str) -> str:
+    return f"{KEY_PREFIX}{tier}:{key}"
+
+
 class SharedRateLimiter(RateLimiter):
     """A `RateLimiter` whose hits also count in Redis, for callers that cannot await.
 
-    The caller gets an answer at once, from this process's log and from what
-    Redis said about the key's previous hit (which includes every replica's
-    hits); the hit is then counted in Redis in the background.  Sequential
-    attempts are therefore limited across replicas exactly; attempts racing
-    on several replicas within one Redis round trip may each pass once.
+    The caller gets an answer at once, from this process's log, from what
+    Redis said about the key's previous hit here, and from what any process
+    announced when it filled the key; the hit is then counted in Redis in the
+    background.  Attempts that follow one another are limited across replicas
+    exactly; attempts racing on several replicas within one Redis round trip
+    may each pass once.
     """
 
     def __init__(
@@ -186,6 +244,10 @@ class SharedRateLimiter(RateLimiter):
     def hit(self, key: str) -> Decision:
         local = super().hit(key)
         now = self._clock()
+        announced = self._store.full_for(self._tier, key)
+        if announced > 0:
+            wait = max(1, math.ceil(announced))
+            return Decision(False, self.limit, 0, wait, wait)
         said = self._shared.get(key)
         if said is not None:
             at, decision = said
@@ -201,7 +263,7 @@ class SharedRateLimiter(RateLimiter):
 
     def _count_in_store(self, key: str) -> None:
         async def count_hit() -> None:
-            decision = await self._store.hit(self._tier, key, self.limit, self.window)
+            decision = await self._store.hit(self._tier, key, self.limit, self.window, announce_full=True)
             if self._store.available:
                 self._shared[key] = (self._clock(), decision)
 
