@@ -82,9 +82,18 @@ async def guarded() -> AsyncIterator[Callable[[Config], Awaitable[str]]]:
         await runner.cleanup()
 
 
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for process {pid}")
+
+
 def rss_kib(pid: int) -> int:
     """The resident set size of a process, in KiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for process {pid}")
+    return _status_kib(pid, "VmRSS")
+
+
+def peak_kib(pid: int) -> int:
+    """The highest resident set size the process ever had, in KiB: catches a growth already undone."""
+    return _status_kib(pid, "VmHWM")

@@ -82,7 +82,9 @@ def json_too_deep(raw: bytes, max_depth: int) -> bool:
     for _ in range(max_depth):
         inner = brackets.replace(b"[]", b"")
         if len(inner) == len(brackets):
-            return False  # not well-formed JSON: the handler's parser says so
+            # Unbalanced, so not JSON; but a recursive parser still descends into every
+            # unclosed opening bracket before it notices.
+            return inner.count(b"[") > max_depth
         if not inner:
             return False
         brackets = inner
