@@ -4,6 +4,7 @@ guarded runner, and the resident memory of a process."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,16 @@ from harness import AUTHENTICATOR_PASSWORD, JWT_SECRET, make_config
 
 Client = TestClient  # type: ignore[type-arg]
 StartApp = Callable[[Config], Awaitable[Client]]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Nightly tests (long attacks) run only under `make test-nightly` (FLUXBASE_NIGHTLY=1)."""
+    if os.environ.get("FLUXBASE_NIGHTLY") == "1":
+        return
+    skip = pytest.mark.skip(reason="nightly: run with make test-nightly")
+    for item in items:
+        if item.get_closest_marker("nightly") is not None:
+            item.add_marker(skip)
 
 
 def user_token(sub: str | None = None, secret: str = JWT_SECRET) -> str:

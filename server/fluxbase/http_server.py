@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -26,6 +27,12 @@ log = logging.getLogger("fluxbase.http")
 
 # Method, spaces and "HTTP/1.1" around the request target.
 REQUEST_LINE_OVERHEAD = 32
+# After answering a request whose body was left unread (a 413, an early 401), read and drop at
+# most this much of the rest, then close, as Go's net/http does: aiohttp would otherwise read
+# and discard whatever the client sends for up to 10 s, so a 128 MiB body the server refused
+# would still cost it 128 MiB of parsing.
+DISCARD_AFTER_RESPONSE = 256 * 1024
+DISCARD_SECONDS = 1.0
 
 
 def handler_settings(server: ServerConfig) -> dict[str, Any]:
@@ -98,6 +105,15 @@ class GuardedRequestHandler(RequestHandler):
         self._cancel_header_timer()
         super().connection_lost(exc)
 
+    async def finish_response(
+        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        result = await super().finish_response(request, resp, start_time)
+        body = request.content
+        if not body.is_eof() and not await _drained(body):
+            self.force_close()  # the answer is on its way; the rest of the body is not read
+        return result
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -116,6 +132,18 @@ class GuardedRequestHandler(RequestHandler):
         response = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
         response.force_close()
         return response
+
+
+async def _drained(body: StreamReader) -> bool:
+    """Reads and drops what is left of a body if that is little and quick; True when all was read."""
+    dropped = 0
+    try:
+        async with asyncio.timeout(DISCARD_SECONDS):
+            while not body.is_eof() and dropped <= DISCARD_AFTER_RESPONSE:
+                dropped += len(await body.readany())
+    except TimeoutError:
+        return False
+    return body.is_eof()
 
 
 class GuardedServer(web.Server):

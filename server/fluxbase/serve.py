@@ -56,6 +56,13 @@ def serve(config: Config, *, migrate: bool) -> int:
             applied = Migrator(database_url, authenticator_password=password).up()
             log.info("database migrated", extra={"applied": applied})
         runtime = Runtime(database_url=database_url, authenticator_password=password)
+        limits = config.security.rate_limit
+        if limits.enabled and limits.backend == "memory" and config.server.workers > 1:
+            log.warning(
+                "rate limits are counted per worker: each of the workers allows the full limit; "
+                "set security.rate_limit.backend: redis to share one count",
+                extra={"workers": config.server.workers},
+            )
         if config.server.workers == 1:
             return run_worker(config, runtime)
         return Supervisor(config, runtime).run()

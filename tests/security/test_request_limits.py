@@ -218,3 +218,32 @@ async def test_idle_keep_alive_connections_are_closed(guarded: Guarded, migrated
     assert await asyncio.wait_for(reader.read(), 5) == b""
     assert asyncio.get_running_loop().time() - started < 3
     writer.close()
+
+
+async def test_a_streaming_route_opts_into_its_own_limit() -> None:
+    """Storage-style uploads: a route marked streams_body reads past the JSON limit, up to its own."""
+    from fluxbase.config import ServerConfig
+    from fluxbase.security.request_limits import read_stream, request_limits_middleware, streams_body
+
+    @streams_body(lambda request: 20_000)
+    async def upload(request: web.Request) -> web.Response:
+        size = 0
+        async for chunk in read_stream(request):
+            size += len(chunk)
+        return web.json_response({"size": size})
+
+    app = web.Application(
+        middlewares=[error_middleware, request_limits_middleware(ServerConfig(body_limit=4096))],
+        client_max_size=4096,
+    )
+    app.router.add_post("/upload", upload)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/upload", data=b"x" * 15_000)
+        assert response.status == 200 and (await response.json())["size"] == 15_000
+        await assert_json_error(await client.post("/upload", data=b"x" * 30_000), 413, "payload_too_large")
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: refused while streaming
+            for _ in range(40):
+                yield b"x" * 1024
+
+        await assert_json_error(await client.post("/upload", data=chunks()), 413, "payload_too_large")
