@@ -87,11 +87,13 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(
 
     response = await client.post("/auth/v1/token?grant_type=password", data=chunks(), headers=ANON)
     await assert_json_error(response, 413, "payload_too_large")
-    # Under the limit, the handler reads the same bytes the limit check read.
+    # Under the limit, the handler reads the same bytes the limit check read (and still sees a body).
     response = await client.post(
-        "/auth/v1/token?grant_type=password", json={"email": "x@example.com", "password": "p"}, headers=ANON
+        "/auth/v1/token?grant_type=password",
+        json={"email": "nobody@example.com", "password": "wrong password"},
+        headers=ANON,
     )
-    assert response.status == 400
+    assert response.status == 400 and (await response.json())["error_code"] == "invalid_credentials"
 
 
 async def test_a_long_url_is_a_414(start_app: StartApp, migrated_dsn: str) -> None:

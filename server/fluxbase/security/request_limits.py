@@ -11,11 +11,13 @@ its body with a limit of its own (storage uploads) says so with
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Middleware
 
 from fluxbase.errors import HttpError
@@ -137,6 +139,13 @@ def request_limits_middleware(server: ServerConfig) -> Middleware:
 
 async def _read_within(request: web.Request, limit: int) -> bytes:
     try:
-        return await request.read()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise too_large(limit) from exc
+    # request.read() keeps the bytes, but handlers also ask can_read_body, which looks at the
+    # stream: give them a stream that still holds the body, so reading here changes nothing.
+    stream = StreamReader(request.protocol, max(len(raw), 1), loop=asyncio.get_running_loop())
+    stream.feed_data(raw)
+    stream.feed_eof()
+    request._payload = stream
+    return raw
