@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
+.PHONY: run test test-nightly bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ pytest: $(STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The long attacks (slow-loris at the default timeout, floods of large bodies, four workers on one
+# Redis), each bounded in time; `make test` skips them.
+test-nightly: $(STAMP) system-deps
+	FLUXBASE_NIGHTLY=1 $(BIN)/pytest -m nightly tests/security
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache server/*.egg-info

@@ -1,4 +1,4 @@
-"""The `fluxbase` command: serve (default), migrate, keys, --version, --config-test."""
+"""The `fluxbase` command: serve (default), migrate, keys, lint, --version, --config-test."""
 
 from __future__ import annotations
 
@@ -54,6 +54,27 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--all", action="store_true", help="with down: revert every applied change")
 
     commands.add_parser("keys", help="print the anon and service_role API keys")
+
+    lint = commands.add_parser(
+        "lint",
+        help="security advisor: find what exposes data through the API, with the SQL that fixes it",
+        description="Checks the database for tables without RLS, views and functions that bypass it, "
+        "auth.users exposed, policies trusting user_metadata, risky grants and extensions in public. "
+        "Exits 1 when a finding reaches --fail-on (default: error), so CI can run it.",
+    )
+    lint.add_argument("--json", action="store_true", help="print the findings as JSON")
+    lint.add_argument(
+        "--schema",
+        action="append",
+        metavar="NAME",
+        help="exposed schema to check (repeatable; default: api.schemas)",
+    )
+    lint.add_argument(
+        "--fail-on",
+        choices=("error", "warn", "info", "never"),
+        default="error",
+        help="lowest level that makes the exit status 1 (default: error)",
+    )
     return parser
 
 
@@ -72,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(config, args)
         if command == "migrate":
             return _migrate(config, args.action, args.all)
+        if command == "lint":
+            return _lint(config, args.schema or list(config.api.schemas), args.json, args.fail_on)
         return _keys(config)
     except ConfigError as error:
         _print_problems(error.problems)
@@ -158,6 +181,37 @@ def _migrate(config: Config, action: str, revert_all: bool) -> int:
     finally:
         if embedded is not None and embedded.started_here:
             embedded.stop()
+
+
+def _lint(config: Config, schemas: Sequence[str], as_json: bool, fail_on: str) -> int:
+    import json
+
+    import asyncpg
+
+    from fluxbase.advisor.report import Report, lint
+    from fluxbase.serve import open_database
+
+    _quiet_logging(config)
+    database_url, embedded = open_database(config)
+
+    async def run() -> Report:
+        connection = await asyncpg.connect(database_url, timeout=10)
+        try:
+            return await lint(connection, schemas)
+        finally:
+            await connection.close()
+
+    try:
+        report = asyncio.run(run())
+    except (OSError, asyncpg.PostgresError) as error:
+        _print_problems([Problem("database", f"cannot check: {type(error).__name__}: {error}")])
+        return EXIT_FAILED
+    finally:
+        if embedded is not None and embedded.started_here:
+            embedded.stop()
+    print(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
+    threshold = None if fail_on == "never" else fail_on
+    return EXIT_FAILED if report.fails(threshold) else EXIT_OK  # type: ignore[arg-type]
 
 
 def _keys(config: Config) -> int:

@@ -83,10 +83,17 @@ class ServerConfig:
     host: str = "0.0.0.0"  # noqa: S104 - a server listens on all interfaces unless told otherwise
     port: int = 8080
     base_url: str = "http://localhost:8080"
-    body_limit: int = 2 * 1024**3
+    # The largest request body a route takes unless it streams with its own limit (storage).
+    body_limit: int = 1024**2
     workers: int = 1
     shutdown_timeout: float = 30.0
     migrate_on_start: bool = True
+    max_url_length: int = 8192
+    max_headers: int = 100
+    max_header_size: int = 8190  # one header line, name and value
+    max_json_depth: int = 64
+    header_read_timeout: float = 10.0  # from a request's first byte to its last header
+    idle_timeout: float = 75.0  # a keep-alive connection with no request in flight
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,12 @@ class AuthConfig:
 @dataclass(frozen=True)
 class RateLimitConfig:
     enabled: bool = True
-    requests_per_minute: int = 100
+    requests_per_minute: int = 100  # no user, no API key: per client IP
+    user_requests_per_minute: int = 500  # a valid user JWT: per user
+    api_key_requests_per_minute: int = 1000  # an API key: per key
+    backend: str = "memory"  # memory (per process) | redis (shared by every replica and worker)
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    redis_timeout: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -451,7 +463,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
     def durations(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         return {k: parse_duration(v) if k in keys else v for k, v in values.items()}
 
-    server = durations(section("server"), ("shutdown_timeout",))
+    server = durations(section("server"), ("shutdown_timeout", "header_read_timeout", "idle_timeout"))
     database = durations(
         section("database"),
         (
@@ -485,7 +497,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         api=ApiConfig(**api),
         auth=AuthConfig(**auth),
         security=SecurityConfig(
-            rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
+            rate_limit=RateLimitConfig(**durations(dict(security.get("rate_limit", {})), ("redis_timeout",))),
             csrf=CsrfConfig(**security.get("csrf", {})),
             cors=CorsConfig(tuple(security.get("cors", {}).get("allowed_origins", ("*",)))),
             trusted_proxies=tuple(security.get("trusted_proxies", ())),
@@ -552,6 +564,11 @@ def load_config(explicit_path: str | None = None, env: Mapping[str, str] | None 
         load_private_key(config.auth.jwt_algorithm, config.auth.jwt_private_key)
     except (ValueError, TypeError, OSError) as exc:
         problems.append(Problem(f"{file_label}: auth.jwt_private_key", str(exc)))
+    limits = config.security.rate_limit
+    if limits.enabled and limits.backend == "redis" and not limits.redis_url:
+        problems.append(
+            Problem("FLUXBASE_SECURITY_RATE_LIMIT_REDIS_URL", "required when the rate-limit backend is redis")
+        )
     if config.storage.provider == "s3" and not config.storage.s3.bucket:
         problems.append(Problem("FLUXBASE_S3_BUCKET", "required when the storage provider is s3"))
     if problems:
