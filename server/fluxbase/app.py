@@ -75,7 +75,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        app[ops.READINESS] = ReadinessProbe(dsn, [c.name for c in read_plan()])
+        app[ops.READINESS] = ReadinessProbe(dsn, [c.change_id for c in read_plan().changes])
         app[DATABASE] = await Database.connect(dsn, config.database)
         schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
         await schema_cache.start()

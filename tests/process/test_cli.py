@@ -31,9 +31,7 @@ def test_version() -> None:
 def test_keys_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """`fluxbase keys | head -1`: the reader may leave before the writer is done."""
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "FLUXBASE_DATA_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [FLUXBASE, "keys"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = subprocess.Popen([FLUXBASE, "keys"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # before the interpreter has even started: its write must fail
     stderr = process.stderr.read().decode()

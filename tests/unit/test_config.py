@@ -121,11 +121,12 @@ def test_embedded_database_listens_on_loopback_unless_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    everywhere = "0.0.0.0"  # noqa: S104 - what is asserted, not bound
     assert load_config(env={}).server.host == "127.0.0.1"
-    assert load_config(env={"FLUXBASE_SERVER_HOST": "0.0.0.0"}).server.host == "0.0.0.0"
-    assert load_config(env={"FLUXBASE_SERVER_ADDRESS": "0.0.0.0:9000"}).server.host == "0.0.0.0"
+    assert load_config(env={"FLUXBASE_SERVER_HOST": everywhere}).server.host == everywhere
+    assert load_config(env={"FLUXBASE_SERVER_ADDRESS": f"{everywhere}:9000"}).server.host == everywhere
     external = {"DATABASE_URL": "postgresql://u@db/fluxbase", "FLUXBASE_JWT_SECRET": GOOD_SECRET}
-    assert load_config(env=external).server.host == "0.0.0.0"
+    assert load_config(env=external).server.host == everywhere
 
 
 def test_bad_duration(tmp_path: Path) -> None:
