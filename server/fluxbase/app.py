@@ -17,6 +17,7 @@ from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
 from fluxbase.auth import handlers as auth_handlers
+from fluxbase.auth import mailbox
 from fluxbase.config import Config
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
@@ -69,6 +70,8 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     ops.add_routes(app)
     rest_handlers.add_routes(app)
     auth_handlers.add_routes(app)
+    if mailbox.active(config):
+        mailbox.add_routes(app)
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
 
@@ -85,6 +88,13 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         auth = auth_handlers.make_context(
             config.auth, config.server.base_url, app[DATABASE], app[AUTHENTICATOR]
         )
+        if mailbox.active(config):
+            app[mailbox.MAILBOX] = mailbox.LocalMailbox(app[DATABASE])
+            auth.mailer.use_local_outbox(app[mailbox.MAILBOX])
+            log.info(
+                "no SMTP server: auth mail goes to the local mailbox",
+                extra={"url": config.server.base_url.rstrip("/") + mailbox.PATH},
+            )
         session_watcher = await auth_handlers.start(app, auth)
         yield
         await auth_handlers.stop(auth, session_watcher)

@@ -110,7 +110,7 @@ class DatabaseConfig:
 INTERNAL_SCHEMAS = frozenset(
     {
         "auth", "dashboard", "storage", "realtime", "audit", "extensions", "fluxbase_migrations",
-        "sqitch", "pg_catalog", "information_schema", "pg_toast",
+        "sqitch", "dev_mailbox", "pg_catalog", "information_schema", "pg_toast",
     }
 )  # fmt: skip
 
@@ -169,6 +169,8 @@ class AuthConfig:
     otp_ttl: float = 3600.0
     otp_max_attempts: int = 5
     templates_dir: str | None = None
+    # Keep auth mail in the local mailbox when no SMTP server is set; None: auth/mailbox.py decides.
+    local_mailbox: bool | None = None
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
     smtp: SmtpConfig = SmtpConfig()
 
@@ -251,6 +253,10 @@ class Config:
     def embedded_database(self) -> bool:
         """True when Fluxbase runs its own PostgreSQL under data_dir."""
         return self.database.url is None
+
+
+def default_base_url(port: int) -> str:
+    return f"http://localhost:{port}"
 
 
 def parse_duration(value: float | int | str) -> float:
@@ -456,7 +462,11 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         return {k: parse_duration(v) if k in keys else v for k, v in values.items()}
 
     server = durations(section("server"), ("shutdown_timeout",))
-    if "host" not in server and section("database").get("url") is None:
+    embedded = section("database").get("url") is None
+    if "base_url" not in server:
+        # Links in mail and the printed API URL follow the port unless a public URL is set.
+        server["base_url"] = default_base_url(server.get("port", ServerConfig.port))
+    if "host" not in server and embedded:
         server["host"] = LOOPBACK
     database = durations(
         section("database"),
