@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from fluxbase.paths import examples_dir
 
 API_ROLES = ("anon", "authenticated", "service_role")
 EXAMPLE = "todos.sql"
+MAIL_WAIT = 3.0  # seconds `fluxbase mail --to` waits for a mail not yet there
 _LINK = re.compile(r"https?://\S+")
 
 
@@ -122,17 +124,24 @@ def run_sql(config: Config, source: str) -> int:
 
 def show_mail(config: Config, limit: int, to: str | None, link_only: bool) -> int:
     """The local mailbox's latest messages, newest first; --link prints the newest one's link."""
-    with owner_database(config) as url, psycopg.connect(url) as conn:
+    with owner_database(config) as url, psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute("select to_regclass('dev_mailbox.messages') is not null").fetchone()
         if not (exists and exists[0]):
             print("no local mailbox in this database (run `fluxbase migrate`)", file=sys.stderr)
             return 1
-        rows = conn.execute(
-            "select id, sent_at, recipient, subject, body from dev_mailbox.messages "
-            "where %(to)s::text is null or lower(recipient) = lower(%(to)s) "
-            "order by id desc limit %(limit)s",
-            {"to": to, "limit": limit},
-        ).fetchall()
+        # The server writes a mail just after answering the request that caused it: give a mail
+        # asked for right after sign-up a moment to arrive.
+        deadline = time.monotonic() + (MAIL_WAIT if to else 0)
+        while True:
+            rows = conn.execute(
+                "select id, sent_at, recipient, subject, body from dev_mailbox.messages "
+                "where %(to)s::text is null or lower(recipient) = lower(%(to)s) "
+                "order by id desc limit %(limit)s",
+                {"to": to, "limit": limit},
+            ).fetchall()
+            if rows or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
     if link_only:
         links = _LINK.findall(rows[0][4]) if rows else []
         if not links:
