@@ -158,7 +158,7 @@ def test_the_first_hour_as_the_readme_says(user_env: dict[str, str], tmp_path: P
     try:
         assert "loaded the example" not in server.text()
         rows = shell(
-            "source .venv/bin/activate && fluxbase psql -Atc 'select task, is_complete from todos order by id'",
+            "source .venv/bin/activate\nfluxbase psql -Atc 'select task, is_complete from todos order by id'",
             user_env,
         )
         assert rows.returncode == 0, rows.stderr
