@@ -129,6 +129,18 @@ def test_embedded_database_listens_on_loopback_unless_told(
     assert load_config(env=external).server.host == everywhere
 
 
+def test_the_production_config_listens_everywhere_explicitly() -> None:
+    from fluxbase.auth.mailbox import active
+    from fluxbase.paths import resources_root
+
+    env = {"DATABASE_URL": "postgresql://owner@db/fluxbase", "FLUXBASE_JWT_SECRET": GOOD_SECRET}
+    config = load_config(str(resources_root() / "deploy" / "fluxbase.yaml"), env=env)
+    assert config.server.host == "0.0.0.0"  # noqa: S104 - what is asserted, not bound
+    assert not active(config)
+    # Even on an embedded database, this file keeps sign-in links out of the database.
+    assert not active(load_config(str(resources_root() / "deploy" / "fluxbase.yaml"), env={}))
+
+
 def test_bad_duration(tmp_path: Path) -> None:
     path = write(tmp_path, "realtime:\n  ping_interval: soon\n")
     with pytest.raises(ConfigError) as error:
