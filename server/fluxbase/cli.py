@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     psql = commands.add_parser(
         "psql",
+        allow_abbrev=False,  # psql's own long options (--csv, --cl...) must not match ours
         help="open psql on the database as its owner (other arguments go to psql, e.g. -c 'select 1')",
     )
     psql.add_argument(
