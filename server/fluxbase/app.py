@@ -16,8 +16,9 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
-from fluxbase.auth import handlers as auth_handlers
+from fluxbase.auth import context as auth_context
 from fluxbase.auth import mailbox
+from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
@@ -69,7 +70,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
     rest_handlers.add_routes(app)
-    auth_handlers.add_routes(app)
+    auth_routes.add_routes(app)
     if mailbox.active(config):
         mailbox.add_routes(app)
     if config.realtime.enabled:
@@ -85,7 +86,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         app[rest_handlers.REST] = rest_handlers.RestContext(
             config.api, app[DATABASE], schema_cache, base_url=config.server.base_url
         )
-        auth = auth_handlers.make_context(
+        auth = auth_context.make_context(
             config.auth, config.server.base_url, app[DATABASE], app[AUTHENTICATOR]
         )
         if mailbox.active(config):
@@ -95,9 +96,9 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
                 "no SMTP server: auth mail goes to the local mailbox",
                 extra={"url": config.server.base_url.rstrip("/") + mailbox.PATH},
             )
-        session_watcher = await auth_handlers.start(app, auth)
+        session_watcher = await auth_context.start(app, auth)
         yield
-        await auth_handlers.stop(auth, session_watcher)
+        await auth_context.stop(auth, session_watcher)
         await schema_cache.close()
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()

@@ -21,8 +21,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fluxbase.keyfile import load_private_key
 from fluxbase.paths import schemas_dir
-from fluxbase.security.signing_keys import load_signing_keys
 
 DEFAULT_CONFIG_PATHS = (Path("fluxbase.yaml"), Path("/etc/fluxbase/fluxbase.yaml"))
 
@@ -570,10 +570,10 @@ def _cross_check(
             )
         )
     algorithm = _get(tree, "auth", "jwt_algorithm") or AuthConfig.jwt_algorithm
-    private_key, key_id = _get(tree, "auth", "jwt_private_key"), _get(tree, "auth", "jwt_key_id")
-    if all(isinstance(v, str | None) for v in (algorithm, private_key, key_id)):
+    private_key = _get(tree, "auth", "jwt_private_key")
+    if isinstance(algorithm, str) and isinstance(private_key, str | None):
         try:
-            load_signing_keys(algorithm, private_key, key_id)
+            load_private_key(algorithm, private_key)
         except (ValueError, TypeError, OSError) as exc:
             problems.append(Problem(f"{file_label}: auth.jwt_private_key", str(exc)))
     if _get(tree, "storage", "provider") == "s3" and not _get(tree, "storage", "s3", "bucket"):
