@@ -1,4 +1,4 @@
-# Fluxbase: `make run` serves on :8080, `make test` runs the whole suite.
+# Fluxbase: `make run` serves on 127.0.0.1:8080, `make test` runs the whole suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,9 +14,12 @@ $(STAMP):
 
 install: $(STAMP)
 
-# Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase.
+# Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
+# on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
+# gets the example todo app (examples/todos.sql).
 run: $(STAMP)
 	@if [ -z "$$DATABASE_URL" ]; then bash deploy/scripts/system-deps.sh run; fi
+	@$(BIN)/fluxbase init --if-new
 	@$(BIN)/fluxbase keys
 	@echo
 	@exec $(BIN)/fluxbase serve

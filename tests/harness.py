@@ -151,6 +151,17 @@ def free_port() -> int:
         return port
 
 
+# Every server log this run wrote: read after the server stops, removed when the run ends.
+_SERVER_LOGS: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_server_logs() -> Iterator[None]:
+    yield
+    for path in _SERVER_LOGS:
+        path.unlink(missing_ok=True)
+
+
 @dataclass
 class ServerProcess:
     """`fluxbase serve` running as a real process; its stdout is the log."""
@@ -185,6 +196,8 @@ def start_server(
     process = subprocess.Popen(
         [FLUXBASE, *args], env=full_env, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd or ROOT
     )
+    log_file.close()  # the child holds its own descriptor
+    _SERVER_LOGS.append(Path(log_file.name))
     server = ServerProcess(process, f"http://127.0.0.1:{port}", Path(log_file.name))
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
 from fluxbase.auth import context as auth_context
+from fluxbase.auth import mailbox
 from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
 from fluxbase.db.migrate import read_plan
@@ -79,13 +80,15 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     ops.add_routes(app)
     rest_handlers.add_routes(app)
     auth_routes.add_routes(app)
+    if mailbox.active(config):
+        mailbox.add_routes(app)
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        app[ops.READINESS] = ReadinessProbe(dsn, [c.name for c in read_plan()])
+        app[ops.READINESS] = ReadinessProbe(dsn, [c.change_id for c in read_plan().changes])
         app[DATABASE] = await Database.connect(dsn, config.database)
         schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
         await schema_cache.start()
@@ -97,6 +100,13 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         )
         if store is not None:
             auth = _share_auth_limits(auth, store, config)
+        if mailbox.active(config):
+            app[mailbox.MAILBOX] = mailbox.LocalMailbox(app[DATABASE])
+            auth.mailer.use_local_outbox(app[mailbox.MAILBOX])
+            log.info(
+                "no SMTP server: auth mail goes to the local mailbox",
+                extra={"url": config.server.base_url.rstrip("/") + mailbox.PATH},
+            )
         session_watcher = await auth_context.start(app, auth)
         yield
         await auth_context.stop(auth, session_watcher)
