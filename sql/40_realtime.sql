@@ -250,8 +250,9 @@ create or replace function realtime.check_binding(
         'select from pg_catalog.jsonb_populate_record(null::%I.%I, null) _fb_r where %s and false',
         rel_schema, rel_name, realtime.filter_sql(target, filter->'c', '$1'))
         using filter->'c';
-      -- A pattern is checked by matching it once: a trailing escape is an error in PostgreSQL.
-      perform '' like (x.value->>'v')
+      -- A pattern is checked by matching it against itself, which walks it to its end: a
+      -- trailing escape is an error in PostgreSQL, raised only when the matcher reaches it.
+      perform (x.value->>'v') like (x.value->>'v')
          from pg_catalog.jsonb_array_elements(filter->'c') x where x.value->>'op' in ('like', 'ilike');
       for item in select x.value from pg_catalog.jsonb_array_elements(filter->'c') x
                    where x.value->>'op' not in ('is', 'like', 'ilike') loop
