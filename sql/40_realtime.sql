@@ -325,9 +325,8 @@ create or replace function realtime.visible_changes(
     saved_role text := pg_catalog.current_setting('role');
     saved_claims text := pg_catalog.current_setting('request.jwt.claims', true);
     matches jsonb := '{}';         -- filter index -> [change indexes it matches]
-    filter_columns jsonb := '{}';  -- filter index -> [columns it reads]
     policy_queries jsonb := '{}';  -- role -> its policy query, or JSON null: no row visible
-    roles jsonb := '{}';           -- role -> {"bypass": bool, "cols": [selectable columns]}
+    role_bypass boolean;
     shape_sql text;
     shape_filters jsonb;
     one_filter jsonb;
@@ -387,10 +386,6 @@ create or replace function realtime.visible_changes(
                           x->'col', x->'op', x->'not', case when x->>'op' = 'is' then x->'v' end))
                    from pg_catalog.jsonb_array_elements(f.value->'c') x)
     loop
-      filter_columns := filter_columns || (
-        select pg_catalog.jsonb_object_agg(s->>'i', coalesce(
-                 (select pg_catalog.jsonb_agg(x->'col') from pg_catalog.jsonb_array_elements(s->'c') x), '[]'))
-          from pg_catalog.jsonb_array_elements(shape_filters) s);
       begin
         shape_sql := pg_catalog.format(
           'select pg_catalog.jsonb_object_agg(m.i, m.cs) from ('
@@ -424,41 +419,45 @@ create or replace function realtime.visible_changes(
       'or exists (select from %I.%I t where %s))',
       rel_schema, rel_name, key_match);
 
-    for group_item, group_no in
-      select g.value, g.ordinality from pg_catalog.jsonb_array_elements(groups) with ordinality g
+    -- Every group at once: its role's selectable columns and RLS bypass, and its (change,
+    -- binding) pairs -- the event fits, the filter matched, the role may select the filter's
+    -- columns (grants revoked after the join count at once).  Without the key columns a role
+    -- sees no row of the table; a group without any pair is skipped.
+    for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
+      with role_views as (
+        select r.name,
+               coalesce((select o.rolbypassrls from pg_catalog.pg_roles o where o.rolname = r.name), false)
+                 as bypass,
+               array(select a.attname::text from pg_catalog.pg_attribute a
+                      where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+                        and pg_catalog.has_column_privilege(r.name, target, a.attnum, 'SELECT')
+                      order by a.attnum) as cols
+          from (select distinct e->>'role' as name from pg_catalog.jsonb_array_elements(groups) e) r
+      )
+      select g.value, g.ordinality, v.bypass, v.cols, p.cs, p.bs
+        from pg_catalog.jsonb_array_elements(groups) with ordinality g
+        join role_views v on v.name = g.value->>'role'
+        cross join lateral (
+          select pg_catalog.array_agg(c.i order by c.i, b.ordinality) as cs,
+                 pg_catalog.array_agg(b.ordinality::integer order by c.i, b.ordinality) as bs
+            from pg_catalog.jsonb_array_elements(
+                   case when pg_catalog.jsonb_typeof(g.value->'b') = 'array' then g.value->'b' else '[]' end
+                 ) with ordinality b
+            cross join lateral pg_catalog.jsonb_array_elements_text(matches->(b.value->>'f')) as m(v)
+            cross join lateral (select m.v::integer as i) c
+           where (b.value->>'e' = '*' or b.value->>'e' = changes->(c.i - 1)->>'t')
+             and array(select x->>'col'
+                         from pg_catalog.jsonb_array_elements(filters->((b.value->>'f')::integer - 1)->'c') x)
+                 operator(pg_catalog.<@) v.cols
+        ) p
+       where key_columns operator(pg_catalog.<@) v.cols and p.cs is not null
+       order by g.ordinality
     loop
       role_name := group_item->>'role';
-      if not roles ? role_name then
-        roles := roles || pg_catalog.jsonb_build_object(role_name, pg_catalog.jsonb_build_object(
-          'bypass', coalesce((select r.rolbypassrls from pg_catalog.pg_roles r where r.rolname = role_name), false),
-          'cols', coalesce((
-            select pg_catalog.jsonb_agg(a.attname::text order by a.attnum)
-              from pg_catalog.pg_attribute a
-             where a.attrelid = target and a.attnum > 0 and not a.attisdropped
-               and pg_catalog.has_column_privilege(role_name, target, a.attnum, 'SELECT')), '[]')));
-      end if;
-      role_cols := array(select pg_catalog.jsonb_array_elements_text(roles->role_name->'cols'));
-      if not key_columns operator(pg_catalog.<@) role_cols then
-        continue;  -- without the key the role can see no row of this table
-      end if;
-      -- (change, binding) pairs: the event fits, the filter matched, its columns are readable.
-      select coalesce(pg_catalog.array_agg(c.i), '{}'), coalesce(pg_catalog.array_agg(b.ordinality), '{}')
-        into pair_changes, pair_bindings
-        from pg_catalog.jsonb_array_elements(
-               case when pg_catalog.jsonb_typeof(group_item->'b') = 'array' then group_item->'b' else '[]' end
-             ) with ordinality b
-        cross join lateral pg_catalog.jsonb_array_elements_text(matches->(b.value->>'f')) as c_text
-        cross join lateral (select c_text::integer as i) c
-       where (b.value->>'e' = '*' or b.value->>'e' = changes->(c.i - 1)->>'t')
-         and array(select pg_catalog.jsonb_array_elements_text(filter_columns->(b.value->>'f')))
-             operator(pg_catalog.<@) role_cols;
       wanted := array(select distinct w from pg_catalog.unnest(pair_changes) w order by w);
-      if wanted = '{}' then
-        continue;
-      end if;
       visible := null;
       failed := false;
-      if not rel_rls or (roles->role_name->>'bypass')::boolean then
+      if not rel_rls or role_bypass then
         visible := wanted;
       else
         if not policy_queries ? role_name then
