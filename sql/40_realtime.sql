@@ -339,6 +339,8 @@ create or replace function realtime.visible_changes(
     role_cols text[];
     pair_changes integer[];
     pair_bindings integer[];
+    pair_change integer;
+    pair integer;
     wanted integer[];
     visible integer[];
     failed boolean;
@@ -433,10 +435,20 @@ create or replace function realtime.visible_changes(
                         and pg_catalog.has_column_privilege(r.name, target, a.attnum, 'SELECT')
                       order by a.attnum) as cols
           from (select distinct e->>'role' as name from pg_catalog.jsonb_array_elements(groups) e) r
+      ),
+      -- Per filter and role: whether the role may select every column the filter reads.
+      readable as (
+        select v.name, pg_catalog.array_agg(f.ordinality::text) as filters
+          from role_views v
+          cross join pg_catalog.jsonb_array_elements(filters) with ordinality f
+         where array(select x->>'col' from pg_catalog.jsonb_array_elements(f.value->'c') x)
+               operator(pg_catalog.<@) v.cols
+         group by v.name
       )
       select g.value, g.ordinality, v.bypass, v.cols, p.cs, p.bs
         from pg_catalog.jsonb_array_elements(groups) with ordinality g
         join role_views v on v.name = g.value->>'role'
+        join readable r on r.name = v.name
         cross join lateral (
           select pg_catalog.array_agg(c.i order by c.i, b.ordinality) as cs,
                  pg_catalog.array_agg(b.ordinality::integer order by c.i, b.ordinality) as bs
@@ -446,15 +458,19 @@ create or replace function realtime.visible_changes(
             cross join lateral pg_catalog.jsonb_array_elements_text(matches->(b.value->>'f')) as m(v)
             cross join lateral (select m.v::integer as i) c
            where (b.value->>'e' = '*' or b.value->>'e' = changes->(c.i - 1)->>'t')
-             and array(select x->>'col'
-                         from pg_catalog.jsonb_array_elements(filters->((b.value->>'f')::integer - 1)->'c') x)
-                 operator(pg_catalog.<@) v.cols
+             and (b.value->>'f') operator(pg_catalog.=) any(r.filters)
         ) p
        where key_columns operator(pg_catalog.<@) v.cols and p.cs is not null
        order by g.ordinality
     loop
       role_name := group_item->>'role';
-      wanted := array(select distinct w from pg_catalog.unnest(pair_changes) w order by w);
+      -- The pairs come ordered by change, so their distinct changes are a cheap walk.
+      wanted := '{}';
+      foreach pair_change in array pair_changes loop
+        if wanted = '{}' or wanted[pg_catalog.array_length(wanted, 1)] <> pair_change then
+          wanted := wanted || pair_change;
+        end if;
+      end loop;
       visible := null;
       failed := false;
       if not rel_rls or role_bypass then
@@ -507,10 +523,13 @@ create or replace function realtime.visible_changes(
       elsif visible is not null then
         group_index := group_no; change_index := null; binding_index := null; columns := role_cols;
         return next;
-        return query
-          select group_no::integer, p.c, p.b, null::text[]
-            from rows from (pg_catalog.unnest(pair_changes), pg_catalog.unnest(pair_bindings)) p(c, b)
-           where p.c operator(pg_catalog.=) any(visible);
+        columns := null;
+        for pair in 1 .. pg_catalog.array_length(pair_changes, 1) loop
+          if pair_changes[pair] operator(pg_catalog.=) any(visible) then
+            change_index := pair_changes[pair]; binding_index := pair_bindings[pair];
+            return next;
+          end if;
+        end loop;
       end if;
     end loop;
     perform pg_catalog.set_config('role', saved_role, true),
