@@ -16,7 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
-from fluxbase.auth import handlers as auth_handlers
+from fluxbase.auth import context as auth_context
+from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
@@ -68,7 +69,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
     rest_handlers.add_routes(app)
-    auth_handlers.add_routes(app)
+    auth_routes.add_routes(app)
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
 
@@ -82,12 +83,12 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         app[rest_handlers.REST] = rest_handlers.RestContext(
             config.api, app[DATABASE], schema_cache, base_url=config.server.base_url
         )
-        auth = auth_handlers.make_context(
+        auth = auth_context.make_context(
             config.auth, config.server.base_url, app[DATABASE], app[AUTHENTICATOR]
         )
-        session_watcher = await auth_handlers.start(app, auth)
+        session_watcher = await auth_context.start(app, auth)
         yield
-        await auth_handlers.stop(auth, session_watcher)
+        await auth_context.stop(auth, session_watcher)
         await schema_cache.close()
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()

@@ -23,6 +23,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import DatabaseUnavailable, PoolBusy
 from fluxbase.observability import metrics
@@ -144,10 +145,6 @@ class TableInfo:
     @property
     def column_types(self) -> dict[str, str]:
         return dict(self.columns)
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 TABLE_INFO_SQL: Final = """

@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from fluxbase.config import ApiConfig
+from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.rest import openapi
@@ -32,17 +33,6 @@ from fluxbase.rest.errors import (
     singularity_error,
     unsupported_method,
 )
-from fluxbase.rest.parse import (
-    Action,
-    ApiRequest,
-    CountPreference,
-    HandlingPreference,
-    MediaKind,
-    PathKind,
-    TxPreference,
-    check_profile,
-    parse_request,
-)
 from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read, resolve_table
 from fluxbase.rest.query import (
     Statement,
@@ -51,9 +41,12 @@ from fluxbase.rest.query import (
     function_call,
     mutation_statement,
     planned_count_statement,
-    quote_ident,
     read_statement,
 )
+from fluxbase.rest.request.action import Action, PathKind
+from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_request
+from fluxbase.rest.request.media import MediaKind
+from fluxbase.rest.request.preferences import CountPreference, HandlingPreference, TxPreference
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
