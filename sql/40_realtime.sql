@@ -339,8 +339,7 @@ create or replace function realtime.visible_changes(
     role_cols text[];
     pair_changes integer[];
     pair_bindings integer[];
-    pair_change integer;
-    pair integer;
+    change_types text[];
     wanted integer[];
     visible integer[];
     failed boolean;
@@ -425,6 +424,7 @@ create or replace function realtime.visible_changes(
     -- binding) pairs -- the event fits, the filter matched, the role may select the filter's
     -- columns (grants revoked after the join count at once).  Without the key columns a role
     -- sees no row of the table; a group without any pair is skipped.
+    change_types := array(select c->>'t' from pg_catalog.jsonb_array_elements(changes) c);
     for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
       with role_views as (
         select r.name,
@@ -450,27 +450,25 @@ create or replace function realtime.visible_changes(
         join role_views v on v.name = g.value->>'role'
         join readable r on r.name = v.name
         cross join lateral (
-          select pg_catalog.array_agg(c.i order by c.i, b.ordinality) as cs,
-                 pg_catalog.array_agg(b.ordinality::integer order by c.i, b.ordinality) as bs
+          select pg_catalog.array_agg(c.i) as cs, pg_catalog.array_agg(b.ordinality::integer) as bs
             from pg_catalog.jsonb_array_elements(
                    case when pg_catalog.jsonb_typeof(g.value->'b') = 'array' then g.value->'b' else '[]' end
                  ) with ordinality b
             cross join lateral pg_catalog.jsonb_array_elements_text(matches->(b.value->>'f')) as m(v)
             cross join lateral (select m.v::integer as i) c
-           where (b.value->>'e' = '*' or b.value->>'e' = changes->(c.i - 1)->>'t')
+           where (b.value->>'e' = '*' or b.value->>'e' = change_types[c.i])
              and (b.value->>'f') operator(pg_catalog.=) any(r.filters)
         ) p
        where key_columns operator(pg_catalog.<@) v.cols and p.cs is not null
        order by g.ordinality
     loop
       role_name := group_item->>'role';
-      -- The pairs come ordered by change, so their distinct changes are a cheap walk.
-      wanted := '{}';
-      foreach pair_change in array pair_changes loop
-        if wanted = '{}' or wanted[pg_catalog.array_length(wanted, 1)] <> pair_change then
-          wanted := wanted || pair_change;
-        end if;
-      end loop;
+      -- One binding (the common case): its changes are distinct and in order already.
+      if pg_catalog.jsonb_array_length(group_item->'b') = 1 then
+        wanted := pair_changes;
+      else
+        wanted := array(select distinct w from pg_catalog.unnest(pair_changes) w order by w);
+      end if;
       visible := null;
       failed := false;
       if not rel_rls or role_bypass then
@@ -523,13 +521,20 @@ create or replace function realtime.visible_changes(
       elsif visible is not null then
         group_index := group_no; change_index := null; binding_index := null; columns := role_cols;
         return next;
-        columns := null;
-        for pair in 1 .. pg_catalog.array_length(pair_changes, 1) loop
-          if pair_changes[pair] operator(pg_catalog.=) any(visible) then
-            change_index := pair_changes[pair]; binding_index := pair_bindings[pair];
-            return next;
-          end if;
-        end loop;
+        if pg_catalog.cardinality(pair_changes) = 1 then
+          -- The common case, one change and one binding: no query needed.
+          change_index := pair_changes[1]; binding_index := pair_bindings[1]; columns := null;
+          return next;
+        elsif visible = wanted then
+          return query
+            select group_no::integer, p.c, p.b, null::text[]
+              from rows from (pg_catalog.unnest(pair_changes), pg_catalog.unnest(pair_bindings)) p(c, b);
+        else
+          return query
+            select group_no::integer, p.c, p.b, null::text[]
+              from rows from (pg_catalog.unnest(pair_changes), pg_catalog.unnest(pair_bindings)) p(c, b)
+             where p.c operator(pg_catalog.=) any(visible);
+        end if;
       end if;
     end loop;
     perform pg_catalog.set_config('role', saved_role, true),
