@@ -24,7 +24,6 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from fluxbase.db.errors import DatabaseUnavailable
-from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
@@ -135,12 +134,7 @@ class TableInfo:
     rls: bool
     full_identity: bool
     primary_key: tuple[str, ...]
-    primary_key_types: tuple[str, ...]  # format_type(), for casting keys back
     columns: tuple[tuple[str, str], ...]  # (name, pg_type.typname) in attnum order
-
-    @property
-    def qualified(self) -> str:
-        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
 
     @property
     def column_types(self) -> dict[str, str]:
@@ -153,9 +147,6 @@ select n.nspname::text as schema, c.relname::text as name, c.relrowsecurity as r
        array(select a.attname::text from pg_index i
                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
               where i.indrelid = c.oid and i.indisprimary order by a.attnum) as pk,
-       array(select format_type(a.atttypid, a.atttypmod) from pg_index i
-               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-              where i.indrelid = c.oid and i.indisprimary order by a.attnum) as pk_types,
        array(select a.attname::text from pg_attribute a
               where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as cols,
        array(select t.typname::text from pg_attribute a join pg_type t on t.oid = a.atttypid
@@ -255,7 +246,6 @@ class Hub:
             rls=row["rls"],
             full_identity=row["full_identity"],
             primary_key=tuple(row["pk"]),
-            primary_key_types=tuple(row["pk_types"]),
             columns=tuple(zip(row["cols"], row["types"], strict=True)),
         )
 

@@ -14,7 +14,6 @@ NOTES = TableInfo(
     rls=True,
     full_identity=False,
     primary_key=("id", "tenant"),
-    primary_key_types=("bigint", "uuid"),
     columns=(("id", "int8"), ("tenant", "uuid"), ("title", "text"), ("secret", "text")),
 )
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -44,9 +43,7 @@ def test_change_data_drops_ungranted_columns_and_keeps_only_the_key_of_old_rows(
 
 
 def test_full_identity_without_rls_sends_the_granted_old_row() -> None:
-    items = TableInfo(
-        2, "public", "items", False, True, ("id",), ("integer",), (("id", "int4"), ("n", "int4"))
-    )
+    items = TableInfo(2, "public", "items", False, True, ("id",), (("id", "int4"), ("n", "int4")))
     data = change_data(items, change("DELETE", None, {"id": 1, "n": 5}), ["id", "n"])
     assert data["old_record"] == {"id": 1, "n": 5}
 
