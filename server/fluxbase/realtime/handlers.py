@@ -35,6 +35,8 @@ from fluxbase.security.authenticate import (
     Caller,
     bearer_token,
 )
+from fluxbase.security.scopes import REALTIME as REALTIME_SCOPE
+from fluxbase.security.scopes import ScopeError, require_scope
 
 log = logging.getLogger("fluxbase.realtime")
 
@@ -125,6 +127,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         caller = request.app[AUTHENTICATOR].verify(token)
     except AuthenticationError as exc:
         return _refuse(401, exc.reason)
+    try:
+        require_scope(caller, REALTIME_SCOPE)
+    except ScopeError as exc:
+        return _refuse(403, exc.reason)
     ip = request.get(CLIENT_IP) or request.remote or "unknown"
     if len(service.sockets) >= config.max_connections:
         return _refuse(429, "too many connections")
@@ -507,7 +513,12 @@ def _rest_caller(request: web.Request) -> Caller:
     token = bearer_token(request.headers) or request.headers.get("apikey")
     if not token:
         raise AuthenticationError("missing apikey")
-    return authenticator.verify(token)
+    caller = authenticator.verify(token)
+    try:
+        require_scope(caller, REALTIME_SCOPE)
+    except ScopeError as exc:
+        raise AuthenticationError(exc.reason) from exc
+    return caller
 
 
 async def broadcast_handler(request: web.Request) -> web.Response:

@@ -1,0 +1,234 @@
+"""Dashboard-issued API keys (`fbk_...`): which are live, what each may do, how fast it may go.
+
+Each process keeps the live keys (by sha256 digest, never the key) in
+memory, so verifying one costs a hash and a dict lookup.  The table is
+reloaded when the database sends NOTIFY fluxbase_api_keys (every create,
+revoke, regenerate, update, delete does) and every
+`dashboard.api_key_refresh_interval` in case a notification was missed:
+a revoked key stops working on every replica within that interval, and
+usually at once.  Last-used times are written back in batches, never per
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from fluxbase.background import stop_tasks
+from fluxbase.db.pool import Database
+from fluxbase.db.transaction import CONNECTION_ERRORS, RequestContext
+from fluxbase.security.ratelimit import Decision, RateLimiter, refused
+
+log = logging.getLogger("fluxbase.api_keys")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+KEY_PREFIX: Final = "fbk_"
+CHANNEL: Final = "fluxbase_api_keys"
+SERVICE: Final = RequestContext("service_role", {"role": "service_role"})
+# What a key may be allowed; `admin` opens the admin API (never key management).
+SCOPES: Final = ("rest:read", "rest:write", "storage", "realtime", "admin")
+
+
+def key_digest(key: str) -> str:
+    """The sha256 hex the database stores for a key (auth.token_hash)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def is_dashboard_key(token: str | None) -> bool:
+    return token is not None and token.startswith(KEY_PREFIX)
+
+
+@dataclass(frozen=True)
+class ApiKeyGrant:
+    """What a live key allows: its database role, scopes and rate limit."""
+
+    id: str
+    role: str
+    scopes: frozenset[str]
+    rate_limit_per_minute: int
+    expires_at: float | None
+    created_by: str | None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+class UnknownApiKey(Exception):
+    """An fbk_ key that is not live here: never issued, revoked, regenerated or expired."""
+
+
+class ApiKeyRegistry:
+    """The live keys of this process, the per-key rate limiters and pending last-used times."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._by_digest: dict[str, ApiKeyGrant] = {}
+        self._limiters: dict[int, RateLimiter] = {}
+        self._used: dict[str, float] = {}
+        self.loaded_at: float | None = None
+
+    def replace(self, grants: dict[str, ApiKeyGrant]) -> None:
+        self._by_digest = grants
+        self.loaded_at = self._clock()
+
+    def lookup(self, key: str) -> ApiKeyGrant:
+        grant = self._by_digest.get(key_digest(key))
+        if grant is None or grant.expired(self._clock()):
+            raise UnknownApiKey
+        self._used[grant.id] = self._clock()
+        return grant
+
+    def hit(self, grant: ApiKeyGrant) -> Decision:
+        """Counts a request against the key's own per-minute limit."""
+        limiter = self._limiters.get(grant.rate_limit_per_minute)
+        if limiter is None:
+            limiter = self._limiters[grant.rate_limit_per_minute] = RateLimiter(
+                grant.rate_limit_per_minute, 60.0
+            )
+        return limiter.hit(grant.id)
+
+    def take_used(self) -> dict[str, float]:
+        used, self._used = self._used, {}
+        return used
+
+
+def _epoch(value: dt.datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+async def load_keys(database: Database, registry: ApiKeyRegistry) -> None:
+    """Reloads the live keys and writes back the last-used times gathered since the last load."""
+    used = registry.take_used()
+    async with database.transaction(SERVICE) as tx:
+        if used:
+            await tx.execute(
+                "select dashboard.touch_api_keys($1::uuid[], $2::timestamptz[])",
+                list(used),
+                [dt.datetime.fromtimestamp(at, dt.UTC) for at in used.values()],
+            )
+        rows = await tx.fetch(
+            "select id::text, key_hash, role, scopes, rate_limit_per_minute, expires_at, created_by::text"
+            " from dashboard.active_api_keys()"
+        )
+    registry.replace(
+        {
+            row["key_hash"]: ApiKeyGrant(
+                row["id"],
+                row["role"],
+                frozenset(row["scopes"]),
+                row["rate_limit_per_minute"],
+                _epoch(row["expires_at"]),
+                row["created_by"],
+            )
+            for row in rows
+        }
+    )
+
+
+class ApiKeyWatcher:
+    """Keeps a registry current: LISTEN for changes, and reload on an interval regardless."""
+
+    def __init__(self, database: Database, dsn: str, registry: ApiKeyRegistry, interval: float) -> None:
+        self._database = database
+        self._dsn = dsn
+        self._registry = registry
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        try:
+            await load_keys(self._database, self._registry)
+        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+            # Serve anyway: every fbk_ key is refused until a reload succeeds.
+            log.warning("API keys not loaded", extra={"reason": str(exc)})
+        self._tasks = [asyncio.create_task(self._reload_loop()), asyncio.create_task(self._listen_loop())]
+
+    async def _reload_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                await load_keys(self._database, self._registry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("API key reload failed", extra={"reason": str(exc)})
+
+    async def _listen_loop(self) -> None:
+        # A lost LISTEN connection only delays revocations to the next interval; reconnect quietly.
+        while True:
+            connection: Any = None
+            try:
+                connection = await asyncpg.connect(self._dsn)
+                await connection.add_listener(CHANNEL, lambda *_args: self._wake.set())
+                self._wake.set()  # changes made while not listening
+                while not connection.is_closed():
+                    await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("API key listener disconnected", extra={"reason": str(exc)})
+            finally:
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(connection.close(), 2)
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        await stop_tasks(self._tasks)
+        # The last uses since the previous reload still count.
+        with contextlib.suppress(Exception):
+            used = self._registry.take_used()
+            if used:
+                async with self._database.transaction(SERVICE) as tx:
+                    await tx.execute(
+                        "select dashboard.touch_api_keys($1::uuid[], $2::timestamptz[])",
+                        list(used),
+                        [dt.datetime.fromtimestamp(at, dt.UTC) for at in used.values()],
+                    )
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The fbk_ key a request carries (apikey header, Bearer, or a WebSocket's ?apikey=), if any."""
+    candidates = (
+        request.headers.get("apikey"),
+        request.headers.get("Authorization", "").partition(" ")[2].strip() or None,
+        request.query.get("apikey"),
+    )
+    return next((c for c in candidates if is_dashboard_key(c)), None)
+
+
+def api_key_rate_limit_middleware(registry: ApiKeyRegistry) -> Middleware:
+    """Each key's own limit (dashboard.api_key_rate_limit, 1,000/min by default): 429 with Retry-After.
+
+    An unknown key passes here; the service's authentication refuses it in its own words.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = presented_key(request)
+        if key is not None:
+            try:
+                grant = registry.lookup(key)
+            except UnknownApiKey:
+                return await handler(request)
+            decision = registry.hit(grant)
+            if not decision.allowed:
+                raise refused(decision, "api_key", grant.id)
+        return await handler(request)
+
+    return middleware
