@@ -1,4 +1,4 @@
-"""Dashboard test support (a pytest plugin): a database per module (signup is for the first admin), app, logins."""
+"""Dashboard test support (a pytest plugin): a database per module (first-admin signup), the app, logins."""
 
 from __future__ import annotations
 

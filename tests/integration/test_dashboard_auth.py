@@ -1,4 +1,4 @@
-"""Dashboard administrators over real HTTP and PostgreSQL: first-admin signup, login, 2FA, lockout, sessions."""
+"""Dashboard administrators over real HTTP and PostgreSQL: first admin, login, 2FA, lockout, sessions."""
 
 from __future__ import annotations
 
