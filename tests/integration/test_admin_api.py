@@ -391,3 +391,18 @@ async def test_a_viewer_may_only_read(admin, dashboard_dsn) -> None:
         "/api/v1/admin/sql/execute", json={"query": "select 1"}, headers=bearer(viewer)
     )
     assert refused.status == 403
+
+
+async def test_gotrue_admin_routes_need_the_admin_scope(admin) -> None:
+    client, token = admin
+    plain = await _key(client, token, scopes=["rest:read"], role="service_role")
+    scoped = await _key(client, token, scopes=["admin"], role="service_role")
+    await _reload(client)
+    refused = await client.get(
+        "/auth/v1/admin/users", headers={"apikey": plain["key"], **bearer(plain["key"])}
+    )
+    assert refused.status == 403
+    allowed = await client.get(
+        "/auth/v1/admin/users", headers={"apikey": scoped["key"], **bearer(scoped["key"])}
+    )
+    assert allowed.status == 200

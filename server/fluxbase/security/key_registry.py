@@ -29,6 +29,7 @@ from aiohttp.typedefs import Middleware
 from fluxbase.background import stop_tasks
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import CONNECTION_ERRORS, RequestContext
+from fluxbase.errors import HttpError
 from fluxbase.security.ratelimit import Decision, RateLimiter, refused
 
 log = logging.getLogger("fluxbase.api_keys")
@@ -37,8 +38,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEY_PREFIX: Final = "fbk_"
 CHANNEL: Final = "fluxbase_api_keys"
 SERVICE: Final = RequestContext("service_role", {"role": "service_role"})
-# What a key may be allowed; `admin` opens the admin API (never key management).
+# What a key may be allowed; `admin` opens the admin APIs (never key management).
 SCOPES: Final = ("rest:read", "rest:write", "storage", "realtime", "admin")
+ADMIN_SCOPE: Final = "admin"
+# GoTrue's admin endpoints take any service_role credential; a service_role key needs `admin` too.
+# (The auth handlers do not check scopes themselves yet, so the check sits here, before them.)
+AUTH_ADMIN_PREFIXES: Final = ("/auth/v1/admin", "/api/v1/auth/admin")
 
 
 def key_digest(key: str) -> str:
@@ -229,6 +234,10 @@ def api_key_rate_limit_middleware(registry: ApiKeyRegistry) -> Middleware:
             decision = registry.hit(grant)
             if not decision.allowed:
                 raise refused(decision, "api_key", grant.id)
+            if request.path.startswith(AUTH_ADMIN_PREFIXES) and ADMIN_SCOPE not in grant.scopes:
+                raise HttpError(
+                    403, "insufficient_scope", f"this API key does not have the {ADMIN_SCOPE!r} scope"
+                )
         return await handler(request)
 
     return middleware
