@@ -100,7 +100,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         admin = app[admin_routes.ADMIN_API] = admin_routes.make_context(
             config, app[DATABASE], runtime.database_url
         )
-        key_watcher = ApiKeyWatcher(app[DATABASE], dsn, api_keys, config.dashboard.api_key_refresh_interval)
+        key_watcher = ApiKeyWatcher(dsn, api_keys, config.dashboard.api_key_refresh_interval)
         await key_watcher.start()
         yield
         await key_watcher.stop()

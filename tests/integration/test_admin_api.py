@@ -164,6 +164,13 @@ async def test_api_keys_scopes_on_rest_and_realtime_and_revocation(admin) -> Non
             await session.ws_connect(f"{base}?apikey={reader['key']}&vsn=1.0.0")
         assert refused.value.status == 403
         socket = await session.ws_connect(f"{base}?apikey={writer['key']}&vsn=1.0.0")
+        # Revoked while connected: the socket is closed within seconds.
+        temporary = await _key(client, token, scopes=["realtime"])
+        await _reload(client)
+        held = await session.ws_connect(f"{base}?apikey={temporary['key']}&vsn=1.0.0")
+        await client.post(f"/api/v1/admin/api-keys/{temporary['id']}/revoke", headers=bearer(token))
+        closing = await asyncio.wait_for(held.receive(), timeout=10)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and held.close_code == 1008
         await socket.close()
 
     revoked = await client.post(f"/api/v1/admin/api-keys/{reader['id']}/revoke", headers=bearer(token))

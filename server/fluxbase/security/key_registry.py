@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import asyncpg
 from aiohttp import web
@@ -28,7 +28,7 @@ from aiohttp.typedefs import Middleware
 
 from fluxbase.background import stop_tasks
 from fluxbase.db.pool import Database
-from fluxbase.db.transaction import CONNECTION_ERRORS, RequestContext
+from fluxbase.db.transaction import RequestContext
 from fluxbase.errors import HttpError
 from fluxbase.security.ratelimit import Decision, RateLimiter, refused
 
@@ -82,11 +82,17 @@ class ApiKeyRegistry:
         self._by_digest: dict[str, ApiKeyGrant] = {}
         self._limiters: dict[int, RateLimiter] = {}
         self._used: dict[str, float] = {}
+        self._live_ids: set[str] = set()
         self.loaded_at: float | None = None
 
     def replace(self, grants: dict[str, ApiKeyGrant]) -> None:
         self._by_digest = grants
+        self._live_ids = {grant.id for grant in grants.values()}
         self.loaded_at = self._clock()
+
+    def is_live(self, key_id: str) -> bool:
+        """False once a key is revoked, regenerated away, deleted or expired (as of the last reload)."""
+        return key_id in self._live_ids
 
     def lookup(self, key: str) -> ApiKeyGrant:
         grant = self._by_digest.get(key_digest(key))
@@ -113,20 +119,23 @@ def _epoch(value: dt.datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-async def load_keys(database: Database, registry: ApiKeyRegistry) -> None:
-    """Reloads the live keys and writes back the last-used times gathered since the last load."""
+class _Queries(Protocol):
+    async def execute(self, query: str, *args: Any) -> str: ...
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+
+async def _load(queries: _Queries, registry: ApiKeyRegistry) -> None:
     used = registry.take_used()
-    async with database.transaction(SERVICE) as tx:
-        if used:
-            await tx.execute(
-                "select dashboard.touch_api_keys($1::uuid[], $2::timestamptz[])",
-                list(used),
-                [dt.datetime.fromtimestamp(at, dt.UTC) for at in used.values()],
-            )
-        rows = await tx.fetch(
-            "select id::text, key_hash, role, scopes, rate_limit_per_minute, expires_at, created_by::text"
-            " from dashboard.active_api_keys()"
+    if used:
+        await queries.execute(
+            "select dashboard.touch_api_keys($1::uuid[], $2::timestamptz[])",
+            list(used),
+            [dt.datetime.fromtimestamp(at, dt.UTC) for at in used.values()],
         )
+    rows = await queries.fetch(
+        "select id::text, key_hash, role, scopes, rate_limit_per_minute, expires_at, created_by::text"
+        " from dashboard.active_api_keys()"
+    )
     registry.replace(
         {
             row["key_hash"]: ApiKeyGrant(
@@ -142,69 +151,74 @@ async def load_keys(database: Database, registry: ApiKeyRegistry) -> None:
     )
 
 
-class ApiKeyWatcher:
-    """Keeps a registry current: LISTEN for changes, and reload on an interval regardless."""
+async def load_keys(database: Database, registry: ApiKeyRegistry) -> None:
+    """Reloads the live keys through the pool and writes back the last-used times gathered since."""
+    async with database.transaction(SERVICE) as tx:
+        await _load(tx, registry)
 
-    def __init__(self, database: Database, dsn: str, registry: ApiKeyRegistry, interval: float) -> None:
-        self._database = database
+
+class ApiKeyWatcher:
+    """Keeps a registry current over a connection of its own: LISTEN, and a reload every interval regardless.
+
+    Its own connection (as service_role) rather than the pool: the reloads are the
+    server's housekeeping, they must not wait behind requests nor count as request queries.
+    """
+
+    def __init__(self, dsn: str, registry: ApiKeyRegistry, interval: float) -> None:
         self._dsn = dsn
         self._registry = registry
         self._interval = interval
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._connection: Any = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         try:
-            await load_keys(self._database, self._registry)
-        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+            await self._reload()
+        except Exception as exc:
             # Serve anyway: every fbk_ key is refused until a reload succeeds.
             log.warning("API keys not loaded", extra={"reason": str(exc)})
-        self._tasks = [asyncio.create_task(self._reload_loop()), asyncio.create_task(self._listen_loop())]
+            await self._drop()
+        self._task = asyncio.create_task(self._run())
 
-    async def _reload_loop(self) -> None:
+    async def _reload(self) -> None:
+        if self._connection is None or self._connection.is_closed():
+            connection = await asyncpg.connect(
+                self._dsn, timeout=10, server_settings={"application_name": "fluxbase-api-keys"}
+            )
+            await connection.execute("set role service_role; set statement_timeout = '10s'")
+            await connection.add_listener(CHANNEL, lambda *_args: self._wake.set())
+            self._connection = connection
+        async with self._connection.transaction():
+            await _load(self._connection, self._registry)
+
+    async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             self._wake.clear()
             try:
-                await load_keys(self._database, self._registry)
+                await self._reload()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # Kept going: a database blip must not end revocation for good.
                 log.warning("API key reload failed", extra={"reason": str(exc)})
+                await self._drop()
 
-    async def _listen_loop(self) -> None:
-        # A lost LISTEN connection only delays revocations to the next interval; reconnect quietly.
-        while True:
-            connection: Any = None
-            try:
-                connection = await asyncpg.connect(self._dsn)
-                await connection.add_listener(CHANNEL, lambda *_args: self._wake.set())
-                self._wake.set()  # changes made while not listening
-                while not connection.is_closed():
-                    await asyncio.sleep(1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("API key listener disconnected", extra={"reason": str(exc)})
-            finally:
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 2)
-            await asyncio.sleep(self._interval)
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
 
     async def stop(self) -> None:
-        await stop_tasks(self._tasks)
+        await stop_tasks([self._task])
         # The last uses since the previous reload still count.
         with contextlib.suppress(Exception):
-            used = self._registry.take_used()
-            if used:
-                async with self._database.transaction(SERVICE) as tx:
-                    await tx.execute(
-                        "select dashboard.touch_api_keys($1::uuid[], $2::timestamptz[])",
-                        list(used),
-                        [dt.datetime.fromtimestamp(at, dt.UTC) for at in used.values()],
-                    )
+            if self._connection is not None and not self._connection.is_closed():
+                async with self._connection.transaction():
+                    await _load(self._connection, self._registry)
+                await asyncio.wait_for(self._connection.close(), 2)
 
 
 def presented_key(request: web.Request) -> str | None:
