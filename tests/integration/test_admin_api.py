@@ -413,3 +413,30 @@ async def test_gotrue_admin_routes_need_the_admin_scope(admin) -> None:
         "/auth/v1/admin/users", headers={"apikey": scoped["key"], **bearer(scoped["key"])}
     )
     assert allowed.status == 200
+
+
+async def test_send_reset_mails_an_app_user_a_recovery_link(dashboard_app, dashboard_dsn, smtp) -> None:
+    inbox, port = smtp
+    client = await dashboard_app(smtp_port=port)  # an administrator on an app that can send mail
+    if not _admin_exists(dashboard_dsn):
+        create_admin(dashboard_dsn, ADMIN)
+    token = (await login(client, ADMIN))["access_token"]
+    client.session.cookie_jar.clear()
+    created = await client.post(
+        "/api/v1/admin/users",
+        json={"email": "reset-me@example.com", "password": "app password 1"},
+        headers=bearer(token),
+    )
+    user_id = (await created.json())["id"]
+    sent = await client.post(f"/api/v1/admin/users/{user_id}/send-reset", headers=bearer(token))
+    assert sent.status == 200
+    link = await inbox.link_for("reset-me@example.com")
+    assert "/auth/v1/verify?" in link and "type=recovery" in link
+    followed = await client.get(link[link.index("/auth/v1/verify") :], allow_redirects=False)
+    assert followed.status in (302, 303) and "access_token=" in followed.headers["Location"]
+
+
+def _admin_exists(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select dashboard.find_user_by_email(%s)", (ADMIN,)).fetchone()
+    return row is not None and row[0] is not None

@@ -298,7 +298,7 @@ async def login(request: web.Request, ctx: DashboardContext) -> web.StreamRespon
     max_failures, lockout = ctx.lockout()
     async with ctx.database.transaction(_service(request)) as tx:
         row = await tx.fetchrow(
-            "select user_id::text, outcome, totp_enabled"
+            "select user_id::text, outcome, totp_enabled, locked"
             " from dashboard.check_password($1, $2, $3::inet, $4, $5::interval)",
             email,
             password,
@@ -341,6 +341,8 @@ async def login(request: web.Request, ctx: DashboardContext) -> web.StreamRespon
         outcome=row["outcome"],
         mfa_required=bool(row["totp_enabled"]),
     )
+    if row["locked"]:
+        audit("dashboard.user_locked", user_id=row["user_id"], ip=ip, reason="invalid_password")
     if response is None:
         raise outcome_error(row["outcome"])
     return response
@@ -372,7 +374,7 @@ async def verify_2fa(request: web.Request, ctx: DashboardContext) -> web.StreamR
         if found is not None and found["user_id"] is not None and code is not None:
             step = totp.matching_step(totp.decrypt(ctx.totp_key, found["totp_secret_encrypted"]), code)
         row = await tx.fetchrow(
-            "select outcome, user_id::text, session_id::text, refresh_token"
+            "select outcome, user_id::text, session_id::text, refresh_token, locked"
             " from dashboard.complete_mfa_challenge("
             "$1::uuid, $2, $3, $4::interval, $5::inet, $6, 5, $7, $8::interval)",
             claims["challenge_id"],
@@ -398,6 +400,8 @@ async def verify_2fa(request: web.Request, ctx: DashboardContext) -> web.StreamR
         outcome=row["outcome"],
         method="totp" if code is not None else "backup_code",
     )
+    if row["locked"]:
+        audit("dashboard.user_locked", user_id=row["user_id"], ip=ip, reason="invalid_code")
     if response is None:
         raise outcome_error(row["outcome"])
     return response
