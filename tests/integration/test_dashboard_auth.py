@@ -331,3 +331,15 @@ def test_pyotp_codes_match_what_the_server_computes() -> None:
     assert totp.matching_step(secret, "12345", now) is None
     key = b"k" * 32
     assert totp.decrypt(key, totp.encrypt(key, secret)) == secret
+
+
+async def test_bodies_are_read_whole_and_bounded(dashboard_app, dashboard_dsn) -> None:
+    client = await dashboard_app()
+    create_admin(dashboard_dsn, "bodies@example.com")
+    padded = {"email": "bodies@example.com", "password": PASSWORD, "padding": "x" * 200_000}
+    assert (await client.post("/dashboard/auth/login", json=padded)).status == 200
+    too_big = await client.post("/dashboard/auth/login", json={**padded, "padding": "x" * 2_000_000})
+    assert too_big.status == 413
+    assert (await client.post("/dashboard/auth/login", data=b"[1, 2]")).status == 400
+    assert (await client.post("/dashboard/auth/login", data=b"{not json")).status == 400
+    assert (await client.post("/dashboard/auth/login", json={"email": 5, "password": "x"})).status == 400
