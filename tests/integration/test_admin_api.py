@@ -57,7 +57,7 @@ def _protected_routes(app) -> list[tuple[str, str]]:
     routes = []
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
-        admin = path.startswith("/api/v1/admin/")
+        admin = path.startswith(("/api/v1/admin/", "/api/v1/api-keys"))
         dashboard = (
             path.startswith("/dashboard/auth/") and path.removeprefix("/dashboard/auth") not in PUBLIC_ROUTES
         )
@@ -101,7 +101,14 @@ async def test_every_admin_and_dashboard_route_denies_by_default(admin) -> None:
         assert (await response.json())["code"] == "mfa_required"
     # An admin-scoped key never reaches the dashboard's own routes, key management or administrators.
     for method, path in routes:
-        if path.startswith(("/dashboard/auth/", "/api/v1/admin/api-keys", "/api/v1/admin/dashboard-users")):
+        if path.startswith(
+            (
+                "/dashboard/auth/",
+                "/api/v1/admin/api-keys",
+                "/api/v1/api-keys",
+                "/api/v1/admin/dashboard-users",
+            )
+        ):
             response = await client.request(method, path, headers=bearer(admin_key), json={})
             assert response.status in (401, 403), (method, path)
     settings = await client.get("/api/v1/admin/settings", headers={"apikey": admin_key})
@@ -139,6 +146,9 @@ async def test_api_keys_scopes_on_rest_and_realtime_and_revocation(admin) -> Non
     # Shown once: never again in a listing.
     listing = await (await client.get("/api/v1/admin/api-keys", headers=bearer(token))).json()
     assert all("key" not in k for k in listing) and reader["key"] not in str(listing)
+    # The Go Fluxbase's path lists the same keys, behind the same check.
+    assert await (await client.get("/api/v1/api-keys", headers=bearer(token))).json() == listing
+    assert (await client.get("/api/v1/api-keys")).status == 401
 
     for _ in range(50):  # the schema cache hears about the new table by NOTIFY
         read = await client.get("/rest/v1/gadgets", headers={"apikey": reader["key"]})

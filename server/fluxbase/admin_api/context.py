@@ -84,7 +84,13 @@ AdminHandler = Callable[[web.Request, AdminContext, da.DashboardAdmin], Awaitabl
 
 
 def route(
-    app: web.Application, method: str, path: str, handler: AdminHandler, *, api_keys: bool = True
+    app: web.Application,
+    method: str,
+    path: str,
+    handler: AdminHandler,
+    *,
+    api_keys: bool = True,
+    prefix: str = PREFIX,
 ) -> None:
     """Registers an admin route behind the administrator check (api_keys: admin-scoped keys allowed)."""
 
@@ -105,7 +111,7 @@ def route(
         except asyncpg.PostgresError as error:
             raise database_error(error) from error
 
-    app.router.add_route(method, PREFIX + path, guarded)
+    app.router.add_route(method, prefix + path, guarded)
 
 
 async def log_event(
