@@ -17,7 +17,8 @@ from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
 from fluxbase.admin_api import routes as admin_routes
-from fluxbase.auth import handlers as auth_handlers
+from fluxbase.auth import context as auth_context
+from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
 from fluxbase.dashboard import handlers as dashboard_handlers
 from fluxbase.db.migrate import read_plan
@@ -73,7 +74,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
     rest_handlers.add_routes(app)
-    auth_handlers.add_routes(app)
+    auth_routes.add_routes(app)
     dashboard_handlers.add_routes(app)
     admin_routes.add_routes(app)
     if config.realtime.enabled:
@@ -89,10 +90,10 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         app[rest_handlers.REST] = rest_handlers.RestContext(
             config.api, app[DATABASE], schema_cache, base_url=config.server.base_url
         )
-        auth = auth_handlers.make_context(
+        auth = auth_context.make_context(
             config.auth, config.server.base_url, app[DATABASE], app[AUTHENTICATOR]
         )
-        session_watcher = await auth_handlers.start(app, auth)
+        session_watcher = await auth_context.start(app, auth)
         secret = config.auth.jwt_secret or ""
         dashboard = app[dashboard_handlers.DASHBOARD] = dashboard_handlers.make_context(
             config.dashboard, config.auth.smtp, config.server.base_url, secret, app[DATABASE]
@@ -106,7 +107,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         await key_watcher.stop()
         await admin.close()
         await dashboard_handlers.stop(dashboard)
-        await auth_handlers.stop(auth, session_watcher)
+        await auth_context.stop(auth, session_watcher)
         await schema_cache.close()
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()

@@ -21,8 +21,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fluxbase.keyfile import load_private_key
 from fluxbase.paths import schemas_dir
-from fluxbase.security.signing_keys import load_signing_keys
 
 DEFAULT_CONFIG_PATHS = (Path("fluxbase.yaml"), Path("/etc/fluxbase/fluxbase.yaml"))
 
@@ -581,7 +581,7 @@ def load_config(explicit_path: str | None = None, env: Mapping[str, str] | None 
             )
         )
     try:
-        load_signing_keys(config.auth.jwt_algorithm, config.auth.jwt_private_key, config.auth.jwt_key_id)
+        load_private_key(config.auth.jwt_algorithm, config.auth.jwt_private_key)
     except (ValueError, TypeError, OSError) as exc:
         problems.append(Problem(f"{file_label}: auth.jwt_private_key", str(exc)))
     if config.storage.provider == "s3" and not config.storage.s3.bucket:

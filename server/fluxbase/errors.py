@@ -1,8 +1,11 @@
 """Errors as data: one exception type, one JSON shape, one middleware that renders them.
 
 Every error response is `{code, message, details, hint}` (PostgREST's shape,
-which the data API needs anyway) with the status the error names.  Anything
-unexpected becomes a 500 that says nothing about internals.
+which the data API needs anyway) with the status the error names.  Services with
+a wire format of their own (rest, auth, realtime) render their errors themselves;
+this middleware is the fallback for every other route, including the database's
+domain errors (db/errors.py).  Anything unexpected becomes a 500 that says
+nothing about internals.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from fluxbase.db.errors import DatabaseUnavailable, PoolTimeout
 
 log = logging.getLogger("fluxbase.errors")
 
@@ -61,6 +66,19 @@ def error_response(error: HttpError) -> web.Response:
     return json_response(error.body(), status=error.status, headers=error.headers)
 
 
+def database_unavailable(error: DatabaseUnavailable) -> HttpError:
+    """The fallback answer when the database cannot serve a route without its own error table."""
+    if isinstance(error, PoolTimeout):
+        return HttpError(
+            503,
+            "pool_busy",
+            "The server is busy: no database connection became free in time",
+            hint="retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return HttpError(503, "database_unavailable", "The database is unavailable", headers={"Retry-After": "5"})
+
+
 # aiohttp raises these itself (no route, wrong method, body too large, ...).
 _AIOHTTP_CODES = {
     404: ("not_found", "No such endpoint"),
@@ -75,6 +93,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except HttpError as error:
         return error_response(error)
+    except DatabaseUnavailable as error:
+        return error_response(database_unavailable(error))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

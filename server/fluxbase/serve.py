@@ -23,8 +23,8 @@ from aiohttp import web
 from fluxbase.app import Runtime, build_app
 from fluxbase.config import Config
 from fluxbase.db.embedded import EmbeddedPostgres
+from fluxbase.db.errors import CONNECTION_ERRORS
 from fluxbase.db.migrate import Migrator, derive_authenticator_password
-from fluxbase.db.transaction import CONNECTION_ERRORS
 from fluxbase.observability import metrics
 
 log = logging.getLogger("fluxbase.serve")

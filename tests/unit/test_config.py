@@ -307,3 +307,26 @@ def test_realtime_message_size_has_a_floor(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(path, env={})
     assert "realtime.max_message_size" in problems(error)[0]
+
+
+def test_a_signing_key_that_does_not_fit_the_algorithm_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    monkeypatch.chdir(tmp_path)
+    key_file = tmp_path / "signing.pem"
+    key_file.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    env = {"FLUXBASE_AUTH_JWT_ALGORITHM": "RS256", "FLUXBASE_AUTH_JWT_PRIVATE_KEY": str(key_file)}
+    with pytest.raises(ConfigError) as error:
+        load_config(env=env)
+    [problem] = problems(error)
+    assert "auth.jwt_private_key" in problem
+    assert "RS256 needs an RSA private key" in problem
+    env["FLUXBASE_AUTH_JWT_ALGORITHM"] = "ES256"
+    assert load_config(env=env).auth.jwt_algorithm == "ES256"

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from fluxbase.admin_api.errors import database_error
 from fluxbase.config import Config
+from fluxbase.db.errors import CONNECTION_ERRORS, ConnectionLost, DatabaseUnreachable, PoolTimeout
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.errors import HttpError
@@ -45,6 +46,7 @@ class AdminContext:
     pending_mail: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def owner_pool(self) -> asyncpg.Pool:
+        # Opened on first use: most processes never serve an admin's DDL.
         async with self._lock:
             if self._owner_pool is None:
                 timeout = str(int(self.config.database.statement_timeout * 1000))
@@ -59,9 +61,20 @@ class AdminContext:
     @asynccontextmanager
     async def as_owner(self, *, read_only: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as the database owner (DDL, policies, the SQL runner)."""
-        pool = await self.owner_pool()
-        async with pool.acquire() as connection, connection.transaction(readonly=read_only):
-            yield connection
+        try:
+            pool = await self.owner_pool()
+            connection = await pool.acquire(timeout=self.config.database.acquire_timeout)
+        except TimeoutError as exc:
+            raise PoolTimeout("no owner connection became free") from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnreachable(str(exc)) from exc
+        try:
+            async with connection.transaction(readonly=read_only):
+                yield connection
+        except CONNECTION_ERRORS as exc:
+            raise ConnectionLost(str(exc)) from exc
+        finally:
+            await pool.release(connection)
 
     @asynccontextmanager
     async def as_service(

@@ -19,9 +19,9 @@ import asyncpg
 
 from fluxbase.background import stop_tasks
 from fluxbase.config import DatabaseConfig
+from fluxbase.db.errors import CONNECTION_ERRORS
 from fluxbase.db.migrate import AUTHENTICATOR, REGISTRY_SCHEMA
 from fluxbase.db.transaction import (
-    CONNECTION_ERRORS,
     FluxbaseConnection,
     RequestContext,
     RoleSwitchedTransaction,

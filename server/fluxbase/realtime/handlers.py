@@ -20,10 +20,12 @@ from typing import Any, Final
 from aiohttp import WSMsgType, web
 
 from fluxbase.config import RealtimeConfig
+from fluxbase.db.errors import DatabaseUnavailable
 from fluxbase.db.pool import Database
 from fluxbase.errors import json_response
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
+from fluxbase.realtime.errors import database_unavailable_reason
 from fluxbase.realtime.filters import FilterError, parse_filter
 from fluxbase.realtime.hub import CHANGE_EVENTS, Binding, Channel, Client, Hub
 from fluxbase.realtime.listener import ChangeListener
@@ -255,6 +257,13 @@ class Session:
                 continue
             try:
                 await self.handle(message)
+            except DatabaseUnavailable as exc:
+                log.warning(
+                    "realtime: no database for a message",
+                    extra={"event": message.event, "reason": exc.reason},
+                )
+                if message.ref is not None:
+                    self.client.push(phoenix.reply_error(message, database_unavailable_reason(exc)))
             except Exception:
                 log.exception("realtime: handling a message failed", extra={"event": message.event})
                 if message.ref is not None:

@@ -25,8 +25,10 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from fluxbase.db.errors import DatabaseUnavailable
+from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
-from fluxbase.db.transaction import DatabaseUnavailable, PoolBusy, RequestContext
+from fluxbase.db.transaction import RequestContext
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
 from fluxbase.realtime.filters import BoundFilter
@@ -149,10 +151,6 @@ class TableInfo:
     @property
     def column_types(self) -> dict[str, str]:
         return dict(self.columns)
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 TABLE_INFO_SQL: Final = """
@@ -313,15 +311,15 @@ class Hub:
         await self.untrack(channel)
 
     async def enabled_tables(self) -> list[tuple[int, str, str]]:
-        async with self.database.pool.acquire() as connection:
-            rows = await connection.fetch(
-                "select table_oid, schema_name, table_name from realtime.enabled_tables()"
-            )
+        # Through the transaction, not a bare acquire: a busy pool then fails within
+        # acquire_timeout, and a lost connection as a domain error the join can answer.
+        async with self.database.server_transaction(read_only=True) as tx:
+            rows = await tx.fetch("select table_oid, schema_name, table_name from realtime.enabled_tables()")
         return [(int(row["table_oid"]), row["schema_name"], row["table_name"]) for row in rows]
 
     async def table_info(self, oid: int) -> TableInfo | None:
-        async with self.database.pool.acquire() as connection:
-            row = await connection.fetchrow(TABLE_INFO_SQL, oid)
+        async with self.database.server_transaction(read_only=True) as tx:
+            row = await tx.fetchrow(TABLE_INFO_SQL, oid)
         if row is None:
             return None
         return TableInfo(
@@ -452,7 +450,7 @@ class Hub:
         for delay in (*AUTHORIZE_RETRIES, None):
             try:
                 return await attempt()
-            except (PoolBusy, DatabaseUnavailable):
+            except DatabaseUnavailable:
                 if delay is None:
                     log.warning(
                         "realtime: no database connection for a visibility check; changes dropped",

@@ -18,11 +18,14 @@ import orjson
 from aiohttp import web
 
 from fluxbase.config import ApiConfig
+from fluxbase.db.errors import DatabaseUnavailable
+from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.rest import openapi
 from fluxbase.rest.errors import (
     ApiError,
+    database_unavailable,
     from_postgres,
     max_affected_violation,
     openapi_disabled,
@@ -32,17 +35,6 @@ from fluxbase.rest.errors import (
     singularity_error,
     unsupported_method,
 )
-from fluxbase.rest.parse import (
-    Action,
-    ApiRequest,
-    CountPreference,
-    HandlingPreference,
-    MediaKind,
-    PathKind,
-    TxPreference,
-    check_profile,
-    parse_request,
-)
 from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read, resolve_table
 from fluxbase.rest.query import (
     Statement,
@@ -51,17 +43,18 @@ from fluxbase.rest.query import (
     function_call,
     mutation_statement,
     planned_count_statement,
-    quote_ident,
     read_statement,
 )
+from fluxbase.rest.request.action import Action, PathKind
+from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_request
+from fluxbase.rest.request.media import MediaKind
+from fluxbase.rest.request.preferences import CountPreference, HandlingPreference, TxPreference
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 from fluxbase.security.scopes import ScopeError, require_scope, rest_scope
 
 MAX_URL_BYTES = 16 * 1024
-# Connection failures that are not PostgreSQL errors (asyncpg raises these for a dropped socket).
-LOST_CONNECTION = (OSError, asyncpg.exceptions.InterfaceError)
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
 
 
@@ -380,9 +373,9 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
-        except LOST_CONNECTION:
-            # The database went away mid-statement: retryable, not a server bug.
-            return _error_response(pgrst_error("PGRST000"))
+        except DatabaseUnavailable as error:
+            # No connection, or it went away mid-statement: retryable, not a server bug.
+            return _error_response(database_unavailable(error))
         response = web.Response(body=reply.body, status=reply.status, headers=reply.headers)
         timer.lap("render")
         response.headers["Server-Timing"] = timer.header()
@@ -420,8 +413,8 @@ def _openapi_endpoint(mount: openapi.Mount) -> Callable[[web.Request], Awaitable
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
-        except LOST_CONNECTION:
-            return _error_response(pgrst_error("PGRST000"))
+        except DatabaseUnavailable as error:
+            return _error_response(database_unavailable(error))
         # application/json when the client asked for it by any JSON name, else OpenAPI's own type.
         mime = "application/json" if api_request.accept.kind == MediaKind.JSON else MediaKind.OPENAPI.value
         return web.Response(body=orjson.dumps(document), headers={"Content-Type": f"{mime}; charset=utf-8"})

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxbase.query_grammar.filters import Filter, IsValue, OpCompare, Operator, OpIs
+from fluxbase.query_grammar.names import FieldPath, JsonStep
 from fluxbase.rest.errors import (
     ApiError,
     aggregates_not_allowed,
@@ -23,31 +25,21 @@ from fluxbase.rest.errors import (
     table_not_found,
     unacceptable_embed_filter,
 )
-from fluxbase.rest.parse import (
-    Action,
+from fluxbase.rest.request.action import Action
+from fluxbase.rest.request.api_request import ApiRequest
+from fluxbase.rest.request.filters import LogicNode, LogicTree
+from fluxbase.rest.request.order import OrderTerm
+from fluxbase.rest.request.preferences import MissingPreference, ResolutionPreference, ReturnPreference
+from fluxbase.rest.request.ranges import Page
+from fluxbase.rest.request.select import (
     Aggregate,
-    ApiRequest,
-    EmbedPath,
-    FieldPath,
-    Filter,
-    IsValue,
     JoinType,
-    JsonStep,
-    LogicNode,
-    LogicTree,
-    MissingPreference,
-    OpCompare,
-    Operator,
-    OpIs,
-    OrderTerm,
-    Page,
-    ResolutionPreference,
-    ReturnPreference,
     SelectColumn,
     SelectEmbed,
     SelectItem,
     SelectStar,
 )
+from fluxbase.rest.request.syntax import EmbedPath
 from fluxbase.rest.schema import (
     Cardinality,
     Column,

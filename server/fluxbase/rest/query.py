@@ -12,23 +12,18 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from fluxbase.rest.parse import (
-    Action,
-    Direction,
+from fluxbase.db.identifiers import quote_ident
+from fluxbase.query_grammar.filters import (
     FtsOperator,
     IsValue,
-    JsonStep,
-    LogicOperator,
-    Nulls,
     OpCompare,
     Operator,
     OpFts,
     OpIn,
     OpIs,
-    Page,
     Quantifier,
-    ResolutionPreference,
 )
+from fluxbase.query_grammar.names import JsonStep
 from fluxbase.rest.plan import (
     JSON_TYPES,
     Argument,
@@ -44,6 +39,11 @@ from fluxbase.rest.plan import (
     Predicate,
     ReadPlan,
 )
+from fluxbase.rest.request.action import Action
+from fluxbase.rest.request.filters import LogicOperator
+from fluxbase.rest.request.order import Direction, Nulls
+from fluxbase.rest.request.preferences import ResolutionPreference
+from fluxbase.rest.request.ranges import Page
 from fluxbase.rest.schema import Cardinality, QualifiedName, RelationKind
 
 _COMPARISON = {
@@ -89,10 +89,6 @@ RESPONSE_SETTINGS = (
     "nullif(current_setting('response.headers', true), '') AS response_headers, "
     "nullif(current_setting('response.status', true), '') AS response_status"
 )
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def quote_name(name: QualifiedName) -> str:

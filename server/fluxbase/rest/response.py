@@ -13,16 +13,12 @@ from urllib.parse import quote
 import orjson
 
 from fluxbase.rest.errors import pgrst_error, range_out_of_bounds, singularity_error
-from fluxbase.rest.parse import (
-    Action,
-    ApiRequest,
-    MediaKind,
-    MediaType,
-    Page,
-    ResolutionPreference,
-    TxPreference,
-)
 from fluxbase.rest.plan import CallPlan, MutatePlan
+from fluxbase.rest.request.action import Action
+from fluxbase.rest.request.api_request import ApiRequest
+from fluxbase.rest.request.media import MediaKind, MediaType
+from fluxbase.rest.request.preferences import ResolutionPreference, TxPreference
+from fluxbase.rest.request.ranges import Page
 
 JSON = "application/json; charset=utf-8"
 SINGULAR = "application/vnd.pgrst.object+json; charset=utf-8"

@@ -6,63 +6,60 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
-from fluxbase.rest.errors import ApiError
-from fluxbase.rest.parse import (
-    Action,
-    Aggregate,
-    ApiRequest,
-    CountPreference,
-    Direction,
-    EmbeddedFilter,
-    EmbeddedLogic,
-    EmbeddedOrder,
-    EmbeddedPage,
-    FieldPath,
+from fluxbase.query_grammar.cursor import ParseLimits
+from fluxbase.query_grammar.filters import (
     Filter,
     FtsOperator,
-    HandlingPreference,
     IsValue,
-    JoinType,
-    JsonStep,
-    LogicOperator,
-    LogicTree,
-    MediaKind,
-    MediaType,
-    MissingPreference,
-    Nulls,
     OpCompare,
     Operator,
     OpFts,
     OpIn,
     OpIs,
-    OrderTerm,
-    Page,
-    ParseLimits,
-    PathKind,
-    PlanOption,
-    Preferences,
     Quantifier,
-    ResolutionPreference,
-    ReturnPreference,
-    SelectColumn,
-    SelectEmbed,
-    SelectStar,
-    TxPreference,
-    check_profile,
-    decode_media_type,
-    intersect_pages,
-    negotiate_accept,
-    parse_accept,
-    parse_columns,
-    parse_content_type,
+)
+from fluxbase.query_grammar.names import FieldPath, JsonStep
+from fluxbase.rest.errors import ApiError
+from fluxbase.rest.request.action import Action, PathKind
+from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_request
+from fluxbase.rest.request.columns import parse_columns
+from fluxbase.rest.request.filters import (
+    EmbeddedFilter,
+    EmbeddedLogic,
+    LogicOperator,
+    LogicTree,
     parse_filter_key,
     parse_filter_value,
     parse_logic_key,
     parse_logic_tree,
-    parse_order,
+)
+from fluxbase.rest.request.media import (
+    MediaKind,
+    MediaType,
+    PlanOption,
+    decode_media_type,
+    negotiate_accept,
+    parse_accept,
+    parse_content_type,
+)
+from fluxbase.rest.request.order import Direction, EmbeddedOrder, Nulls, OrderTerm, parse_order
+from fluxbase.rest.request.preferences import (
+    CountPreference,
+    HandlingPreference,
+    MissingPreference,
+    Preferences,
+    ResolutionPreference,
+    ReturnPreference,
+    TxPreference,
     parse_prefer,
-    parse_range_header,
-    parse_request,
+)
+from fluxbase.rest.request.ranges import EmbeddedPage, Page, intersect_pages, parse_range_header
+from fluxbase.rest.request.select import (
+    Aggregate,
+    JoinType,
+    SelectColumn,
+    SelectEmbed,
+    SelectStar,
     parse_select,
 )
 
@@ -1255,7 +1252,7 @@ def test_parse_output_is_frozen() -> None:
 
 
 def test_select_parses_once_per_text_and_errors_are_never_cached() -> None:
-    from fluxbase.rest import parse
+    from fluxbase.rest.request import select
 
     text = "id,title,projects(id,name)"
     first = parse_select(text)
@@ -1266,6 +1263,6 @@ def test_select_parses_once_per_text_and_errors_are_never_cached() -> None:
     limits = ParseLimits(max_select_items=1)
     with pytest.raises(ApiError):
         parse_select(text, limits=limits)  # the limits are part of the key
-    long_text = ",".join(f"c{i}" for i in range(parse.SELECT_CACHE_MAX_CHARS // 3))
+    long_text = ",".join(f"c{i}" for i in range(select.SELECT_CACHE_MAX_CHARS // 3))
     assert parse_select(long_text) == parse_select(long_text)
     assert parse_select(long_text) is not parse_select(long_text)  # too long to keep

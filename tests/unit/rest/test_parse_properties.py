@@ -9,27 +9,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
+from fluxbase.query_grammar.cursor import Cursor, ParseLimits, is_name_char
+from fluxbase.query_grammar.names import FieldPath
 from fluxbase.rest.errors import ApiError
-from fluxbase.rest.parse import (
-    FieldPath,
+from fluxbase.rest.request.api_request import parse_request
+from fluxbase.rest.request.columns import parse_columns
+from fluxbase.rest.request.filters import (
     LogicOperator,
-    ParseLimits,
-    _Cursor,
-    _is_name_char,
-    negotiate_accept,
-    parse_accept,
-    parse_columns,
-    parse_content_type,
     parse_filter_key,
     parse_filter_value,
     parse_logic_key,
     parse_logic_tree,
-    parse_order,
-    parse_prefer,
-    parse_range_header,
-    parse_request,
-    parse_select,
 )
+from fluxbase.rest.request.media import negotiate_accept, parse_accept, parse_content_type
+from fluxbase.rest.request.order import parse_order
+from fluxbase.rest.request.preferences import parse_prefer
+from fluxbase.rest.request.ranges import parse_range_header
+from fluxbase.rest.request.select import parse_select
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -255,11 +251,11 @@ NAME_TEXT = st.text(alphabet=st.sampled_from([*"aZ09_$ -.,(\t\"'", "é", "ß", "
 @PROPERTY_SETTINGS
 @given(text=NAME_TEXT, start=st.integers(min_value=0, max_value=12))
 def test_name_scan_stops_where_the_character_test_does(text: str, start: int) -> None:
-    """The one-step ASCII scan of field names ends exactly where _is_name_char would end it."""
-    cursor = _Cursor(text, ParseLimits())
+    """The one-step ASCII scan of field names ends exactly where is_name_char would end it."""
+    cursor = Cursor(text, ParseLimits())
     cursor.pos = min(start, len(text))
     expected = cursor.pos
-    while expected < len(text) and _is_name_char(text[expected]):
+    while expected < len(text) and is_name_char(text[expected]):
         expected += 1
     cursor.skip_name_chars()
     assert cursor.pos == expected

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fluxbase.rest.errors import ApiError
-from fluxbase.rest.parse import parse_request
 from fluxbase.rest.plan import PlanSettings, plan_read
 from fluxbase.rest.query import read_statement
+from fluxbase.rest.request.api_request import parse_request
 from fluxbase.rest.schema import SchemaCache
 
 

@@ -1,0 +1,1 @@
+"""The query-string grammar shared below the data API (rest/) and realtime (realtime/)."""
