@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 from aiohttp import web
 
 from fluxbase.admin_api.errors import database_error
@@ -139,8 +140,6 @@ async def log_event(
     success: bool = True,
 ) -> None:
     """An activity row and its audit.events twin (in `target`'s transaction) and the audit log line."""
-    import orjson
-
     key_id = admin.api_key.id if admin.api_key is not None else None
     await target.execute(
         "select dashboard.log_event($1, $2::uuid, $3::inet, $4, $5::jsonb, $6, $7, $8::uuid)",
