@@ -11,4 +11,5 @@ pytest_plugins = [
     "realtime_support",
     "redis_support",
     "security_support",
+    "dashboard_support",
 ]
