@@ -32,6 +32,7 @@ from fluxbase.security.csrf import csrf_middleware
 from fluxbase.security.headers import install_security_headers
 from fluxbase.security.ratelimit import RateLimiter, ip_rate_limit_middleware
 from fluxbase.security.signing_keys import load_signing_keys
+from fluxbase.storage import handlers as storage_handlers
 
 log = logging.getLogger("fluxbase.app")
 
@@ -71,6 +72,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     auth_handlers.add_routes(app)
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
+    storage_handlers.add_routes(app)
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
@@ -94,6 +96,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         await app[DATABASE].close()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(storage_handlers.storage_context(config, DATABASE))
     if config.realtime.enabled:
         # After `resources`: the listener reads through the pool, and stops before it closes.
         app.cleanup_ctx.append(realtime_handlers.realtime_context(config.realtime, dsn, DATABASE))
