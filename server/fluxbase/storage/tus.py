@@ -225,9 +225,13 @@ async def _append(request: web.Request, caller: Caller, upload_id: str, expected
                 while view:
                     view = view[os.write(fd, view) :]
                 offset += len(chunk)
-        except (ClientPayloadError, ConnectionError, asyncio.CancelledError):
-            # The client went away mid-PATCH: keep what arrived, so it can resume from there.
+        except (ClientPayloadError, ConnectionError):
+            # The client went away mid-PATCH: keep what arrived, so it can resume from there
+            # (HEAD tells it where).  Nobody is left to answer.
             await loop.run_in_executor(None, os.fsync, fd)
+            return offset
+        except asyncio.CancelledError:
+            os.fsync(fd)
             raise
         await loop.run_in_executor(None, os.fsync, fd)
     finally:
