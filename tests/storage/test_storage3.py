@@ -47,7 +47,10 @@ def test_bucket_lifecycle(client: SyncStorageClient, storage_stack: StorageStack
         ["image/*"],
     )
     assert name in [b.name for b in client.list_buckets()]
-    assert client.update_bucket(name, {"public": False, "file_size_limit": 10})["message"] == "Successfully updated"
+    assert (
+        client.update_bucket(name, {"public": False, "file_size_limit": 10})["message"]
+        == "Successfully updated"
+    )
     assert client.get_bucket(name).public is False
     with pytest.raises(StorageApiError) as duplicate:
         client.create_bucket(name)
@@ -71,9 +74,13 @@ def test_bucket_lifecycle(client: SyncStorageClient, storage_stack: StorageStack
     ]
 
 
-def test_upload_download_update_info_exists(client: SyncStorageClient, bucket: str, storage_stack: StorageStack) -> None:
+def test_upload_download_update_info_exists(
+    client: SyncStorageClient, bucket: str, storage_stack: StorageStack
+) -> None:
     files = client.from_(bucket)
-    answer = files.upload("docs/readme.txt", b"hello storage", {"content-type": "text/plain", "cache-control": "120"})
+    answer = files.upload(
+        "docs/readme.txt", b"hello storage", {"content-type": "text/plain", "cache-control": "120"}
+    )
     assert answer.path == "docs/readme.txt" and answer.full_path == f"{bucket}/docs/readme.txt"
     assert files.download("docs/readme.txt") == b"hello storage"
     with pytest.raises(StorageApiError) as duplicate:
@@ -103,7 +110,9 @@ def test_upload_download_update_info_exists(client: SyncStorageClient, bucket: s
         assert {v[0] for v in versions} <= on_disk
 
 
-def test_range_and_download_headers(client: SyncStorageClient, bucket: str, storage_stack: StorageStack) -> None:
+def test_range_and_download_headers(
+    client: SyncStorageClient, bucket: str, storage_stack: StorageStack
+) -> None:
     body = bytes(range(256)) * 1000
     client.from_(bucket).upload("bin/data.bin", body, {"content-type": "application/octet-stream"})
     with storage_stack.http() as http:
@@ -124,9 +133,15 @@ def test_range_and_download_headers(client: SyncStorageClient, bucket: str, stor
         assert head.content == b""
 
 
-def test_active_content_is_never_served_inline(client: SyncStorageClient, bucket: str, storage_stack: StorageStack) -> None:
+def test_active_content_is_never_served_inline(
+    client: SyncStorageClient, bucket: str, storage_stack: StorageStack
+) -> None:
     files = client.from_(bucket)
-    for name, kind in (("x.html", "text/html"), ("x.svg", "image/svg+xml"), ("x.js", "application/javascript")):
+    for name, kind in (
+        ("x.html", "text/html"),
+        ("x.svg", "image/svg+xml"),
+        ("x.js", "application/javascript"),
+    ):
         files.upload(name, b"<script>alert(1)</script>", {"content-type": kind})
         with storage_stack.http() as http:
             response = http.get(f"/object/{bucket}/{name}")
@@ -204,7 +219,9 @@ def test_signed_download_urls(client: SyncStorageClient, bucket: str, storage_st
     # The token is bound to its key: it opens nothing else.
     other = httpx.get(f"{storage_stack.storage_url}/object/sign/{bucket}/s/other.txt?token={token}")
     assert other.status_code == 400 and other.json()["error"] == "InvalidSignature"
-    tampered = httpx.get(f"{storage_stack.storage_url}/object/sign/{bucket}/s/secret.txt?token={token[:-2]}xx")
+    tampered = httpx.get(
+        f"{storage_stack.storage_url}/object/sign/{bucket}/s/secret.txt?token={token[:-2]}xx"
+    )
     assert tampered.status_code == 400
     many = files.create_signed_urls(["s/secret.txt", "s/missing.txt"], 60)
     assert many[0]["error"] is None and httpx.get(many[0]["signedURL"]).content == b"signed bytes"
@@ -248,7 +265,9 @@ def test_public_buckets(client: SyncStorageClient, storage_stack: StorageStack) 
 
 def test_limits_and_mime_types(client: SyncStorageClient, storage_stack: StorageStack) -> None:
     name = f"lim{time.monotonic_ns()}"
-    client.create_bucket(name, options={"file_size_limit": 100, "allowed_mime_types": ["image/png", "text/*"]})
+    client.create_bucket(
+        name, options={"file_size_limit": 100, "allowed_mime_types": ["image/png", "text/*"]}
+    )
     files = client.from_(name)
     files.upload("ok.png", b"x" * 100, {"content-type": "image/png"})
     with pytest.raises(StorageApiError) as large:
@@ -271,5 +290,7 @@ def test_version_and_health(storage_stack: StorageStack) -> None:
         assert http.get("/version").status_code == 200
         assert http.get("/status").json() == {"healthy": True}
     # The runbook's mount serves the same handlers.
-    with httpx.Client(base_url=storage_stack.url + "/api/v1/storage", headers={"Authorization": f"Bearer {SERVICE_KEY}"}) as http:
+    with httpx.Client(
+        base_url=storage_stack.url + "/api/v1/storage", headers={"Authorization": f"Bearer {SERVICE_KEY}"}
+    ) as http:
         assert isinstance(http.get("/bucket").json(), list)

@@ -60,7 +60,11 @@ def test_chunks_then_object(storage_stack: StorageStack) -> None:
             patched = http.patch(
                 location,
                 content=chunk,
-                headers={**TUS, "Upload-Offset": str(start), "Content-Type": "application/offset+octet-stream"},
+                headers={
+                    **TUS,
+                    "Upload-Offset": str(start),
+                    "Content-Type": "application/offset+octet-stream",
+                },
             )
             assert patched.status_code == 204, patched.text
             assert int(patched.headers["Upload-Offset"]) == start + len(chunk)

@@ -51,7 +51,7 @@ def add_routes(app: web.Application) -> None:
         buckets.add_routes(app.router, prefix, wrap)
         tus.add_routes(app.router, prefix, wrap)
         objects.add_routes(app.router, prefix, wrap)
-        app.router.add_route("*", prefix + "/{tail:.*}", wrap(not_found))
+        app.router.add_route("*", prefix + "/{tail:[\\s\\S]*}", wrap(not_found))
 
 
 def storage_root(config: Config) -> Path:

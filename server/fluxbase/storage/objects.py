@@ -349,7 +349,7 @@ async def signed_upload(request: web.Request) -> web.Response:
 def add_routes(router: web.UrlDispatcher, prefix: str, wrap: Any) -> None:
     """Specific routes first: aiohttp tries dynamic routes in the order they were added."""
     p = prefix + "/object"
-    key = "{bucket}/{key:.+}"
+    key = "{bucket}/{key:[\\s\\S]+}"  # any character: a key with a newline must get its 400 too
     router.add_post(f"{p}/list/{{bucket}}", wrap(list_objects))
     router.add_post(f"{p}/move", wrap(move))
     router.add_post(f"{p}/copy", wrap(copy))
