@@ -90,7 +90,8 @@ def test_resume_after_dropped_connection(storage_stack: StorageStack) -> None:
             head = (
                 f"PATCH {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                 f"Authorization: Bearer {SERVICE_KEY}\r\napikey: {ANON_KEY}\r\n"
-                "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                "Content-Type: application/offset+octet-stream\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n"
             )
             sock.sendall(head.encode() + body[:sent])
