@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -68,14 +69,11 @@ def storage_context(
             raise ValueError("storage needs the JWT secret to sign URLs")
         root = storage_root(config)
         spool = root / "uploads"
-        spool.mkdir(parents=True, exist_ok=True)
         backend = make_backend(config.storage, root)
         await backend.start()
         app[STORAGE] = StorageContext(
             config.storage, app[database_key], backend, UrlSigner(config.auth.jwt_secret), spool
         )
-        import asyncio
-
         reaper = asyncio.create_task(run_reaper(app[database_key], backend, spool))
         yield
         await stop_tasks([reaper])

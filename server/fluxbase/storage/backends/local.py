@@ -47,8 +47,8 @@ class LocalBackend:
         self.tmp = self.root / "tmp"
 
     async def start(self) -> None:
-        self.objects.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        # Folders appear with the first write: a server that never stores a file leaves no trace.
+        return None
 
     async def close(self) -> None:
         return None
@@ -67,6 +67,7 @@ class LocalBackend:
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
         loop = asyncio.get_running_loop()
+        self.tmp.mkdir(parents=True, exist_ok=True)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             async for chunk in chunks:
@@ -79,7 +80,7 @@ class LocalBackend:
             await loop.run_in_executor(None, os.fsync, fd)
             os.close(fd)
             fd = -1
-            target.parent.mkdir(exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(temp, target)
             # The rename is durable only once the directory is synced too.
             await loop.run_in_executor(None, _fsync_dir, target.parent)
