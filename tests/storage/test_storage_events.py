@@ -40,7 +40,9 @@ async def test_uploads_and_deletes_reach_subscribers(postgres: PostgresServer, t
         async with aiohttp.ClientSession() as session:
             alice = await open_socket(session, ws)
             bob = await open_socket(session, ws)
-            assert (await alice.join("realtime:files", CHANGES, access_token=user_token(ALICE)))["status"] == "ok"
+            assert (await alice.join("realtime:files", CHANGES, access_token=user_token(ALICE)))[
+                "status"
+            ] == "ok"
             assert (await bob.join("realtime:files", CHANGES, access_token=user_token(BOB)))["status"] == "ok"
             service = {"Authorization": f"Bearer {SERVICE_KEY}"}
             uploaded = await session.post(
@@ -54,7 +56,9 @@ async def test_uploads_and_deletes_reach_subscribers(postgres: PostgresServer, t
             assert data["type"] == "INSERT" and data["table"] == "objects" and data["schema"] == "storage"
             assert data["record"]["name"] == f"{ALICE}/photo.png"
             assert data["record"]["metadata"]["mimetype"] == "image/png"
-            deleted = await session.delete(f"{base}/storage/v1/object/events/{ALICE}/photo.png", headers=service)
+            deleted = await session.delete(
+                f"{base}/storage/v1/object/events/{ALICE}/photo.png", headers=service
+            )
             assert deleted.status == 200
             [delete] = await alice.changes(1)
             assert delete["data"]["type"] == "DELETE"

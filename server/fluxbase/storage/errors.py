@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from fluxbase.errors import HttpError
+from fluxbase.db.transaction import DatabaseUnavailable, PoolBusy
 
 log = logging.getLogger("fluxbase.storage")
 
@@ -167,39 +167,62 @@ def backend_unavailable() -> StorageError:
 
 
 # --- what other layers raise, in storage's words ------------------------------------------------
+# One table, checked in order: the db layer's availability errors (whatever class they become,
+# only this table names them), then PostgreSQL's own errors.  Supabase answers 429 when database
+# connections run out.
 
 _RLS_MESSAGE = 'new row violates row-level security policy for table "objects"'
 
 
+def _rls(error: BaseException) -> StorageError:
+    # A policy refused the row (42501): Supabase's 403 "Unauthorized", PostgreSQL's words.
+    return access_denied(str(error) if "row-level security" in str(error) else _RLS_MESSAGE)
+
+
+_DATABASE_ERRORS: tuple[tuple[type[BaseException], Callable[[BaseException], StorageError]], ...] = (
+    (
+        PoolBusy,
+        lambda _: StorageError(
+            429,
+            "too_many_connections",
+            "Too many connections issued to the database",
+            code="SlowDown",
+            http_status=429,
+            headers={"Retry-After": "1"},
+        ),
+    ),
+    (
+        DatabaseUnavailable,
+        lambda _: StorageError(
+            503,
+            "DatabaseUnavailable",
+            "The database is unavailable",
+            code="DatabaseError",
+            http_status=503,
+            headers={"Retry-After": "5"},
+        ),
+    ),
+    (asyncpg.exceptions.InsufficientPrivilegeError, _rls),
+    (asyncpg.exceptions.UniqueViolationError, lambda _: duplicate()),
+    (asyncpg.exceptions.ForeignKeyViolationError, lambda _: no_such_bucket()),
+    (
+        asyncpg.exceptions.QueryCanceledError,
+        lambda _: StorageError(
+            544, "DatabaseTimeout", "The connection to the database timed out", http_status=503
+        ),
+    ),
+    (
+        asyncpg.exceptions.ReadOnlySQLTransactionError,
+        lambda _: StorageError(503, "DatabaseReadOnly", "The database is in read-only mode", http_status=503),
+    ),
+)
+
+
 def from_database(error: BaseException) -> StorageError | None:
     """A database failure as storage says it; None when it is not one storage knows."""
-    if isinstance(error, HttpError):
-        # The db layer's availability errors (pool busy, database unreachable): keep status and
-        # Retry-After, in Supabase's shape.  Supabase answers 429 when connections run out.
-        status = 429 if error.code == "pool_busy" else error.status
-        words = {"pool_busy": "too_many_connections", "database_unavailable": "DatabaseUnavailable"}
-        return StorageError(
-            status,
-            words.get(error.code, error.code),
-            error.message,
-            code="SlowDown" if error.code == "pool_busy" else "DatabaseError",
-            http_status=status,
-            headers=error.headers,
-        )
-    if isinstance(error, asyncpg.exceptions.InsufficientPrivilegeError):
-        # A policy's WITH CHECK refused the row (42501): Supabase's 403 "Unauthorized".
-        message = str(error) if "row-level security" in str(error) else _RLS_MESSAGE
-        return access_denied(message)
-    if isinstance(error, asyncpg.exceptions.UniqueViolationError):
-        return duplicate()
-    if isinstance(error, asyncpg.exceptions.ForeignKeyViolationError):
-        return no_such_bucket()
-    if isinstance(error, asyncpg.exceptions.QueryCanceledError):
-        return StorageError(
-            544, "DatabaseTimeout", "The connection to the database timed out", http_status=503
-        )
-    if isinstance(error, asyncpg.exceptions.ReadOnlySQLTransactionError):
-        return StorageError(503, "DatabaseReadOnly", "The database is in read-only mode", http_status=503)
+    for kind, render in _DATABASE_ERRORS:
+        if isinstance(error, kind):
+            return render(error)
     return None
 
 
