@@ -81,10 +81,10 @@ def moto_server() -> Iterator[MotoServer]:
         process.wait(timeout=10)
 
 
-def s3_env(moto: MotoServer, bucket: str = S3_BUCKET) -> dict[str, str]:
+def s3_env(endpoint: str, bucket: str = S3_BUCKET) -> dict[str, str]:
     return {
         "FLUXBASE_STORAGE_PROVIDER": "s3",
-        "FLUXBASE_STORAGE_S3_ENDPOINT": moto.url,
+        "FLUXBASE_STORAGE_S3_ENDPOINT": endpoint,
         "FLUXBASE_STORAGE_S3_ACCESS_KEY": "testing",
         "FLUXBASE_STORAGE_S3_SECRET_KEY": "testing",
         "FLUXBASE_STORAGE_S3_BUCKET": bucket,
@@ -133,7 +133,7 @@ def start_storage_stack(
         dsn,
         FLUXBASE_STORAGE_LOCAL_PATH=str(root),
         FLUXBASE_REALTIME_ENABLED="false",
-        **(s3_env(moto, f"{S3_BUCKET}-{uuid.uuid4().hex[:12]}") if backend == "s3" and moto else {}),
+        **(s3_env(moto.url, f"{S3_BUCKET}-{uuid.uuid4().hex[:12]}") if backend == "s3" and moto else {}),
         **extra,
     )
     return StorageStack(start_server(env, "serve"), dsn, root, backend, env)

@@ -112,7 +112,9 @@ async def _limited(source: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
 
 
 async def _raw_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(CHUNK_SIZE):
+    # Whatever the socket delivered, as it arrived: no re-slicing into fixed sizes. aiohttp's
+    # reader pauses the socket when its buffer is full, so this is bounded too.
+    async for chunk in request.content.iter_any():
         yield chunk
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 1024 * 1024  # read size on the way out; bounded memory per transfer
 _BLOB_NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
