@@ -256,7 +256,10 @@ def test_public_buckets(client: SyncStorageClient, storage_stack: StorageStack) 
     client.from_(name).upload("logo.txt", b"public bytes")
     url = client.from_(name).get_public_url("logo.txt")
     assert httpx.get(url).content == b"public bytes"
+    info = httpx.get(f"{storage_stack.storage_url}/object/info/public/{name}/logo.txt")
+    assert info.json()["size"] == len(b"public bytes")
     client.update_bucket(name, {"public": False})
+    assert httpx.get(f"{storage_stack.storage_url}/object/info/public/{name}/logo.txt").status_code == 400
     private = httpx.get(url)
     assert private.status_code == 400 and private.json()["statusCode"] == "404"
     client.empty_bucket(name)
@@ -294,3 +297,6 @@ def test_version_and_health(storage_stack: StorageStack) -> None:
         base_url=storage_stack.url + "/api/v1/storage", headers={"Authorization": f"Bearer {SERVICE_KEY}"}
     ) as http:
         assert isinstance(http.get("/bucket").json(), list)
+        # The Go SDK's paths get a clear 404 naming the ones served.
+        old = http.get("/buckets")
+        assert old.status_code == 404 and "/object/{bucket}/{path}" in old.json()["message"]

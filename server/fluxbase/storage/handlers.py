@@ -40,7 +40,14 @@ async def not_found(request: web.Request) -> web.Response:
     # rather than on an object route: say what it was.
     if _DOT_SEGMENT.search(request.raw_path.split("?", 1)[0]):
         raise errors.invalid_key(request.raw_path, "'.' and '..' segments are not allowed")
-    raise errors.StorageError(404, "not_found", "Route not found", http_status=404)
+    message = "Route not found"
+    if request.path.startswith("/api/v1/storage/"):
+        # The runbook's Go SDK called /buckets, /{bucket}/{path}, /{bucket}/sign/...: name the new paths.
+        message += (
+            "; /api/v1/storage serves Supabase Storage's API: /bucket, /object/{bucket}/{path},"
+            " /object/list/{bucket}, /object/sign/{bucket}/{path}, /upload/resumable"
+        )
+    raise errors.StorageError(404, "not_found", message, http_status=404)
 
 
 def add_routes(app: web.Application) -> None:

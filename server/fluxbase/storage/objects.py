@@ -102,6 +102,13 @@ async def info(request: web.Request) -> web.Response:
     return json_response(object_info(await read_object_row(request, caller, bucket_id, key)))
 
 
+async def public_info(request: web.Request) -> web.Response:
+    bucket_id, key = _target(request)
+    if not (await bucket_settings(request, bucket_id)).public:
+        raise errors.no_such_bucket()
+    return json_response(object_info(await read_object_row(request, SERVICE, bucket_id, key)))
+
+
 async def list_objects(request: web.Request) -> web.Response:
     caller = caller_of(request)
     bucket_id = keys.bucket_id(request.match_info["bucket"])
@@ -353,8 +360,9 @@ def add_routes(router: web.UrlDispatcher, prefix: str, wrap: Any) -> None:
     router.add_post(f"{p}/list/{{bucket}}", wrap(list_objects))
     router.add_post(f"{p}/move", wrap(move))
     router.add_post(f"{p}/copy", wrap(copy))
-    for kind in ("", "authenticated/", "public/"):
-        router.add_get(f"{p}/info/{kind}{key}", wrap(info))
+    router.add_get(f"{p}/info/public/{key}", wrap(public_info))
+    router.add_get(f"{p}/info/authenticated/{key}", wrap(info))
+    router.add_get(f"{p}/info/{key}", wrap(info))
     router.add_post(f"{p}/sign/{key}", wrap(sign))
     router.add_post(f"{p}/sign/{{bucket}}", wrap(sign_many))
     router.add_get(f"{p}/sign/{key}", wrap(signed_download))  # HEAD too
