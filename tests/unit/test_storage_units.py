@@ -144,3 +144,26 @@ def test_database_errors_in_storage_words() -> None:
     )
     assert rls is not None and rls.body()["statusCode"] == "403"
     assert from_database(ValueError("x")) is None
+
+
+def test_storage_settings_from_the_environment() -> None:
+    from fluxbase.config import load_config
+
+    config = load_config(
+        env={
+            "DATABASE_URL": "postgresql://localhost/x",
+            "FLUXBASE_JWT_SECRET": "0f3c5a9e7d1b2468ace13579bdf02468ace13579bdf0",
+            "FLUXBASE_STORAGE_PROVIDER": "s3",
+            "FLUXBASE_STORAGE_S3_ENDPOINT": "http://127.0.0.1:9000",
+            "FLUXBASE_STORAGE_S3_BUCKET": "files",
+            "FLUXBASE_STORAGE_S3_FORCE_PATH_STYLE": "true",
+            "FLUXBASE_STORAGE_MAX_FILE_SIZE": "1048576",
+        }
+    )
+    storage = config.storage
+    assert (storage.provider, storage.s3.endpoint, storage.s3.bucket) == (
+        "s3",
+        "http://127.0.0.1:9000",
+        "files",
+    )
+    assert storage.s3.force_path_style is True and storage.max_file_size == 1024 * 1024
