@@ -83,8 +83,7 @@ async def update(request: web.Request) -> web.Response:
 async def download(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     bucket_id, key = _target(request)
-    row = await read_object_row(request, caller, bucket_id, key)
-    return await serve_object(request, row, head=request.method == "HEAD")
+    return await serve_object(request, caller, bucket_id, key)
 
 
 async def public_download(request: web.Request) -> web.StreamResponse:
@@ -92,8 +91,7 @@ async def public_download(request: web.Request) -> web.StreamResponse:
     bucket = await bucket_settings(request, bucket_id)
     if not bucket.public:
         raise errors.no_such_bucket()
-    row = await read_object_row(request, SERVICE, bucket_id, key)
-    return await serve_object(request, row, head=request.method == "HEAD")
+    return await serve_object(request, SERVICE, bucket_id, key)
 
 
 async def info(request: web.Request) -> web.Response:
@@ -327,8 +325,7 @@ async def sign_many(request: web.Request) -> web.Response:
 async def signed_download(request: web.Request) -> web.StreamResponse:
     bucket_id, key = _target(request)
     request.app[STORAGE].signer.verify(request.query.get("token", ""), bucket_id, key, "download")
-    row = await read_object_row(request, SERVICE, bucket_id, key)
-    return await serve_object(request, row, head=request.method == "HEAD")
+    return await serve_object(request, SERVICE, bucket_id, key)
 
 
 async def sign_upload(request: web.Request) -> web.Response:

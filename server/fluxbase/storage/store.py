@@ -264,9 +264,28 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str) else value
 
 
-async def serve_object(
-    request: web.Request, row: asyncpg.Record, *, head: bool = False
-) -> web.StreamResponse:
+class _BlobGone(Exception):
+    """The row named a blob that was no longer there when opened."""
+
+
+async def serve_object(request: web.Request, caller: Caller, bucket_id: str, key: str) -> web.StreamResponse:
+    """Reads the object's row as `caller`, then serves its bytes.
+
+    An overwrite that commits between reading the row and opening the blob removes the old
+    blob: the row is read again once, and the new version served.
+    """
+    for attempt in (1, 2):
+        row = await read_object_row(request, caller, bucket_id, key)
+        try:
+            return await _serve_row(request, row, head=request.method == "HEAD")
+        except _BlobGone as exc:
+            if attempt == 2:
+                log.warning("object row without its blob", extra={"bucket": bucket_id})
+                raise errors.no_such_key() from exc
+    raise AssertionError("unreachable")
+
+
+async def _serve_row(request: web.Request, row: asyncpg.Record, *, head: bool) -> web.StreamResponse:
     """The object's bytes (or a range of them) with its stored headers, streamed from the backend."""
     ctx = request.app[STORAGE]
     metadata = _json(row["metadata"]) or {}
@@ -310,8 +329,7 @@ async def serve_object(
         try:
             chunks = await ctx.backend.read(str(row["version"]), start, end)
         except BlobNotFound as exc:
-            log.warning("object row without its blob", extra={"bucket": row["bucket_id"]})
-            raise errors.no_such_key() from exc
+            raise _BlobGone from exc
         except BackendUnavailable as exc:
             raise errors.backend_unavailable() from exc
     response = web.StreamResponse(status=status, headers=headers)
