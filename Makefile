@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-nightly bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
+.PHONY: run test test-nightly bench bench-rest bench-realtime bench-storage lint typecheck pytest install system-deps node-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,17 @@ $(STAMP):
 	$(BIN)/pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+# The storage-js conformance suite (tests/storage-js) runs under Node 20 with its locked packages.
+NODE_STAMP := tests/storage-js/node_modules/.installed-$(shell cat tests/storage-js/package-lock.json | cksum | cut -d' ' -f1)
+
+$(NODE_STAMP):
+	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
+	cd tests/storage-js && npm ci --no-audit --no-fund --loglevel=error
+	rm -f tests/storage-js/node_modules/.installed-* && touch $@
+
+node-deps: $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 # Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
 # on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
@@ -24,8 +34,8 @@ run: $(STAMP)
 	@echo
 	@exec $(BIN)/fluxbase serve
 
-# Both benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
-bench: bench-rest bench-realtime
+# The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
+bench: bench-rest bench-realtime bench-storage
 
 # The data API benchmark: Fluxbase next to a minimal baseline under wrk.
 bench-rest: $(STAMP)
@@ -37,6 +47,12 @@ bench-realtime: $(STAMP)
 	bash deploy/scripts/system-deps.sh run
 	$(BIN)/python tests/perf/bench_realtime.py
 
+# A 1 GiB upload and download (local disk, then S3 on a moto server): throughput against cp
+# and a direct aiobotocore transfer, the server's peak RSS.
+bench-storage: $(STAMP)
+	bash deploy/scripts/system-deps.sh run
+	$(BIN)/python tests/perf/bench_storage.py
+
 system-deps:
 	bash deploy/scripts/system-deps.sh test
 
@@ -47,7 +63,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) $(NODE_STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest

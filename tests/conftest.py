@@ -12,4 +12,5 @@ pytest_plugins = [
     "redis_support",
     "security_support",
     "dashboard_support",
+    "storage_support",
 ]
