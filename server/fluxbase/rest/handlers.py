@@ -24,6 +24,7 @@ from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.rest import openapi
 from fluxbase.rest.errors import (
     ApiError,
+    TableNotFound,
     from_postgres,
     max_affected_violation,
     openapi_disabled,
@@ -76,7 +77,11 @@ class RestContext:
 
     @property
     def plan_settings(self) -> PlanSettings:
-        return PlanSettings(max_rows=self.api.max_rows, aggregates_enabled=self.api.aggregates_enabled)
+        return PlanSettings(
+            max_rows=self.api.max_rows,
+            aggregates_enabled=self.api.aggregates_enabled,
+            postgrest_version=self.api.postgrest_version,
+        )
 
 
 REST = web.AppKey("rest", RestContext)
@@ -361,6 +366,8 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 reply = await data.call()
             else:
                 raise unsupported_method(request.method)
+        except TableNotFound as error:
+            return _error_response(await _hinted(error, request, caller, schema))
         except ApiError as error:
             return _error_response(error)
         except asyncpg.PostgresError as error:
@@ -374,6 +381,27 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
         return response
 
     return handle
+
+
+# Which of some relation names of a schema the current role may use at all.
+_USABLE_RELATIONS = """
+select name from unnest($2::text[]) as name
+where has_table_privilege(format('%I.%I', $1::text, name), 'SELECT, INSERT, UPDATE, DELETE')
+   or has_any_column_privilege(format('%I.%I', $1::text, name), 'SELECT, INSERT, UPDATE')
+"""
+
+
+async def _hinted(error: TableNotFound, request: web.Request, caller: Caller, schema: str) -> ApiError:
+    """PGRST205 with its "Perhaps you meant" hint naming only a relation the caller may use."""
+    if not error.candidates:
+        return error.with_visible(())
+    rest = request.app[REST]
+    try:
+        async with rest.database.transaction(_context(request, caller, schema, rest), read_only=True) as tx:
+            rows = await tx.fetch(_USABLE_RELATIONS, schema, list(error.candidates))
+    except (asyncpg.PostgresError, *LOST_CONNECTION):
+        return error.with_visible(())  # no hint rather than a guess
+    return error.with_visible([row["name"] for row in rows])
 
 
 def _openapi_endpoint(mount: openapi.Mount) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -30,6 +30,9 @@ class PlanSettings:
 
     max_rows: int | None = None
     aggregates_enabled: bool = False
+    # The PostgREST major version whose behaviour to follow where versions differ
+    # (12 refuses to-many spreads with PGRST119; 13 allows them).
+    postgrest_version: int = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class OutputField:
     cast: str | None = None
     aggregate: Aggregate | None = None
     aggregate_cast: str | None = None
+    bare_count: bool = False  # `rel(count)` inside an embed
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class Embed:
     read: ReadPlan
     inner: bool = False
     spread: bool = False
+    # `rel()`: joined for its filters (`!inner`, `rel=not.is.null`), never output.
+    hidden: bool = False
 
     @property
     def to_one(self) -> bool:
@@ -117,7 +123,10 @@ class ReadPlan:
 
     @property
     def grouped(self) -> bool:
-        return any(f.aggregate is not None for f in self.fields)
+        """Aggregates here or in a to-one spread (whose aggregates are taken at this level)."""
+        return any(f.aggregate is not None for f in self.fields) or any(
+            e.spread and e.to_one and e.read.grouped for e in self.embeds
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,8 @@ from fluxbase.rest.errors import (
     ApiError,
     aggregates_not_allowed,
     not_embedded,
-    not_implemented,
-    pgrst_error,
     related_order_not_to_one,
+    spread_not_to_one,
     table_not_found,
     unacceptable_embed_filter,
 )
@@ -29,11 +28,13 @@ from fluxbase.rest.plan.model import (
     Predicate,
     ReadPlan,
 )
+from fluxbase.rest.plan.relationships import find_relationship
 from fluxbase.rest.request.api_request import ApiRequest
 from fluxbase.rest.request.filters import LogicNode, LogicTree
 from fluxbase.rest.request.order import OrderTerm
 from fluxbase.rest.request.ranges import Page
 from fluxbase.rest.request.select import (
+    Aggregate,
     JoinType,
     SelectColumn,
     SelectEmbed,
@@ -42,11 +43,12 @@ from fluxbase.rest.request.select import (
 )
 from fluxbase.rest.request.syntax import EmbedPath
 from fluxbase.rest.schema import (
-    Cardinality,
-    Relationship,
     SchemaCache,
     Table,
 )
+
+# PostgREST suggests a table only when it is this close to the name asked for.
+TABLE_HINT_CUTOFF = 0.75
 
 
 def column_does_not_exist(table: Table, name: str) -> ApiError:
@@ -57,10 +59,12 @@ def column_does_not_exist(table: Table, name: str) -> ApiError:
 def resolve_table(cache: SchemaCache, schema: str, name: str) -> Table:
     table = cache.table(schema, name)
     if table is None:
-        # PostgREST's "Perhaps you meant" hint: the closest name among the schema's relations.
+        # PostgREST's "Perhaps you meant" hint names the closest relation; which of the close
+        # ones the caller may use is only known to the database, so the handler picks
+        # (errors.TableNotFound.with_visible).
         names = [key.name for key in cache.tables if key.schema == schema]
-        close = difflib.get_close_matches(name, names, n=1)
-        raise table_not_found(schema, name, close[0] if close else None)
+        close = difflib.get_close_matches(name, names, n=5, cutoff=TABLE_HINT_CUTOFF)
+        raise table_not_found(schema, name, candidates=tuple(close))
     return table
 
 
@@ -96,11 +100,18 @@ class ReadBuilder:
             if isinstance(item, SelectStar):
                 fields.extend(OutputField(c.name, ColumnRef(c)) for c in table.columns.values())
             elif isinstance(item, SelectColumn):
-                fields.append(self._output_field(table, item))
+                fields.append(self._output_field(table, item, path))
             else:
                 embeds.append(self._embed(table, item, path))
-        if any(f.aggregate is not None for f in fields) and not self.settings.aggregates_enabled:
+        bare_counts = [f for f in fields if f.bare_count]
+        if (
+            any(f.aggregate is not None and not f.bare_count for f in fields)
+            and not self.settings.aggregates_enabled
+        ):
             raise aggregates_not_allowed()
+        if bare_counts and len(fields) > 1:
+            # `rel(count)` is a count of the embedded rows; next to other keys it is a column.
+            raise column_does_not_exist(table, "count")
         embed_names = {e.name for e in embeds}
         where: list[Predicate] = []
         for embedded in self.request.filters:
@@ -130,16 +141,27 @@ class ReadBuilder:
                 raise not_embedded(".".join(path))
 
     def _column(self, table: Table, path: FieldPath) -> ColumnRef:
-        column = table.column(path.name)
+        column = table.column(path.name) or self.cache.computed_field(table.name, path.name)
         if column is None:
             raise column_does_not_exist(table, path.name)
         return ColumnRef(column, path.json_path)
 
-    def _output_field(self, table: Table, item: SelectColumn) -> OutputField:
+    def _output_field(self, table: Table, item: SelectColumn, path: EmbedPath) -> OutputField:
         if item.field is None:  # count()
             return OutputField(
                 item.alias or "count", None, aggregate=item.aggregate, aggregate_cast=item.aggregate_cast
             )
+        if (
+            path
+            and item.field.name == "count"
+            and not item.field.json_path
+            and item.aggregate is None
+            and item.cast is None
+            and table.column("count") is None
+            and self.cache.computed_field(table.name, "count") is None
+        ):
+            # PostgREST 12's `rel(count)`: the number of related rows, aggregates enabled or not.
+            return OutputField(item.alias or "count", None, aggregate=Aggregate.COUNT, bare_count=True)
         ref = self._column(table, item.field)
         name = item.alias
         if name is None:
@@ -150,57 +172,24 @@ class ReadBuilder:
         return OutputField(name, ref, item.cast, item.aggregate, item.aggregate_cast)
 
     def _embed(self, table: Table, item: SelectEmbed, path: EmbedPath) -> Embed:
-        relationship = self._relationship(table, item.relation, item.hint)
+        relationship = find_relationship(self.cache, table, item.relation, item.hint)
         target = self.cache.tables.get(relationship.target)
         if target is None:
             raise table_not_found(relationship.target.schema, relationship.target.name)
         child_path = (*path, _label(item))
         self.used_paths.add(child_path)
         read = self.build(target, item.children, child_path, Page())
-        embed = Embed(_label(item), relationship, read, item.join == JoinType.INNER, item.spread)
-        if item.spread and not embed.to_one:
-            raise not_implemented(f"spreading a to-many relationship ('{item.relation}') is not supported")
+        embed = Embed(
+            _label(item),
+            relationship,
+            read,
+            item.join == JoinType.INNER,
+            item.spread,
+            hidden=not item.children,
+        )
+        if item.spread and not embed.to_one and self.settings.postgrest_version < 13:
+            raise spread_not_to_one(table.name.name, item.relation)
         return embed
-
-    def _relationship(self, table: Table, name: str, hint: str | None) -> Relationship:
-        candidates = [
-            r
-            for r in self.cache.relationships_from(table.name)
-            if r.target.name == name
-            or (
-                r.cardinality in (Cardinality.MANY_TO_ONE, Cardinality.ONE_TO_ONE) and name in (r.constraint,)
-            )
-            or (r.cardinality == Cardinality.MANY_TO_ONE and r.source_columns == (name,))
-        ]
-        if hint is not None:
-            candidates = [r for r in candidates if _matches_hint(r, hint)]
-        if not candidates:
-            raise pgrst_error(
-                "PGRST200",
-                f"Could not find a relationship between '{table.name.name}' and '{name}' in the schema cache",
-                details=f"Searched for a foreign key relationship between '{table.name.name}' and "
-                f"'{name}'" + (f" using the hint '{hint}'" if hint else "") + " in the schema "
-                f"'{table.name.schema}', but no matches were found.",
-                hint="Check the foreign key constraints and try again",
-            )
-        if len(candidates) > 1:
-            raise pgrst_error(
-                "PGRST201",
-                f"Could not embed because more than one relationship was found for "
-                f"'{table.name.name}' and '{name}'",
-                details=[
-                    {
-                        "cardinality": _cardinality_word(r.cardinality),
-                        "embedding": f"{r.source.name} with {r.target.name}",
-                        "relationship": _describe_relationship(r),
-                    }
-                    for r in candidates
-                ],
-                hint=f"Try changing '{name}' to one of the following: "
-                + ", ".join(f"'{name}!{r.constraint}'" for r in candidates)
-                + ". Find the desired relationship in the 'details' key.",
-            )
-        return candidates[0]
 
     def _predicate(self, table: Table, condition: Filter, embed_names: set[str]) -> Predicate:
         name = condition.field.name
@@ -229,35 +218,3 @@ class ReadBuilder:
         if not embed.to_one:
             raise related_order_not_to_one(table.name.name, term.relation)
         return Ordering(self._column(embed.read.table, term.field), term, embed)
-
-
-def _matches_hint(relationship: Relationship, hint: str) -> bool:
-    if hint == relationship.constraint:
-        return True
-    if (hint,) in (relationship.source_columns, relationship.target_columns):
-        return True
-    junction = relationship.junction
-    return junction is not None and hint in (
-        junction.table.name,
-        junction.source_constraint,
-        junction.target_constraint,
-    )
-
-
-def _cardinality_word(cardinality: Cardinality) -> str:
-    return {
-        Cardinality.MANY_TO_ONE: "many-to-one",
-        Cardinality.ONE_TO_MANY: "one-to-many",
-        Cardinality.ONE_TO_ONE: "one-to-one",
-        Cardinality.MANY_TO_MANY: "many-to-many",
-    }[cardinality]
-
-
-def _describe_relationship(r: Relationship) -> str:
-    if r.junction is not None:
-        return (
-            f"{r.junction.table.name} using {r.junction.source_constraint} and {r.junction.target_constraint}"
-        )
-    source = f"{r.source.name}({', '.join(r.source_columns)})"
-    target = f"{r.target.name}({', '.join(r.target_columns)})"
-    return f"{r.constraint} using {source} and {target}"

@@ -98,9 +98,13 @@ class Renderer:
         self.statement = statement
         self._aliases = 0
 
-    def alias(self) -> str:
+    def alias(self, relation: str | None = None) -> str:
+        """A fresh alias: `films_1` for a relation read inside another (PostgREST's names, which
+        PostgreSQL's errors then show), `_pgrst_1` for the statement's own subqueries."""
         self._aliases += 1
-        return f"_pgrst_{self._aliases}"
+        if relation is None:
+            return f"_pgrst_{self._aliases}"
+        return quote_ident(f"{relation}_{self._aliases}")
 
     # --- values and expressions -------------------------------------------------------
 
@@ -120,7 +124,11 @@ class Renderer:
         return "".join(parts)
 
     def column(self, alias: str, ref: ColumnRef) -> str:
-        expression = f"{alias}.{quote_ident(ref.column.name)}"
+        if ref.column.computed_by is not None:
+            # A computed field: the function applied to the whole row.
+            expression = f"{quote_name(ref.column.computed_by)}({alias})"
+        else:
+            expression = f"{alias}.{quote_ident(ref.column.name)}"
         if not ref.json_path:
             return expression
         if ref.column.base_type not in _JSON_TYPES or ref.column.is_array:
@@ -191,13 +199,16 @@ class Renderer:
 
     # --- reads --------------------------------------------------------------------------
 
-    def output(self, alias: str, output: OutputField) -> str:
+    def output(self, alias: str, output: OutputField, *, raw: bool = False) -> str:
+        """One output column; `raw` leaves the aggregate to the parent (a to-one spread's)."""
         if output.ref is None:
-            expression = "count(*)"
+            expression = "1" if raw else "count(*)"
         else:
             expression = self.column(alias, output.ref)
             if output.cast:
                 expression = f"({expression})::{output.cast}"
+            if raw:
+                return f"{expression} AS {quote_ident(output.name)}"
             if output.aggregate is not None:
                 expression = f"{output.aggregate.value}({expression})"
         if output.aggregate_cast:
@@ -211,14 +222,18 @@ class Renderer:
         join: tuple[str, Embed] | None = None,
         count_only: bool = False,
         source: str | None = None,
+        raw_aggregates: bool = False,
     ) -> str:
         """A SELECT whose output columns are the plan's keys (one row per row read).
 
-        `source` reads from a named CTE (the rows a write returned) instead of the table.
+        `source` reads from a named CTE (the rows a write returned) or a function call
+        instead of the table. The top-level relation is aliased by its own name and
+        embedded ones `name_n`, as PostgREST does, so errors name them alike.
         """
-        alias = self.alias()
+        alias = quote_ident(plan.table.name.name) if join is None else self.alias(plan.table.name.name)
         columns: list[str] = []
         joins: list[str] = []
+        group_keys: list[str] = []
         embeds: dict[str, tuple[Embed, str]] = {}
         needed = _embeds_needed_for_filtering(plan) if count_only else None
         for embed in plan.embeds:
@@ -227,35 +242,39 @@ class Renderer:
             embed_alias = self.alias()
             embeds[embed.name] = (embed, embed_alias)
             joins.append(self.embed_join(alias, embed, embed_alias))
-            if count_only:
+            if count_only or embed.hidden:
                 continue
             if embed.spread:
-                columns.extend(
-                    f"{embed_alias}.{quote_ident(name)} AS {quote_ident(name)}"
-                    for name in _output_names(embed.read)
-                )
+                spread_columns, spread_keys = _spread_columns(embed, embed_alias)
+                columns.extend(spread_columns)
+                group_keys.extend(spread_keys)
             else:
                 columns.append(f"{embed_alias}.body AS {quote_ident(embed.name)}")
         if not count_only:
-            columns[:0] = [self.output(alias, f) for f in plan.fields]
+            columns[:0] = [self.output(alias, f, raw=raw_aggregates) for f in plan.fields]
         conditions = [self.predicate(alias, p, embeds) for p in plan.where]
         for embed, embed_alias in embeds.values():
             # An inner to-one embed already drops rows through its INNER JOIN.
             if embed.inner and not embed.to_one:
                 conditions.append(self.embed_presence(embed, embed_alias, present=True))
+        relation = source or quote_name(plan.table.name)
         if join is not None:
             parent_alias, parent_embed = join
-            conditions.insert(0, self.join_condition(parent_alias, parent_embed, alias))
-        relation = source or quote_name(plan.table.name)
+            function = parent_embed.relationship.function
+            if function is not None:
+                relation = f"{quote_name(function)}({parent_alias})"
+            else:
+                conditions.insert(0, self.join_condition(parent_alias, parent_embed, alias))
         sql = f"SELECT {', '.join(columns) or '1'} FROM {relation} AS {alias}"
         if joins:
             sql += " " + " ".join(joins)
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        if plan.grouped and not count_only:
+        if plan.grouped and not count_only and not raw_aggregates:
             keys = [
                 self.column(alias, f.ref) for f in plan.fields if f.aggregate is None and f.ref is not None
             ]
+            keys.extend(group_keys)
             if keys:
                 sql += " GROUP BY " + ", ".join(keys)
         if plan.order and not count_only:
@@ -269,10 +288,17 @@ class Renderer:
             sql = self.column(alias, ordering.ref)
         else:
             # A to-one embed has at most one row, so a scalar subquery orders by its column.
-            related = self.alias()
-            table = quote_name(ordering.through.read.table.name)
-            condition = self.join_condition(alias, ordering.through, related)
-            sql = f"(SELECT {self.column(related, ordering.ref)} FROM {table} AS {related} WHERE {condition})"
+            through = ordering.through
+            related = self.alias(through.read.table.name.name)
+            function = through.relationship.function
+            if function is not None:
+                source, condition = f"{quote_name(function)}({alias})", "TRUE"
+            else:
+                source = quote_name(through.read.table.name)
+                condition = self.join_condition(alias, through, related)
+            sql = (
+                f"(SELECT {self.column(related, ordering.ref)} FROM {source} AS {related} WHERE {condition})"
+            )
         direction, nulls = ordering.term.direction, ordering.term.nulls
         if direction is not None:
             sql += " DESC" if direction == Direction.DESC else " ASC"
@@ -289,10 +315,18 @@ class Renderer:
         return sql
 
     def embed_join(self, parent_alias: str, embed: Embed, embed_alias: str) -> str:
-        child = self.read(embed.read, join=(parent_alias, embed))
+        spread_to_one = embed.spread and embed.to_one
+        child = self.read(embed.read, join=(parent_alias, embed), raw_aggregates=spread_to_one)
         kind = "INNER" if embed.inner and embed.to_one else "LEFT"
-        if embed.spread:
+        if spread_to_one:
             body = child
+        elif embed.spread:
+            # PostgREST 13's to-many spread: each key becomes the array of its values.
+            arrays = [
+                f"coalesce(json_agg(_e.{quote_ident(name)}), '[]') AS {quote_ident(name)}"
+                for name in _output_names(embed.read)
+            ]
+            body = f"SELECT {', '.join([*arrays, 'count(_e) AS n'])} FROM ({child}) AS _e"
         elif embed.to_one:
             body = f"SELECT row_to_json(_e) AS body FROM ({child}) AS _e"
         else:
@@ -324,8 +358,36 @@ class Renderer:
 def _output_names(plan: ReadPlan) -> list[str]:
     names = [f.name for f in plan.fields]
     for embed in plan.embeds:
-        names.extend(_output_names(embed.read) if embed.spread else [embed.name])
+        if not embed.hidden:
+            names.extend(_output_names(embed.read) if embed.spread else [embed.name])
     return names
+
+
+def output_names(plan: ReadPlan) -> list[str]:
+    """The keys of each result object, in order (the header of a CSV answer)."""
+    return _output_names(plan)
+
+
+def _spread_columns(embed: Embed, embed_alias: str) -> tuple[list[str], list[str]]:
+    """A spread's keys at its parent's level, and the grouping keys they add when aggregating.
+
+    A to-one spread's aggregates are taken here, over the joined rows, grouped by its other
+    keys (and the parent's), as PostgREST does; a to-many spread's keys are arrays already.
+    """
+    columns: list[str] = []
+    keys: list[str] = []
+    aggregated = {f.name: f for f in embed.read.fields if f.aggregate is not None} if embed.to_one else {}
+    for name in _output_names(embed.read):
+        expression = f"{embed_alias}.{quote_ident(name)}"
+        field = aggregated.get(name)
+        if field is not None and field.aggregate is not None:
+            expression = f"{field.aggregate.value}({expression})"
+            if field.aggregate_cast:
+                expression = f"({expression})::{field.aggregate_cast}"
+        else:
+            keys.append(expression)
+        columns.append(f"{expression} AS {quote_ident(name)}")
+    return columns, keys
 
 
 def _embeds_needed_for_filtering(plan: ReadPlan) -> set[str]:
