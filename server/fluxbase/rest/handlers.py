@@ -27,6 +27,7 @@ from fluxbase.rest.errors import (
     TableNotFound,
     from_postgres,
     max_affected_violation,
+    media_type_error,
     openapi_disabled,
     pgrst_error,
     reason_phrase,
@@ -44,8 +45,10 @@ from fluxbase.rest.query import (
     planned_count_statement,
     read_statement,
 )
+from fluxbase.rest.query.render import output_names
 from fluxbase.rest.request.action import Action, PathKind
 from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_request
+from fluxbase.rest.request.body import csv_rows
 from fluxbase.rest.request.media import MediaKind
 from fluxbase.rest.request.preferences import CountPreference, HandlingPreference, TxPreference
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
@@ -133,6 +136,9 @@ def _payload(api_request: ApiRequest, raw: bytes) -> tuple[object, bytes]:
     if content_type is not None and content_type.kind == MediaKind.URLENCODED:
         payload: object = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         return payload, orjson.dumps(payload)
+    if content_type is not None and content_type.kind == MediaKind.CSV:
+        payload = csv_rows(raw)
+        return payload, orjson.dumps(payload)
     if content_type is not None and content_type.kind not in (MediaKind.JSON, MediaKind.ANY):
         raise pgrst_error("PGRST102", f"Content-Type {content_type.mime} is not supported for this request")
     try:
@@ -210,23 +216,32 @@ class _DataRequest:
         plan = plan_read(api, self.cache, self.schema, rest.plan_settings)
         count = api.preferences.count
         head = self.http.method == "HEAD"
-        body_kind = "none" if head else ("single" if api.accept.kind == MediaKind.SINGULAR else "json")
-        statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
+        body_kind = _body_kind(api, self.cache, head)
+        # The page is the whole result when nothing limits it: its size is then the total,
+        # and the count query is skipped, as PostgREST does.
+        whole = plan.page.offset == 0 and plan.page.limit is None
+        counting = count in (CountPreference.EXACT, CountPreference.ESTIMATED)
+        statement = read_statement(
+            plan,
+            exact_count=counting and not whole,
+            body=body_kind,
+            geojson=self.cache.geojson_function,
+        )
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=True)
         async with self.transaction(read_only=True) as tx:
             row = await tx.fetchrow(statement.sql, *statement.params)
             assert row is not None
-            total = row["total"]
-            if count in (CountPreference.PLANNED, CountPreference.ESTIMATED):
+            total = row["page_total"] if counting and whole else row["total"]
+            if count == CountPreference.PLANNED:
                 total = await _planned_total(tx, planned_count_statement(plan))
-                # estimated: exact while the planner expects no more than max_rows, planned above.
-                small = rest.api.max_rows is None or total <= rest.api.max_rows
-                if count == CountPreference.ESTIMATED and small:
-                    exact = read_statement(plan, exact_count=True, body="none")
-                    exact_row = await tx.fetchrow(exact.sql, *exact.params)
-                    total = exact_row["total"] if exact_row is not None else total
+            elif count == CountPreference.ESTIMATED:
+                # Exact up to max_rows; past it (or with no max_rows) the planner's estimate
+                # when larger, as PostgREST compares them.
+                max_rows = rest.api.max_rows
+                if max_rows is None or total > max_rows:
+                    total = max(total, await _planned_total(tx, planned_count_statement(plan)))
         self.timer.lap("transaction")
         reply = read_reply(
             page=plan.page,
@@ -236,6 +251,7 @@ class _DataRequest:
             accept=api.accept,
             head=head,
             count_applied=count.value if count is not None else None,
+            keys=output_names(plan),
         )
         return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
@@ -301,17 +317,25 @@ class _DataRequest:
             assert row is not None
             if single and plan.read is not None and row["page_total"] != 1:
                 raise singularity_error(row["page_total"])
+            preferences = api.preferences
+            if (
+                preferences.handling == HandlingPreference.STRICT
+                and preferences.max_affected is not None
+                and row["page_total"] > preferences.max_affected
+            ):
+                raise max_affected_violation(row["page_total"])  # raised inside: rolled back
             if api.preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
                 tx.request_rollback()
         self.timer.lap("transaction")
         reply = call_reply(
             plan,
-            page=api.top_page,
+            page=plan.page,
             total=row["total"],
             page_total=row["page_total"],
             body=row["body"],
             head=self.http.method == "HEAD",
             singular=single,
+            count_applied=count == CountPreference.EXACT,
         )
         return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
@@ -325,6 +349,22 @@ def _context(request: web.Request, caller: Caller, schema: str, rest: RestContex
         {k.lower(): v for k, v in request.headers.items()},
         _search_path(schema, rest.api),
     )
+
+
+def _body_kind(api: ApiRequest, cache: SchemaCache, head: bool) -> str:
+    """How the statement renders the body: none, one object, a JSON array, CSV or GeoJSON."""
+    kind = api.accept.kind
+    if head:
+        return "none"
+    if kind == MediaKind.SINGULAR:
+        return "single"
+    if kind == MediaKind.CSV:
+        return "csv"
+    if kind == MediaKind.GEOJSON:
+        if cache.geojson_function is None:
+            raise media_type_error([kind.value], "application/geo+json needs PostGIS in the database")
+        return "geojson"
+    return "json"
 
 
 async def _planned_total(tx: Any, statement: Statement) -> int:

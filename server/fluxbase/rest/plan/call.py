@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from fluxbase.rest.errors import (
+    max_affected_rpc_violation,
     not_implemented,
     pgrst_error,
 )
 from fluxbase.rest.plan.model import JSON_TYPES, Argument, CallPlan, PlanSettings
 from fluxbase.rest.plan.read import ReadBuilder
 from fluxbase.rest.request.api_request import ApiRequest
+from fluxbase.rest.request.preferences import HandlingPreference
+from fluxbase.rest.request.ranges import Page
 from fluxbase.rest.schema import (
     Function,
+    RelationKind,
     SchemaCache,
+    Table,
     Volatility,
 )
 
@@ -73,14 +78,39 @@ def plan_call(
         if whole_body
         else tuple(Argument(p, given[p.name]) for p in function.parameters if p.name in given)
     )
+    preferences = request.preferences
+    if (
+        preferences.handling == HandlingPreference.STRICT
+        and preferences.max_affected is not None
+        and not function.returns_set
+    ):
+        raise max_affected_rpc_violation()
     read = None
-    if function.returns_table is not None:
-        table = cache.tables.get(function.returns_table)
-        if table is not None:
-            builder = ReadBuilder(request, cache, settings)
-            read = builder.build(table, request.select, (), request.top_page)
-            builder.check_all_paths_used()
+    table = _result_relation(cache, function)
+    page = request.top_page
+    if settings.max_rows is not None and (page.limit is None or page.limit > settings.max_rows):
+        page = Page(page.offset, settings.max_rows)
+    if table is not None:
+        builder = ReadBuilder(request, cache, settings)
+        read = builder.build(table, request.select, (), page)
+        builder.check_all_paths_used()
     elif request.filters or request.logic or request.order:
-        raise not_implemented("filters and order apply only to functions that return rows of a table")
+        raise not_implemented("filters and order apply only to functions that return rows")
     read_only = request.method in ("GET", "HEAD") or function.volatility != Volatility.VOLATILE
-    return CallPlan(function, arguments, whole_body, read, read_only)
+    return CallPlan(function, arguments, whole_body, read, read_only, page)
+
+
+def _result_relation(cache: SchemaCache, function: Function) -> Table | None:
+    """The relation a function's rows are read as: its table, or its RETURNS TABLE columns."""
+    if function.returns_table is not None:
+        return cache.tables.get(function.returns_table)
+    if function.result_columns:
+        return Table(
+            name=function.name,
+            kind=RelationKind.TABLE,
+            columns={column.name: column for column in function.result_columns},
+            insertable=False,
+            updatable=False,
+            deletable=False,
+        )
+    return None

@@ -163,6 +163,7 @@ class CallPlan:
     # For functions returning rows of a known table: select, filters, order, page, embeds.
     read: ReadPlan | None = None
     read_only: bool = True
+    page: Page = field(default_factory=Page)  # limit/offset/Range of set-returning functions
 
     @property
     def returns_void(self) -> bool:

@@ -37,6 +37,9 @@ def _argument(renderer: Renderer, argument: Argument, *, from_query: bool) -> st
     return f"{quote_ident(parameter.name)} => {prefix}{expression}"
 
 
+CALL_SOURCE = "pgrst_source"
+
+
 def call_statement(
     plan: CallPlan, body: bytes | None, *, from_query: bool, exact_count: bool, single: bool
 ) -> Statement:
@@ -50,28 +53,41 @@ def call_statement(
         call = (
             f"{function}({', '.join(_argument(renderer, a, from_query=from_query) for a in plan.arguments)})"
         )
+    # The call runs once, materialized, however often the page and the count read it.
+    source = CALL_SOURCE
     total = "NULL::bigint"
     if plan.read is not None:
-        source = renderer.read(plan.read, source=call)
+        with_source = f"WITH {source} AS MATERIALIZED (SELECT * FROM {call} AS _f) "
+        page = renderer.read(plan.read, source=source)
         if exact_count:
-            total = f"(SELECT count(*) FROM ({renderer.read(plan.read, source=call, count_only=True)}) AS _c)"
+            total = (
+                f"(SELECT count(*) FROM ({renderer.read(plan.read, source=source, count_only=True)}) AS _c)"
+            )
         single_row = single or not plan.function.returns_set
         body_sql = "(json_agg(_t) -> 0)::text" if single_row else "coalesce(json_agg(_t), '[]')::text"
-        select = f"SELECT {total} AS total, count(_t) AS page_total, {body_sql} AS body FROM ({source}) AS _t"
+        select = (
+            f"{with_source}SELECT {total} AS total, count(_t) AS page_total, {body_sql} AS body "
+            f"FROM ({page}) AS _t"
+        )
     elif plan.returns_void:
+        # PostgREST counts the rows of the result that are not NULL: none for void.
         select = (
             "SELECT NULL::bigint AS total, 0::bigint AS page_total, NULL::text AS body "
             f"FROM (SELECT {call}) AS _v"
         )
     elif plan.function.returns_scalar and not plan.function.returns_set:
         select = (
-            "SELECT NULL::bigint AS total, 1::bigint AS page_total, to_json(_t.v)::text AS body "
-            f"FROM (SELECT {call} AS v) AS _t"
+            "SELECT NULL::bigint AS total, count(_t.v) AS page_total, to_json(_t.v)::text AS body "
+            f"FROM (SELECT {call} AS v) AS _t GROUP BY _t.v"
         )
     elif plan.function.returns_scalar:
+        with_source = f"WITH {source} AS MATERIALIZED (SELECT _f.v FROM {call} AS _f(v)) "
+        if exact_count:
+            total = f"(SELECT count(*) FROM {source})"
+        page = f"SELECT {source}.v FROM {source}{renderer.page(plan.page)}"
         select = (
-            "SELECT NULL::bigint AS total, count(*) AS page_total, "
-            f"coalesce(json_agg(_t.v), '[]')::text AS body FROM {call} AS _t(v)"
+            f"{with_source}SELECT {total} AS total, count(*) AS page_total, "
+            f"coalesce(json_agg(_t.v), '[]')::text AS body FROM ({page}) AS _t"
         )
     else:
         body_sql = (

@@ -23,12 +23,18 @@ def _payload_rows(renderer: Renderer, plan: MutatePlan, body: bytes) -> str:
     array = f"(SELECT {as_array} FROM (SELECT {payload}::json AS _j) AS _p)"
     if not plan.missing_default:
         return f"SELECT * FROM json_populate_recordset(NULL::{table}, {array})"
-    # Absent keys take the column's DEFAULT (the catalog's own expression), present ones the value.
-    values = [
-        f"CASE WHEN _e.value::jsonb ? {renderer.statement.bind(c.name)}::text THEN _r.{quote_ident(c.name)} "
-        f"ELSE {c.default or 'NULL'} END AS {quote_ident(c.name)}"
-        for c in plan.columns
-    ]
+    # Absent keys take the column's DEFAULT (the catalog's own expression, or the identity's
+    # sequence), present ones the value.
+    values = []
+    for column in plan.columns:
+        default = column.default or "NULL"
+        if column.default is None and column.has_default and not column.generated_always:
+            bind = renderer.statement.bind
+            default = f"nextval(pg_get_serial_sequence({bind(table)}, {bind(column.name)}))"
+        values.append(
+            f"CASE WHEN _e.value::jsonb ? {renderer.statement.bind(column.name)}::text "
+            f"THEN _r.{quote_ident(column.name)} ELSE {default} END AS {quote_ident(column.name)}"
+        )
     return (
         f"SELECT {', '.join(values) or '1'} FROM json_array_elements({array}) AS _e, "
         f"LATERAL json_populate_record(NULL::{table}, _e.value) AS _r"
@@ -54,14 +60,16 @@ def mutation_statement(plan: MutatePlan, body: bytes | None, *, single: bool = F
         if plan.conflict:
             conflict = ", ".join(quote_ident(c) for c in plan.conflict)
             updates = [n for n in names if n not in {quote_ident(c) for c in plan.conflict}]
-            if plan.resolution == ResolutionPreference.IGNORE_DUPLICATES or not updates:
+            if plan.resolution == ResolutionPreference.IGNORE_DUPLICATES or not names:
                 mutation += f" ON CONFLICT ({conflict}) DO NOTHING"
             else:
-                assignments = ", ".join(f"{n} = EXCLUDED.{n}" for n in updates)
+                # A body of only the conflict columns still "updates" them, as PostgREST does,
+                # so the existing row is returned rather than nothing.
+                assignments = ", ".join(f"{n} = EXCLUDED.{n}" for n in updates or names)
                 mutation += f" ON CONFLICT ({conflict}) DO UPDATE SET {assignments}"
             if plan.action == Action.UPSERT_ONE:
                 conditions = [renderer.predicate(target, p, {}) for p in plan.where]
-                if conditions and updates:
+                if conditions:
                     mutation += " WHERE " + " AND ".join(conditions)
     elif plan.action == Action.UPDATE:
         body_alias = renderer.alias()

@@ -5,13 +5,23 @@ from __future__ import annotations
 from fluxbase.rest.plan.model import (
     ReadPlan,
 )
-from fluxbase.rest.query.render import RESPONSE_SETTINGS, Renderer, Statement
+from fluxbase.rest.query.render import RESPONSE_SETTINGS, Renderer, Statement, quote_name
+from fluxbase.rest.schema import QualifiedName
+
+# PostgREST's CSV rows: each row's text form (a record literal) without its parentheses,
+# so quoting follows PostgreSQL's record output: fields with spaces, commas, quotes or
+# parentheses are double-quoted, quotes doubled, NULL is empty, JSON values as their text.
+CSV_ROWS = "coalesce(string_agg(substring(_t::text, 2, length(_t::text) - 2), E'\\n'), '')"
 
 
-def read_statement(plan: ReadPlan, *, exact_count: bool, body: str = "json") -> Statement:
-    """One statement for a read: the total (when counted), the page's row count and the JSON body.
+def read_statement(
+    plan: ReadPlan, *, exact_count: bool, body: str = "json", geojson: QualifiedName | None = None
+) -> Statement:
+    """One statement for a read: the total (when counted), the page's row count and the body.
 
-    Result columns: total (bigint or null), page_total (bigint), body (text or null).
+    Result columns: total (bigint or null), page_total (bigint), body (text or null). `body` is
+    json, single (one object), csv (the rows; the header is the plan's keys), geojson (a
+    FeatureCollection through PostGIS's `geojson` function) or none.
     """
     statement = Statement()
     renderer = Renderer(statement)
@@ -23,6 +33,11 @@ def read_statement(plan: ReadPlan, *, exact_count: bool, body: str = "json") -> 
         body_sql = "coalesce(json_agg(_t), '[]')::text"
     elif body == "single":
         body_sql = "(json_agg(_t) -> 0)::text"
+    elif body == "csv":
+        body_sql = CSV_ROWS
+    elif body == "geojson" and geojson is not None:
+        features = f"coalesce(json_agg({quote_name(geojson)}(_t)::json), '[]')"
+        body_sql = f"json_build_object('type', 'FeatureCollection', 'features', {features})::text"
     else:
         body_sql = "NULL::text"
     statement.sql = (

@@ -168,7 +168,10 @@ def _quality(text: str) -> float:
     return 1.0  # a malformed weight does not make a type unacceptable
 
 
-_READ_OUTPUTS = frozenset({MediaKind.JSON, MediaKind.CSV, MediaKind.SINGULAR, MediaKind.ARRAY_STRIPPED})
+# geo+json is negotiated here and refused later when PostGIS is missing (the schema cache knows).
+_READ_OUTPUTS = frozenset(
+    {MediaKind.JSON, MediaKind.CSV, MediaKind.SINGULAR, MediaKind.ARRAY_STRIPPED, MediaKind.GEOJSON}
+)
 
 
 def negotiate_accept(
