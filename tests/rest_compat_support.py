@@ -1,7 +1,7 @@
 """Test support for issue 11's data API checks (a pytest plugin): the compat fixture database.
 
-tests/fixtures/rest_compat_schema.sql loaded once per module; `start(**api_settings)` serves
-the data API on it with some api.* settings changed, `api` with the defaults.
+tests/fixtures/rest_compat_schema.sql loaded once per module; `compat_start(**api_settings)`
+serves the data API on it with some api.* settings changed, `compat` with the defaults.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def compat_dsn(postgres: PostgresServer) -> str:
 
 
 @pytest.fixture
-async def start(compat_dsn: str) -> AsyncIterator[Start]:
+async def compat_start(compat_dsn: str) -> AsyncIterator[Start]:
     """Starts the data API on the fixture database, some api.* settings changed if given."""
     clients: list[Client] = []
 
@@ -52,8 +52,8 @@ async def start(compat_dsn: str) -> AsyncIterator[Start]:
 
 
 @pytest.fixture
-async def api(start: Start) -> Client:
-    return await start()
+async def compat(compat_start: Start) -> Client:
+    return await compat_start()
 
 
 async def get(api: Client, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:

@@ -13,9 +13,9 @@ from rest_support import ANON, SERVICE, Client
 # --- functions that return tables --------------------------------------------------------
 
 
-async def test_returns_table_function_takes_select_filters_and_order(api: Client) -> None:
+async def test_returns_table_function_takes_select_filters_and_order(compat: Client) -> None:
     status, body, headers = await get(
-        api, "rpc/film_stats?select=title,actor_count&actor_count=gte.1&order=actor_count.desc,title"
+        compat, "rpc/film_stats?select=title,actor_count&actor_count=gte.1&order=actor_count.desc,title"
     )
     assert status == 200, body
     assert body == [
@@ -26,15 +26,15 @@ async def test_returns_table_function_takes_select_filters_and_order(api: Client
     assert headers["Content-Range"] == "0-2/*"
 
 
-async def test_setof_record_with_out_parameters_is_a_relation(api: Client) -> None:
-    status, body, _ = await get(api, "rpc/pairs?select=b&a=gt.1&order=a.desc")
+async def test_setof_record_with_out_parameters_is_a_relation(compat: Client) -> None:
+    status, body, _ = await get(compat, "rpc/pairs?select=b&a=gt.1&order=a.desc")
     assert (status, body) == (200, [{"b": "three"}, {"b": "two"}])
-    status, body, _ = await get(api, "rpc/pairs?nope=eq.1")
+    status, body, _ = await get(compat, "rpc/pairs?nope=eq.1")
     assert status == 400 and body["code"] == "42703"
 
 
-async def test_rpc_post_with_filters_on_a_returns_table_function(api: Client) -> None:
-    response = await api.post(
+async def test_rpc_post_with_filters_on_a_returns_table_function(compat: Client) -> None:
+    response = await compat.post(
         "/rest/v1/rpc/film_stats?select=film_id&film_id=lt.3&order=film_id", json={}, headers=ANON
     )
     assert response.status == 200
@@ -44,8 +44,10 @@ async def test_rpc_post_with_filters_on_a_returns_table_function(api: Client) ->
 # --- computed fields and computed relationships ------------------------------------------
 
 
-async def test_computed_field_in_select_filter_and_order(api: Client) -> None:
-    status, body, _ = await get(api, "films?select=id,full_title&full_title=like.*(19*&order=full_title.desc")
+async def test_computed_field_in_select_filter_and_order(compat: Client) -> None:
+    status, body, _ = await get(
+        compat, "films?select=id,full_title&full_title=like.*(19*&order=full_title.desc"
+    )
     assert status == 200, body
     assert body == [
         {"id": 1, "full_title": "The Shining (1980)"},
@@ -53,22 +55,22 @@ async def test_computed_field_in_select_filter_and_order(api: Client) -> None:
         {"id": 3, "full_title": "Barry Lyndon (1975)"},
     ]
     # Not part of `*`, as in PostgREST.
-    _, star, _ = await get(api, "films?id=eq.1")
+    _, star, _ = await get(compat, "films?id=eq.1")
     assert "full_title" not in star[0]
 
 
-async def test_computed_relationships_embed_to_one_and_to_many(api: Client) -> None:
-    status, body, _ = await get(api, "films?select=title,director(name)&id=in.(1,4)&order=id")
+async def test_computed_relationships_embed_to_one_and_to_many(compat: Client) -> None:
+    status, body, _ = await get(compat, "films?select=title,director(name)&id=in.(1,4)&order=id")
     assert status == 200, body
     assert body == [
         {"title": "The Shining", "director": {"name": "Kubrick"}},
         {"title": "Untitled, maybe", "director": None},
     ]
-    status, body, _ = await get(api, "directors?select=name,filmography(title)&id=eq.1")
+    status, body, _ = await get(compat, "directors?select=name,filmography(title)&id=eq.1")
     assert body == [{"name": "Kubrick", "filmography": [{"title": "The Shining"}, {"title": "Barry Lyndon"}]}]
     # A to-one computed relationship orders like any to-one embed.
     status, body, _ = await get(
-        api, "films?select=id,director(name)&director_id=not.is.null&order=director(name).desc,id"
+        compat, "films?select=id,director(name)&director_id=not.is.null&order=director(name).desc,id"
     )
     assert [row["id"] for row in body] == [2, 1, 3]
 
@@ -76,57 +78,59 @@ async def test_computed_relationships_embed_to_one_and_to_many(api: Client) -> N
 # --- views ----------------------------------------------------------------------------------
 
 
-async def test_embedding_through_views_both_ways(api: Client) -> None:
-    status, body, _ = await get(api, "film_view?select=title,directors(name)&id=eq.2")
+async def test_embedding_through_views_both_ways(compat: Client) -> None:
+    status, body, _ = await get(compat, "film_view?select=title,directors(name)&id=eq.2")
     assert (status, body) == (200, [{"title": "Cleo from 5 to 7", "directors": {"name": "Varda"}}])
-    status, body, _ = await get(api, "directors?select=name,film_view(title)&id=eq.2")
+    status, body, _ = await get(compat, "directors?select=name,film_view(title)&id=eq.2")
     assert body == [{"name": "Varda", "film_view": [{"title": "Cleo from 5 to 7"}]}]
     # view to view, with a renamed column
-    status, body, _ = await get(api, "film_view?select=title,director_view(director_name)&id=eq.3")
+    status, body, _ = await get(compat, "film_view?select=title,director_view(director_name)&id=eq.3")
     assert body == [{"title": "Barry Lyndon", "director_view": {"director_name": "Kubrick"}}]
     # A view over a table of an unexposed schema relates to what that table references.
-    status, body, _ = await get(api, "notes?select=body,films(title)&order=id")
+    status, body, _ = await get(compat, "notes?select=body,films(title)&order=id")
     assert body == [
         {"body": "scary", "films": {"title": "The Shining"}},
         {"body": "long", "films": {"title": "Barry Lyndon"}},
     ]
-    status, body, _ = await get(api, "films?select=title,notes(body)&id=eq.3")
+    status, body, _ = await get(compat, "films?select=title,notes(body)&id=eq.3")
     assert body == [{"title": "Barry Lyndon", "notes": [{"body": "long"}]}]
 
 
-async def test_put_on_a_view_uses_the_traced_primary_key(api: Client) -> None:
-    response = await api.put(
+async def test_put_on_a_view_uses_the_traced_primary_key(compat: Client) -> None:
+    response = await compat.put(
         "/rest/v1/film_view?id=eq.9",
         json={"id": 9, "title": "Put through a view", "director_id": 2, "year": 2001},
         headers={**SERVICE, "Prefer": "return=representation"},
     )
     assert response.status == 200, await response.text()
     assert await response.json() == [{"id": 9, "title": "Put through a view", "director_id": 2, "year": 2001}]
-    options = await api.options("/rest/v1/film_view", headers=ANON)
+    options = await compat.options("/rest/v1/film_view", headers=ANON)
     assert options.headers["Allow"] == "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"
-    await api.delete("/rest/v1/films?id=eq.9", headers=SERVICE)
+    await compat.delete("/rest/v1/films?id=eq.9", headers=SERVICE)
 
 
 # --- hints, self-references, empty embeds --------------------------------------------------
 
 
-async def test_hints_by_constraint_name_and_constraint_as_target(api: Client) -> None:
+async def test_hints_by_constraint_name_and_constraint_as_target(compat: Client) -> None:
     status, body, _ = await get(
-        api, "best_friends?select=id,users!best_friends_first_user_fkey(username)&order=id"
+        compat, "best_friends?select=id,users!best_friends_first_user_fkey(username)&order=id"
     )
     assert (status, body) == (
         200,
         [{"id": 1, "users": {"username": "ann"}}, {"id": 2, "users": {"username": "cy"}}],
     )
-    status, body, _ = await get(api, "best_friends?select=id,best_friends_second_user_fkey(username)&id=eq.1")
+    status, body, _ = await get(
+        compat, "best_friends?select=id,best_friends_second_user_fkey(username)&id=eq.1"
+    )
     assert body == [{"id": 1, "best_friends_second_user_fkey": {"username": "bob"}}]
     # From the referenced side, the constraint names the one-to-many relationship.
-    status, body, _ = await get(api, "users?select=username,best_friends_first_user_fkey(id)&id=eq.1")
+    status, body, _ = await get(compat, "users?select=username,best_friends_first_user_fkey(id)&id=eq.1")
     assert body == [{"username": "ann", "best_friends_first_user_fkey": [{"id": 1}]}]
 
 
-async def test_ambiguous_embed_lists_the_candidates_as_postgrest(api: Client) -> None:
-    status, body, _ = await get(api, "best_friends?select=users(*)")
+async def test_ambiguous_embed_lists_the_candidates_as_postgrest(compat: Client) -> None:
+    status, body, _ = await get(compat, "best_friends?select=users(*)")
     assert status == 300
     assert body == {
         "code": "PGRST201",
@@ -149,37 +153,37 @@ async def test_ambiguous_embed_lists_the_candidates_as_postgrest(api: Client) ->
     }
 
 
-async def test_self_reference_table_name_is_children_column_is_parent(api: Client) -> None:
-    status, body, _ = await get(api, "family?select=name,family(name),parent_id(name)&id=eq.2")
+async def test_self_reference_table_name_is_children_column_is_parent(compat: Client) -> None:
+    status, body, _ = await get(compat, "family?select=name,family(name),parent_id(name)&id=eq.2")
     assert status == 200, body
     assert body == [{"name": "Mum", "family": [{"name": "Kid"}], "parent_id": {"name": "Grandma"}}]
-    status, body, _ = await get(api, "family?select=name,children:family!parent_id(name)&id=eq.1")
+    status, body, _ = await get(compat, "family?select=name,children:family!parent_id(name)&id=eq.1")
     assert body == [{"name": "Grandma", "children": [{"name": "Mum"}, {"name": "Aunt"}]}]
 
 
-async def test_empty_embed_filters_without_adding_the_key(api: Client) -> None:
-    status, body, _ = await get(api, "films?select=title,roles!inner()&roles.character=like.Wendy*")
+async def test_empty_embed_filters_without_adding_the_key(compat: Client) -> None:
+    status, body, _ = await get(compat, "films?select=title,roles!inner()&roles.character=like.Wendy*")
     assert (status, body) == (200, [{"title": "The Shining"}])
-    status, body, _ = await get(api, "films?select=id,directors()&directors=is.null")
+    status, body, _ = await get(compat, "films?select=id,directors()&directors=is.null")
     assert body == [{"id": 4}]
 
 
 # --- aggregates and spreads ----------------------------------------------------------------
 
 
-async def test_bare_count_in_an_embed_works_with_aggregates_disabled(api: Client) -> None:
-    status, body, _ = await get(api, "films?select=title,roles(count)&order=id&limit=2")
+async def test_bare_count_in_an_embed_works_with_aggregates_disabled(compat: Client) -> None:
+    status, body, _ = await get(compat, "films?select=title,roles(count)&order=id&limit=2")
     assert status == 200, body
     assert body == [
         {"title": "The Shining", "roles": [{"count": 2}]},
         {"title": "Cleo from 5 to 7", "roles": [{"count": 1}]},
     ]
-    status, body, _ = await get(api, "films?select=roles(character.count())")
+    status, body, _ = await get(compat, "films?select=roles(character.count())")
     assert (status, body["code"]) == (400, "PGRST123")
 
 
-async def test_aggregates_grouped_by_a_spread_embed(start: Start) -> None:
-    api = await start(aggregates_enabled=True)
+async def test_aggregates_grouped_by_a_spread_embed(compat_start: Start) -> None:
+    api = await compat_start(aggregates_enabled=True)
     status, body, _ = await get(api, "films?select=budget.sum(),...directors(name)&director_id=not.is.null")
     assert status == 200, body
     assert sorted(body, key=lambda row: row["name"]) == [
@@ -191,15 +195,15 @@ async def test_aggregates_grouped_by_a_spread_embed(start: Start) -> None:
     assert (status, body) == (200, [{"count": 2, "title": "The Shining"}])
 
 
-async def test_to_many_spread_is_arrays_in_13_and_pgrst119_in_12(start: Start) -> None:
-    api = await start()
+async def test_to_many_spread_is_arrays_in_13_and_pgrst119_in_12(compat_start: Start) -> None:
+    api = await compat_start()
     status, body, _ = await get(api, "directors?select=name,...films(title,year)&id=in.(1,3)&order=id")
     assert status == 200, body
     assert body == [
         {"name": "Kubrick", "title": ["The Shining", "Barry Lyndon"], "year": [1980, 1975]},
         {"name": "Nobody", "title": [], "year": []},
     ]
-    old = await start(postgrest_version=12)
+    old = await compat_start(postgrest_version=12)
     status, body, _ = await get(old, "directors?select=name,...films(title)")
     assert status == 400
     assert body == {
@@ -210,8 +214,8 @@ async def test_to_many_spread_is_arrays_in_13_and_pgrst119_in_12(start: Start) -
     }
 
 
-async def test_aggregate_errors_name_the_relation_as_postgrest_aliases_it(start: Start) -> None:
-    api = await start(aggregates_enabled=True)
+async def test_aggregate_errors_name_the_relation_as_postgrest_aliases_it(compat_start: Start) -> None:
+    api = await compat_start(aggregates_enabled=True)
     status, body, _ = await get(api, "films?select=title,budget.sum()&order=year")
     assert status == 400
     assert body["code"] == "42803"
@@ -224,8 +228,8 @@ async def test_aggregate_errors_name_the_relation_as_postgrest_aliases_it(start:
 # --- error texts ----------------------------------------------------------------------------
 
 
-async def test_singular_error_text(api: Client) -> None:
-    status, body, _ = await get(api, "films?id=gt.1", {"Accept": "application/vnd.pgrst.object+json"})
+async def test_singular_error_text(compat: Client) -> None:
+    status, body, _ = await get(compat, "films?id=gt.1", {"Accept": "application/vnd.pgrst.object+json"})
     assert status == 406
     assert body == {
         "code": "PGRST116",
@@ -235,9 +239,9 @@ async def test_singular_error_text(api: Client) -> None:
     }
 
 
-async def test_missing_relationship_hint_suggests_the_close_name(api: Client) -> None:
-    status, body, _ = await get(api, "films?select=*,director(*)x")
-    status, body, _ = await get(api, "films?select=title,directorz(name)")
+async def test_missing_relationship_hint_suggests_the_close_name(compat: Client) -> None:
+    status, body, _ = await get(compat, "films?select=*,director(*)x")
+    status, body, _ = await get(compat, "films?select=title,directorz(name)")
     assert status == 400
     assert body == {
         "code": "PGRST200",
@@ -246,12 +250,12 @@ async def test_missing_relationship_hint_suggests_the_close_name(api: Client) ->
         "'public', but no matches were found.",
         "hint": "Perhaps you meant 'directors' instead of 'directorz'.",
     }
-    status, body, _ = await get(api, "films?select=title,zzz(name)")
+    status, body, _ = await get(compat, "films?select=title,zzz(name)")
     assert body["hint"] is None
 
 
-async def test_missing_table_hint_names_only_relations_the_caller_may_use(api: Client) -> None:
-    status, body, _ = await get(api, "secret_plan")
+async def test_missing_table_hint_names_only_relations_the_caller_may_use(compat: Client) -> None:
+    status, body, _ = await get(compat, "secret_plan")
     assert status == 404
     # anon has no privilege on secret_plans: its name must not leak.
     assert body == {
@@ -260,7 +264,7 @@ async def test_missing_table_hint_names_only_relations_the_caller_may_use(api: C
         "details": None,
         "hint": None,
     }
-    response = await api.get("/rest/v1/secret_plan", headers=SERVICE)
+    response = await compat.get("/rest/v1/secret_plan", headers=SERVICE)
     assert (await response.json())["hint"] == "Perhaps you meant the table 'public.secret_plans'"
-    status, body, _ = await get(api, "flims")
+    status, body, _ = await get(compat, "flims")
     assert body["hint"] == "Perhaps you meant the table 'public.films'"

@@ -105,17 +105,20 @@ def write_reply(
     else:
         headers["Content-Range"] = f"*/{total}"
     preferences = request.preferences
+    # PostgREST's order: resolution, missing, return, count, tx, handling.
     applied = []
-    if preferences.return_ is not None:
-        applied.append(f"return={preferences.return_.value}")
     if plan.resolution is not None and action == Action.INSERT:
         applied.append(f"resolution={plan.resolution.value}")
     if plan.missing_default:
         applied.append("missing=default")
+    if preferences.return_ is not None:
+        applied.append(f"return={preferences.return_.value}")
     if count_applied:
         applied.append("count=exact")
     if tx_applied is not None:
         applied.append(f"tx={tx_applied.value}")
+    if preferences.handling is not None:
+        applied.append(f"handling={preferences.handling.value}")
     if applied:
         headers["Preference-Applied"] = ", ".join(applied)
     if location:
