@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
+.PHONY: run test bench bench-rest bench-realtime lint typecheck pytest install system-deps node-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ bench-realtime: $(STAMP)
 system-deps:
 	bash deploy/scripts/system-deps.sh test
 
+# The Node conformance suites: each folder of tests/node/ with a package-lock.json, installed
+# with `npm ci` when its lock file is newer than what is installed.
+node-deps:
+	@for dir in tests/node/*/; do \
+	  if [ -f "$$dir/package-lock.json" ] && \
+	     ! [ "$$dir/node_modules/.package-lock.json" -nt "$$dir/package-lock.json" ]; then \
+	    (cd "$$dir" && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
+
 lint: $(STAMP)
 	$(BIN)/ruff check server tests
 	$(BIN)/ruff format --check server tests
@@ -44,7 +54,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps node-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
