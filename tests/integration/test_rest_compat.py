@@ -195,6 +195,24 @@ async def test_aggregates_grouped_by_a_spread_embed(compat_start: Start) -> None
     assert (status, body) == (200, [{"count": 2, "title": "The Shining"}])
 
 
+async def test_to_one_spread_with_embed_filters(compat: Client) -> None:
+    status, body, _ = await get(compat, "films?select=id,...directors(name)&directors=is.null")
+    assert (status, body) == (200, [{"id": 4, "name": None}])
+    status, body, _ = await get(compat, "films?select=id,...directors!inner(name)&directors.name=eq.Varda")
+    assert (status, body) == (200, [{"id": 2, "name": "Varda"}])
+
+
+async def test_writes_return_computed_fields(compat: Client) -> None:
+    response = await compat.post(
+        "/rest/v1/films?select=id,full_title",
+        json={"id": 20, "title": "Written", "year": 2020},
+        headers={**SERVICE, "Prefer": "return=representation"},
+    )
+    assert response.status == 201, await response.text()
+    assert await response.json() == [{"id": 20, "full_title": "Written (2020)"}]
+    await compat.delete("/rest/v1/films?id=eq.20", headers=SERVICE)
+
+
 async def test_to_many_spread_is_arrays_in_13_and_pgrst119_in_12(compat_start: Start) -> None:
     api = await compat_start()
     status, body, _ = await get(api, "directors?select=name,...films(title,year)&id=in.(1,3)&order=id")

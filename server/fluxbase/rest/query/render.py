@@ -194,7 +194,9 @@ class Renderer:
 
     def embed_presence(self, embed: Embed, embed_alias: str, *, present: bool) -> str:
         if embed.to_one:
-            return f"{embed_alias}.body IS {'NOT ' if present else ''}NULL"
+            # A to-one spread has no body: its row carries a marker instead.
+            marker = _PRESENT if embed.spread else "body"
+            return f"{embed_alias}.{marker} IS {'NOT ' if present else ''}NULL"
         return f"{embed_alias}.n {'>' if present else '='} 0"
 
     # --- reads --------------------------------------------------------------------------
@@ -319,7 +321,7 @@ class Renderer:
         child = self.read(embed.read, join=(parent_alias, embed), raw_aggregates=spread_to_one)
         kind = "INNER" if embed.inner and embed.to_one else "LEFT"
         if spread_to_one:
-            body = child
+            body = f"SELECT _e.*, TRUE AS {_PRESENT} FROM ({child}) AS _e"
         elif embed.spread:
             # PostgREST 13's to-many spread: each key becomes the array of its values.
             arrays = [
@@ -353,6 +355,9 @@ class Renderer:
             for s, t in zip(relationship.source_columns, relationship.target_columns, strict=True)
         ]
         return "(" + " AND ".join(pairs) + ")"
+
+
+_PRESENT = "_pgrst_present"  # marks a joined row of a to-one spread (embed presence filters)
 
 
 def _output_names(plan: ReadPlan) -> list[str]:
