@@ -92,6 +92,8 @@ async def test_embedding_through_views_both_ways(compat: Client) -> None:
         {"body": "scary", "films": {"title": "The Shining"}},
         {"body": "long", "films": {"title": "Barry Lyndon"}},
     ]
+    status, body, _ = await get(compat, "film_archive?select=title,directors(name)&id=eq.1")
+    assert body == [{"title": "The Shining", "directors": {"name": "Kubrick"}}]
     status, body, _ = await get(compat, "films?select=title,notes(body)&id=eq.3")
     assert body == [{"title": "Barry Lyndon", "notes": [{"body": "long"}]}]
 

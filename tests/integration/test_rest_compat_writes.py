@@ -206,6 +206,7 @@ async def test_geojson_refused_where_postgis_is_missing(api: Client) -> None:
     response = await api.get("/rest/v1/films", headers={**ANON, "Accept": "application/geo+json"})
     assert response.status == 406
     body = await response.json()
+    assert body["details"] is None
     assert (body["code"], body["message"]) == (
         "PGRST107",
         "None of these media types are available: application/geo+json",

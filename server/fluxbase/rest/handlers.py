@@ -361,8 +361,8 @@ def _body_kind(api: ApiRequest, cache: SchemaCache, head: bool) -> str:
     if kind == MediaKind.CSV:
         return "csv"
     if kind == MediaKind.GEOJSON:
-        if cache.geojson_function is None:
-            raise media_type_error([kind.value], "application/geo+json needs PostGIS in the database")
+        if cache.geojson_function is None:  # no PostGIS: as PostgREST, the type is not available
+            raise media_type_error([kind.value])
         return "geojson"
     return "json"
 

@@ -182,6 +182,9 @@ where con.conrelid = any($1::oid[])
 order by con.conrelid, con.conname
 """
 
+# Relations whose keys come from their definition rather than their own constraints.
+_TRACED_KINDS = frozenset({RelationKind.VIEW, RelationKind.MATERIALIZED_VIEW})
+
 _RELATION_KINDS = {
     "r": RelationKind.TABLE,
     "p": RelationKind.PARTITIONED_TABLE,
@@ -225,7 +228,7 @@ async def load_schema_cache(connection: Any, schemas: Sequence[str]) -> SchemaCa
     shown = exposures(names, traced, column_names, table_columns)
     foreign_keys, unique_keys, primary_keys = derived_keys(*_base_keys(constraint_rows), shown)
     for name, table in tables.items():
-        if table.kind == RelationKind.VIEW and name in primary_keys:
+        if table.kind in _TRACED_KINDS and name in primary_keys:
             tables[name] = replace(table, primary_key=primary_keys[name])
     computed_fields, computed_relationships = computed_members(function_rows, names, tables)
     return SchemaCache(

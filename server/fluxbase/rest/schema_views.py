@@ -18,14 +18,14 @@ from typing import Any
 
 from fluxbase.rest.schema import ForeignKey, QualifiedName
 
-# Every view's definition outside PostgreSQL's own schemas: views in unexposed schemas are
-# traced through when an exposed view reads from them.
+# Every view's (and materialized view's) definition outside PostgreSQL's own schemas: views in
+# unexposed schemas are traced through when an exposed view reads from them.
 VIEW_RULES_QUERY = r"""
 select r.ev_class as view, r.ev_action::text as action
 from pg_rewrite r
 join pg_class c on c.oid = r.ev_class
 join pg_namespace n on n.oid = c.relnamespace
-where c.relkind = 'v' and r.rulename = '_RETURN'
+where c.relkind in ('v', 'm') and r.rulename = '_RETURN'
   and n.nspname not in ('pg_catalog', 'information_schema')
 """
 

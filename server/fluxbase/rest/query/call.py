@@ -77,8 +77,8 @@ def call_statement(
         )
     elif plan.function.returns_scalar and not plan.function.returns_set:
         select = (
-            "SELECT NULL::bigint AS total, count(_t.v) AS page_total, to_json(_t.v)::text AS body "
-            f"FROM (SELECT {call} AS v) AS _t GROUP BY _t.v"
+            "SELECT NULL::bigint AS total, (CASE WHEN _t.v IS NULL THEN 0 ELSE 1 END)::bigint AS page_total, "
+            f"to_json(_t.v)::text AS body FROM (SELECT {call} AS v) AS _t"
         )
     elif plan.function.returns_scalar:
         with_source = f"WITH {source} AS MATERIALIZED (SELECT _f.v FROM {call} AS _f(v)) "

@@ -200,12 +200,7 @@ def negotiate_accept(
         ):
             return media
     asked = list(dict.fromkeys(truncate(m.mime, 100) for m in accepted))
-    details = (
-        "application/geo+json is not supported by this server"
-        if any(m.kind is MediaKind.GEOJSON for m in accepted)
-        else None
-    )
-    raise media_type_error(asked, details)
+    raise media_type_error(asked)
 
 
 _BODY_TYPES: Mapping[PathKind, frozenset[MediaKind]] = {
