@@ -43,11 +43,17 @@ def test_supabase_js_and_postgrest_js_suite(postgres: PostgresServer) -> None:
             # The planner believes readings is large: count=estimated shows its estimate.
             conn.execute("update pg_class set reltuples = 40000 where oid = 'public.readings'::regclass")
         server = start_server(server_env(dsn, FLUXBASE_API_MAX_ROWS="10"), "serve", "--no-migrate")
+        # A second server as PostgREST 12 with aggregates enabled, for what differs there.
+        legacy_env = server_env(
+            dsn, FLUXBASE_API_POSTGREST_VERSION="12", FLUXBASE_API_AGGREGATES_ENABLED="true"
+        )
+        legacy = start_server(legacy_env, "serve", "--no-migrate")
         try:
             env = {
                 "PATH": os.environ["PATH"],
                 "HOME": os.environ.get("HOME", "/root"),
                 "FLUXBASE_URL": server.url,
+                "FLUXBASE_URL_V12_AGGREGATES": legacy.url,
                 "FLUXBASE_ANON_KEY": api_key(JWT_SECRET, "anon"),
                 "FLUXBASE_SERVICE_KEY": api_key(JWT_SECRET, "service_role"),
             }
@@ -61,6 +67,7 @@ def test_supabase_js_and_postgrest_js_suite(postgres: PostgresServer) -> None:
                 check=False,
             )
         finally:
+            legacy.terminate()
             server.terminate()
     finally:
         postgres.drop_database(dsn)

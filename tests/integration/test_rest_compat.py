@@ -259,6 +259,20 @@ async def test_singular_error_text(compat: Client) -> None:
     }
 
 
+async def test_singular_error_text_of_postgrest_12(compat_start: Start) -> None:
+    api = await compat_start(postgrest_version=12)
+    status, body, _ = await get(api, "films?id=lt.0", {"Accept": "application/vnd.pgrst.object+json"})
+    assert (status, body) == (
+        406,
+        {
+            "code": "PGRST116",
+            "message": "JSON object requested, multiple (or no) rows returned",
+            "details": "The result contains 0 rows",
+            "hint": None,
+        },
+    )
+
+
 async def test_missing_relationship_hint_suggests_the_close_name(compat: Client) -> None:
     status, body, _ = await get(compat, "films?select=*,director(*)x")
     status, body, _ = await get(compat, "films?select=title,directorz(name)")

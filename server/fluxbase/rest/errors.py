@@ -226,8 +226,10 @@ def put_matching_pk_error() -> ApiError:
     return pgrst_error("PGRST115")
 
 
-def singularity_error(row_count: int) -> ApiError:
-    return pgrst_error("PGRST116", details=f"The result contains {row_count} rows")
+def singularity_error(row_count: int, *, postgrest_version: int = 13) -> ApiError:
+    # PostgREST 12 and before worded the message differently; clients show it as is.
+    message = None if postgrest_version >= 13 else "JSON object requested, multiple (or no) rows returned"
+    return pgrst_error("PGRST116", message, details=f"The result contains {row_count} rows")
 
 
 def unsupported_method(method: str) -> ApiError:

@@ -252,6 +252,7 @@ class _DataRequest:
             head=head,
             count_applied=count.value if count is not None else None,
             keys=output_names(plan),
+            postgrest_version=rest.api.postgrest_version,
         )
         return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
@@ -276,7 +277,7 @@ class _DataRequest:
             if strict and preferences.max_affected is not None and affected > preferences.max_affected:
                 raise max_affected_violation(affected)  # raised inside: the write is rolled back
             if single and plan.representation is not None and affected != 1:
-                raise singularity_error(affected)
+                raise singularity_error(affected, postgrest_version=rest.api.postgrest_version)
             if preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
                 tx.request_rollback()
         self.timer.lap("transaction")
@@ -316,7 +317,7 @@ class _DataRequest:
             row = await tx.fetchrow(statement.sql, *statement.params)
             assert row is not None
             if single and plan.read is not None and row["page_total"] != 1:
-                raise singularity_error(row["page_total"])
+                raise singularity_error(row["page_total"], postgrest_version=rest.api.postgrest_version)
             preferences = api.preferences
             if (
                 preferences.handling == HandlingPreference.STRICT

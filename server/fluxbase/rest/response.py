@@ -50,6 +50,7 @@ def read_reply(
     head: bool,
     count_applied: str | None,
     keys: Sequence[str] = (),
+    postgrest_version: int = 13,
 ) -> Reply:
     """A read's answer; `keys` are the result objects' keys (the CSV header)."""
     if total is not None and page.offset > 0 and page.offset >= total and page_total == 0:
@@ -62,7 +63,7 @@ def read_reply(
         status = 206
     if accept.kind == MediaKind.SINGULAR:
         if page_total != 1:
-            raise singularity_error(page_total)
+            raise singularity_error(page_total, postgrest_version=postgrest_version)
         headers["Content-Type"] = SINGULAR
         payload = (body or "null").encode()
         if accept.nulls_stripped:

@@ -123,3 +123,35 @@ test('a to-many spread gives arrays (PostgREST 13)', async () => {
     { name: 'Nobody', title: [], year: [] },
   ]);
 });
+
+test('a to-many spread is PGRST119 under PostgREST 12', async () => {
+  const { error, status } = await supabase({ v12: true }).from('directors').select('name,...films(title)');
+  assert.equal(status, 400);
+  assert.deepEqual(error, {
+    code: 'PGRST119',
+    message: "A spread operation on 'films' is not possible",
+    details: "'directors' and 'films' do not form a many-to-one or one-to-one relationship",
+    hint: null,
+  });
+});
+
+test('aggregates grouped by a spread, and inside one', async () => {
+  const client = supabase({ v12: true });
+  const grouped = await client.from('films').select('budget.sum(),...directors(name)').not('director_id', 'is', null);
+  assert.equal(grouped.error, null);
+  assert.deepEqual(
+    grouped.data.sort((a, b) => a.name.localeCompare(b.name)),
+    [
+      { sum: 30, name: 'Kubrick' },
+      { sum: 1, name: 'Varda' },
+    ],
+  );
+  const inside = await client.from('roles').select('character.count(),...films(title)').eq('film_id', 1);
+  assert.deepEqual(inside.data, [{ count: 2, title: 'The Shining' }]);
+  const errorText = await client.from('films').select('title,budget.sum()').order('year');
+  assert.equal(errorText.error.code, '42803');
+  assert.equal(
+    errorText.error.message,
+    'column "films.year" must appear in the GROUP BY clause or be used in an aggregate function',
+  );
+});

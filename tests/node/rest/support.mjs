@@ -6,6 +6,8 @@ import ws from 'ws';
 export const URL = process.env.FLUXBASE_URL;
 export const ANON_KEY = process.env.FLUXBASE_ANON_KEY;
 export const SERVICE_KEY = process.env.FLUXBASE_SERVICE_KEY;
+// The same database served as PostgREST 12 with aggregates enabled.
+export const URL_V12_AGGREGATES = process.env.FLUXBASE_URL_V12_AGGREGATES;
 if (!URL || !ANON_KEY || !SERVICE_KEY) {
   throw new Error('FLUXBASE_URL, FLUXBASE_ANON_KEY and FLUXBASE_SERVICE_KEY must be set (run through pytest)');
 }
@@ -13,9 +15,9 @@ if (!URL || !ANON_KEY || !SERVICE_KEY) {
 // Node 20 has no WebSocket of its own: supabase-js's realtime client is given `ws`.
 const options = { auth: { persistSession: false, autoRefreshToken: false }, realtime: { transport: ws } };
 
-/** A supabase-js client with the anon key (or the service key). */
-export function supabase({ service = false } = {}) {
-  return createClient(URL, service ? SERVICE_KEY : ANON_KEY, options);
+/** A supabase-js client with the anon key (or the service key); `v12` for the PostgREST 12 server. */
+export function supabase({ service = false, v12 = false } = {}) {
+  return createClient(v12 ? URL_V12_AGGREGATES : URL, service ? SERVICE_KEY : ANON_KEY, options);
 }
 
 /** A bare postgrest-js client, as an app talking to the data API directly. */
