@@ -98,6 +98,24 @@ async def test_embedding_through_views_both_ways(compat: Client) -> None:
     assert body == [{"title": "Barry Lyndon", "notes": [{"body": "long"}]}]
 
 
+async def test_views_with_joins_and_subqueries_trace_their_top_level_columns(compat: Client) -> None:
+    status, body, _ = await get(
+        compat, "cast_films?select=title,director,cast_size,roles(character)&id=eq.1&roles.order=character"
+    )
+    assert status == 200, body
+    assert body == [
+        {
+            "title": "The Shining",
+            "director": "Kubrick",
+            "cast_size": 2,
+            "roles": [{"character": "Jack Torrance"}, {"character": "Wendy Torrance"}],
+        }
+    ]
+    # `director` shows directors.name, which no key references: no relationship through it.
+    status, body, _ = await get(compat, "cast_films?select=title,directors(name)")
+    assert (status, body["code"]) == (400, "PGRST200")
+
+
 async def test_put_on_a_view_uses_the_traced_primary_key(compat: Client) -> None:
     response = await compat.put(
         "/rest/v1/film_view?id=eq.9",
