@@ -9,11 +9,7 @@
 grant usage on schema public to anon, authenticated, service_role;
 grant usage on schema extensions to anon, authenticated, service_role;
 
--- Policies call the claim helpers as the caller, so the caller needs them;
--- nothing else in auth is granted.
-grant usage on schema auth to anon, authenticated, service_role;
-grant execute on function auth.jwt(), auth.uid(), auth.role(), auth.email()
-  to anon, authenticated, service_role;
+-- Schema auth and its claim helpers: sql/20_auth_claims.sql.
 
 alter default privileges in schema public grant all on tables to service_role;
 alter default privileges in schema public grant all on sequences to service_role;

@@ -4,7 +4,7 @@
 -- The state of application-user auth, GoTrue-compatible in table and column
 -- names so that Supabase exports load and tools that read auth.* keep
 -- working.  Only state lives here; the rules (sign up, check a password,
--- rotate a refresh token, ...) are functions in sql/20_auth.sql, which every
+-- rotate a refresh token, ...) are functions in sql/2*_auth_*.sql, which every
 -- `fluxbase migrate` re-applies.  No API role gets a privilege on these
 -- tables: they are reached only through those functions.
 --

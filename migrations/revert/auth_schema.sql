@@ -1,8 +1,9 @@
 -- Revert fluxbase:auth_schema from pg
 --
--- Back to what foundation alone gives.  The functions of sql/20_auth.sql
--- work on these tables, so they go too; the next `fluxbase migrate` that
--- re-deploys this change re-creates them.  Only foundation's claim helpers
+-- Back to what foundation alone gives.  The functions of sql/21_auth_*.sql
+-- to sql/27_auth_*.sql work on these tables, so they go too; the next
+-- `fluxbase migrate` that re-deploys this change re-creates them.  Only the
+-- claim helpers (created by foundation, owned by sql/20_auth_claims.sql)
 -- stay in schema auth.
 
 BEGIN;

@@ -1,1 +1,1 @@
-"""Application-user auth GoTrue-compatible: the rules live in sql/20_auth.sql, this is the wire."""
+"""Application-user auth, GoTrue-compatible: the rules live in sql/2*_auth_*.sql, this is the wire."""

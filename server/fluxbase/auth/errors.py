@@ -2,18 +2,25 @@
 
 Legacy is `{code: <status>, error_code, msg}`; on /token it also carries the
 OAuth pair `{error, error_description}` that older clients read.  Every
-error sets `x-sb-error-code`.
+error sets `x-sb-error-code`.  `endpoint` wraps every auth route
+(auth/routes.py), so this module is where every status auth answers is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
+import asyncpg
 import orjson
 from aiohttp import web
 
+from fluxbase.auth.context import AUTH, AuthContext
+from fluxbase.db.errors import DatabaseUnavailable, PoolTimeout
+from fluxbase.errors import HttpError
+
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION_2024 = "2024-01-01"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # GoTrue's OAuth `error` for each code on /token, when the client wants the legacy shape.
 _OAUTH_ERRORS = {
@@ -25,6 +32,8 @@ _OAUTH_ERRORS = {
     "user_banned": "invalid_grant",
     "validation_failed": "invalid_request",
     "over_request_rate_limit": "too_many_requests",
+    "request_timeout": "server_error",
+    "unexpected_failure": "server_error",
 }
 
 
@@ -63,3 +72,55 @@ def bad_request(message: str, code: str = "validation_failed") -> AuthError:
 
 def unprocessable(code: str, message: str) -> AuthError:
     return AuthError(422, code, message)
+
+
+def database_unavailable(error: DatabaseUnavailable) -> AuthError:
+    """The database could not serve the request (db/errors.py), in GoTrue's words.
+
+    A pool timeout is GoTrue's own request_timeout (504); no connection at all is a 503.
+    supabase-js treats 502/503/504 as AuthRetryableFetchError, so clients retry either.
+    """
+    if isinstance(error, PoolTimeout):
+        return AuthError(
+            504,
+            "request_timeout",
+            "Processing this request timed out, please retry after a moment.",
+            headers={"Retry-After": "1"},
+        )
+    return AuthError(
+        503,
+        "unexpected_failure",
+        "The database is unavailable, please retry after a moment.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def endpoint(
+    handler: Callable[[web.Request, AuthContext], Awaitable[web.StreamResponse]], *, oauth: bool = False
+) -> Handler:
+    """Renders AuthError (and the shared HttpError, database errors) in GoTrue's shape."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request, request.app[AUTH])
+        except AuthError as error:
+            return error_response(request, error, oauth=oauth)
+        except DatabaseUnavailable as error:
+            return error_response(request, database_unavailable(error), oauth=oauth)
+        except HttpError as error:  # a rate limit from security/
+            code = "over_request_rate_limit" if error.status == 429 else error.code
+            return error_response(
+                request, AuthError(error.status, code, error.message, headers=error.headers)
+            )
+        except asyncpg.PostgresError as error:
+            if error.sqlstate == "22023":  # the SQL refused a value: the client's mistake
+                return error_response(request, unprocessable("validation_failed", str(error)), oauth=oauth)
+            if error.sqlstate == "28000":
+                reason = str(error)
+                status = 404 if reason == "user_not_found" else 403
+                return error_response(
+                    request, AuthError(status, reason, reason.replace("_", " ")), oauth=oauth
+                )
+            raise
+
+    return handle

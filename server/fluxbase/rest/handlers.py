@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from fluxbase.config import ApiConfig
+from fluxbase.db.errors import DatabaseUnavailable
 from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
@@ -25,6 +26,7 @@ from fluxbase.rest import openapi
 from fluxbase.rest.errors import (
     ApiError,
     TableNotFound,
+    database_unavailable,
     from_postgres,
     max_affected_violation,
     media_type_error,
@@ -56,8 +58,6 @@ from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 
 MAX_URL_BYTES = 16 * 1024
-# Connection failures that are not PostgreSQL errors (asyncpg raises these for a dropped socket).
-LOST_CONNECTION = (OSError, asyncpg.exceptions.InterfaceError)
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
 
 
@@ -413,9 +413,9 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
-        except LOST_CONNECTION:
-            # The database went away mid-statement: retryable, not a server bug.
-            return _error_response(pgrst_error("PGRST000"))
+        except DatabaseUnavailable as error:
+            # No connection, or it went away mid-statement: retryable, not a server bug.
+            return _error_response(database_unavailable(error))
         response = web.Response(body=reply.body, status=reply.status, headers=reply.headers)
         timer.lap("render")
         response.headers["Server-Timing"] = timer.header()
@@ -440,7 +440,7 @@ async def _hinted(error: TableNotFound, request: web.Request, caller: Caller, sc
     try:
         async with rest.database.transaction(_context(request, caller, schema, rest), read_only=True) as tx:
             rows = await tx.fetch(_USABLE_RELATIONS, schema, list(error.candidates))
-    except (asyncpg.PostgresError, *LOST_CONNECTION):
+    except (asyncpg.PostgresError, DatabaseUnavailable):
         return error.with_visible(())  # no hint rather than a guess
     return error.with_visible([row["name"] for row in rows])
 
@@ -474,8 +474,8 @@ def _openapi_endpoint(mount: openapi.Mount) -> Callable[[web.Request], Awaitable
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
-        except LOST_CONNECTION:
-            return _error_response(pgrst_error("PGRST000"))
+        except DatabaseUnavailable as error:
+            return _error_response(database_unavailable(error))
         # application/json when the client asked for it by any JSON name, else OpenAPI's own type.
         mime = "application/json" if api_request.accept.kind == MediaKind.JSON else MediaKind.OPENAPI.value
         return web.Response(body=orjson.dumps(document), headers={"Content-Type": f"{mime}; charset=utf-8"})
