@@ -12,17 +12,7 @@ $(STAMP):
 	$(BIN)/pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-# The storage-js conformance suite (tests/storage-js) runs under Node 20 with its locked packages.
-NODE_STAMP := tests/storage-js/node_modules/.installed-$(shell cat tests/storage-js/package-lock.json | cksum | cut -d' ' -f1)
-
-$(NODE_STAMP):
-	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
-	cd tests/storage-js && npm ci --no-audit --no-fund --loglevel=error
-	rm -f tests/storage-js/node_modules/.installed-* && touch $@
-
-node-deps: $(NODE_STAMP)
-
-install: $(STAMP) $(NODE_STAMP)
+install: $(STAMP) node-deps
 
 # Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
 # on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
@@ -56,6 +46,18 @@ bench-storage: $(STAMP)
 system-deps:
 	bash deploy/scripts/system-deps.sh test
 
+# The Node conformance suites (supabase-js / postgrest-js in tests/node/*/, storage-js in
+# tests/storage-js/), each installed with `npm ci` when its lock file is newer than what is
+# installed; Debian's nodejs and npm are installed first when missing.
+node-deps:
+	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
+	@for dir in tests/node/*/ tests/storage-js/; do \
+	  if [ -f "$$dir/package-lock.json" ] && \
+	     ! [ "$$dir/node_modules/.package-lock.json" -nt "$$dir/package-lock.json" ]; then \
+	    (cd "$$dir" && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
+
 lint: $(STAMP)
 	$(BIN)/ruff check server tests
 	$(BIN)/ruff format --check server tests
@@ -63,7 +65,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(NODE_STAMP) system-deps
+pytest: $(STAMP) system-deps node-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -68,4 +68,8 @@ if [ "$mode" = test ]; then
   if [ ! -f "$sharedir/extension/pgtap.control" ]; then
     install "postgresql-$version-pgtap"
   fi
+  # PostGIS: the data API's application/geo+json output is tested against the real extension.
+  if [ ! -f "$sharedir/extension/postgis.control" ]; then
+    install "postgresql-$version-postgis-3"
+  fi
 fi

@@ -133,6 +133,8 @@ class ApiConfig:
     extra_search_path: tuple[str, ...] = ("public", "extensions")
     max_rows: int | None = None
     aggregates_enabled: bool = False
+    # PostgREST 12 or 13 where their behaviour differs (to-many spreads).
+    postgrest_version: int = 13
     plan_enabled: bool = False
     tx_override: bool = True
     pre_request: str | None = None
