@@ -1,0 +1,280 @@
+"""The auth API under attack (issue 10): bad input never answers 5xx, lockout protects the owner,
+mail flows cost the same for known and unknown addresses. Real PostgreSQL, real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from auth_support import Client
+from fluxbase.config import AuthRateLimitConfig
+from fluxbase.security.api_keys import api_key
+from harness import JWT_SECRET
+
+ANON = {"apikey": api_key(JWT_SECRET, "anon")}
+SERVICE = {**ANON, "Authorization": f"Bearer {api_key(JWT_SECRET, 'service_role')}"}
+PASSWORD = "correct horse battery"
+StartApp = Callable[..., Awaitable[Client]]
+# Limits out of the way: these tests are about what a single request does.
+NO_LIMITS = AuthRateLimitConfig(sign_in_attempts=100_000, emails_per_hour=100_000)
+
+
+def new_email() -> str:
+    return f"abuse-{uuid.uuid4().hex[:12]}@example.org"
+
+
+async def call(
+    api: Client, method: str, path: str, body: Any = None, headers: Any = None, *, raw: bytes | None = None
+) -> tuple[int, Any]:
+    kwargs: dict[str, Any] = {"data": raw} if raw is not None else {"json": body}
+    response = await api.request(
+        method,
+        "/auth/v1" + path,
+        headers={**ANON, "Content-Type": "application/json", **(headers or {})},
+        allow_redirects=False,
+        **kwargs,
+    )
+    text = await response.text()
+    return response.status, (
+        orjson.loads(text) if response.content_type == "application/json" and text else None
+    )
+
+
+async def session_of(api: Client, email: str | None = None) -> dict[str, Any]:
+    status, session = await call(
+        api, "POST", "/signup", {"email": email or new_email(), "password": PASSWORD}
+    )
+    assert status == 200, session
+    return session
+
+
+def assert_gotrue_4xx(status: int, body: Any, what: object) -> None:
+    assert 400 <= status < 500, (what, status, body)
+    assert isinstance(body, dict) and body.get("error_code") and body.get("msg"), (what, body)
+
+
+# ---------------------------------------------------------------------------
+# Item 5: bad input is a 4xx in GoTrue's shape, never a 500
+# ---------------------------------------------------------------------------
+
+NUL = "a\x00b"
+
+
+async def test_a_nul_byte_in_any_auth_text_field_is_a_gotrue_4xx(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True, rate_limit=NO_LIMITS)
+    email = new_email()
+    session = await session_of(api, email)
+    user = {"Authorization": f"Bearer {session['access_token']}"}
+    cases: list[tuple[str, str, Any, Any]] = [
+        ("POST", "/token?grant_type=password", {"email": email, "password": "pass" + NUL}, None),
+        ("POST", "/token?grant_type=password", {"email": "x" + NUL + "@example.org", "password": "p"}, None),
+        ("POST", "/token?grant_type=refresh_token", {"refresh_token": NUL}, None),
+        ("POST", "/token?grant_type=pkce", {"auth_code": NUL, "code_verifier": "v" * 43}, None),
+        ("POST", "/signup", {"email": new_email(), "password": "password" + NUL}, None),
+        ("POST", "/signup", {"email": new_email(), "password": PASSWORD, "data": {"k": NUL}}, None),
+        ("POST", "/verify", {"type": "signup", "token": NUL}, None),
+        ("POST", "/verify", {"type": "email", "email": email, "token": "12" + NUL + "34"}, None),
+        ("GET", "/verify?type=signup&token=a%00b", None, None),
+        ("POST", "/recover", {"email": "a" + NUL + "@example.org"}, None),
+        ("POST", "/otp", {"email": "a" + NUL + "@example.org"}, None),
+        ("POST", "/resend", {"type": "signup", "email": "a" + NUL + "@example.org"}, None),
+        ("PUT", "/user", {"data": {NUL: 1}}, user),
+        ("PUT", "/user", {"password": "new password" + NUL}, user),
+        ("GET", "/admin/users/%00", None, SERVICE),
+        ("PUT", "/admin/users/%00", {}, SERVICE),
+        ("GET", "/admin/users?page=%00", None, SERVICE),
+        ("POST", "/admin/users", {"email": new_email(), "password": "password" + NUL}, SERVICE),
+    ]
+    for method, path, body, headers in cases:
+        status, answer = await call(api, method, path, body, headers)
+        assert_gotrue_4xx(status, answer, (method, path, body))
+
+
+def token_with(**claims: Any) -> str:
+    now = int(time.time())
+    base = {"sub": str(uuid.uuid4()), "aud": "authenticated", "exp": now + 600, "iat": now}
+    return jwt.encode({**base, **claims}, JWT_SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"role": ["authenticated"]}, id="role-list"),
+        pytest.param({"role": {"name": "service_role"}}, id="role-object"),
+        pytest.param({"role": "authenticated", "session_id": ["x"]}, id="session-id-list"),
+        pytest.param({"role": "authenticated", "session_id": "not-a-uuid"}, id="session-id-text"),
+    ],
+)
+async def test_a_jwt_with_a_role_that_is_no_string_is_401(auth_app: StartApp, claims: dict[str, Any]) -> None:
+    api = await auth_app(autoconfirm=True)
+    headers = {"Authorization": f"Bearer {token_with(**claims)}"}
+    for method, path in (("GET", "/user"), ("POST", "/logout"), ("GET", "/admin/users")):
+        status, body = await call(api, method, path, {}, headers)
+        assert status == 401 and body["error_code"] == "bad_jwt", (path, status, body)
+    response = await api.get("/rest/v1/anything", headers={**ANON, **headers})
+    assert response.status == 401
+
+
+async def test_a_user_jwt_whose_sub_is_not_a_uuid_is_a_4xx(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    headers = {"Authorization": f"Bearer {token_with(role='authenticated', sub='not-a-uuid')}"}
+    for method, path in (("GET", "/user"), ("PUT", "/user")):
+        status, body = await call(api, method, path, {}, headers)
+        assert_gotrue_4xx(status, body, path)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "per_page=1001",
+        "per_page=99999999999999999999",
+        "page=99999999999999",
+        "page=0",
+        "per_page=²",
+        "page=-1",
+    ],
+)
+async def test_admin_users_paging_out_of_range_is_400(auth_app: StartApp, query: str) -> None:
+    api = await auth_app(autoconfirm=True)
+    status, body = await call(api, "GET", f"/admin/users?{query}", headers=SERVICE)
+    assert status == 400 and body["error_code"] == "validation_failed", body
+
+
+async def test_admin_users_far_past_the_last_page_is_empty(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True)
+    status, body = await call(api, "GET", "/admin/users?page=1000000000&per_page=1000", headers=SERVICE)
+    assert status == 200 and body["users"] == []
+
+
+# ---------------------------------------------------------------------------
+# Item 5, "look for similar ones": every auth endpoint's JSON body and query, fuzzed
+# ---------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+# Each endpoint with who calls it and the fields it reads; a few fields from the others are mixed in.
+USER_FIELDS = ["email", "password", "data", "phone", "nonce", "current_password", "channel"]
+MAIL_FIELDS = ["email", "data", "create_user", "type", "code_challenge", "code_challenge_method", "phone"]
+ADMIN_FIELDS = [
+    "email", "password", "password_hash", "phone", "email_confirm", "phone_confirm", "user_metadata",
+    "app_metadata", "role", "ban_duration", "data", "should_soft_delete",
+]  # fmt: skip
+ENDPOINTS = [
+    ("POST", "/signup", "anon", ["email", "password", "data", "phone", "code_challenge_method"]),
+    ("POST", "/token?grant_type=password", "anon", ["email", "password", "phone"]),
+    ("POST", "/token?grant_type=refresh_token", "anon", ["refresh_token"]),
+    ("POST", "/token?grant_type=pkce", "anon", ["auth_code", "code_verifier"]),
+    ("POST", "/logout", "user", []),
+    ("GET", "/user", "user", []),
+    ("PUT", "/user", "user", USER_FIELDS),
+    ("POST", "/recover", "anon", MAIL_FIELDS),
+    ("POST", "/otp", "anon", MAIL_FIELDS),
+    ("POST", "/magiclink", "anon", MAIL_FIELDS),
+    ("POST", "/resend", "anon", MAIL_FIELDS),
+    ("POST", "/verify", "anon", ["type", "token", "token_hash", "email", "redirect_to"]),
+    ("GET", "/verify", "anon", []),
+    ("GET", "/admin/users", "service", []),
+    ("POST", "/admin/users", "service", ADMIN_FIELDS),
+    ("GET", "/admin/users/{id}", "service", []),
+    ("PUT", "/admin/users/{id}", "service", ADMIN_FIELDS),
+    ("DELETE", "/admin/users/{id}", "service", ["should_soft_delete"]),
+    ("POST", "/admin/generate_link", "service", ["type", "email", "new_email", "password", "data"]),
+    ("GET", "/settings", "anon", []),
+]  # fmt: skip
+ANY_FIELD = sorted({field for *_, fields in ENDPOINTS for field in fields} | {"refresh_token", "auth_code"})
+QUERY_KEYS = ["grant_type", "type", "token", "redirect_to", "page", "per_page", "scope", "email"]
+# Values that often find the edges.
+EDGE_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        "\x00",
+        "0",
+        "-1",
+        "1e999",
+        "2147483648",
+        "none",
+        "24h",
+        "1000000000 years",
+        "{}",
+        "a@b",
+        "x" * 400,
+    ]
+)
+EMAIL_LIKE = st.builds(lambda name: f"{name}@example.org", st.text("abc\x00.+% ", min_size=1, max_size=6))
+VALUE = JSON | EDGE_TEXT | EMAIL_LIKE
+
+
+@st.composite
+def auth_requests(draw: st.DrawFn) -> tuple[Any, ...]:
+    method, path, who, fields = draw(st.sampled_from(ENDPOINTS))
+    keys = draw(st.lists(st.sampled_from(fields or ANY_FIELD), max_size=4, unique=True))
+    keys += draw(st.lists(st.sampled_from(ANY_FIELD), max_size=1))
+    body = {key: draw(VALUE) for key in keys}
+    query = draw(st.dictionaries(st.sampled_from(QUERY_KEYS), st.text(max_size=12) | EDGE_TEXT, max_size=3))
+    who = draw(st.sampled_from([who, who, who, "anon", "user", "service"]))
+    target = draw(st.sampled_from(["self", "self", "uuid", "junk"]))
+    raw = draw(st.none() | st.none() | st.none() | st.binary(max_size=40))
+    return (method, path), body, query, who, target, raw
+
+
+async def test_fuzzed_auth_bodies_and_queries_never_answer_5xx(auth_app: StartApp) -> None:
+    api = await auth_app(autoconfirm=True, rate_limit=NO_LIMITS, anonymous_sign_ins=True)
+    session = await session_of(api)
+    user_id = session["user"]["id"]
+    credentials = {
+        "anon": {},
+        "user": {"Authorization": f"Bearer {session['access_token']}"},
+        "service": SERVICE,
+    }
+    loop = asyncio.get_running_loop()
+    failures: list[object] = []
+
+    async def send(request: tuple[Any, ...]) -> None:
+        (method, path), body, query, who, target, raw = request
+        ids = {"uuid": str(uuid.uuid4()), "self": user_id, "junk": "%00x"}
+        path = path.replace("{id}", ids[target])
+        response = await api.request(
+            method,
+            "/auth/v1" + path,
+            params=query or None,
+            data=raw if raw is not None else json.dumps(body),  # stdlib: integers past 64 bits too
+            headers={**ANON, "Content-Type": "application/json", **credentials[who]},
+            allow_redirects=False,
+        )
+        text = await response.text()
+        if response.status >= 500:
+            failures.append((method, path, body, query, who, raw, response.status, text[:300]))
+
+    @settings(
+        max_examples=400,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(auth_requests())
+    def check(request: tuple[Any, ...]) -> None:
+        asyncio.run_coroutine_threadsafe(send(request), loop).result(timeout=60)
+
+    started = time.monotonic()
+    await asyncio.to_thread(check)
+    assert not failures, failures[:5]
+    assert time.monotonic() - started < 120
