@@ -12,12 +12,13 @@ from typing import Any
 
 import jwt
 import orjson
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auth_support import Client
-from fluxbase.config import AuthRateLimitConfig
+from fluxbase.config import AuthLockoutConfig, AuthRateLimitConfig, RateLimitConfig, SecurityConfig
 from fluxbase.security.api_keys import api_key
 from harness import JWT_SECRET
 
@@ -61,6 +62,79 @@ async def session_of(api: Client, email: str | None = None) -> dict[str, Any]:
 def assert_gotrue_4xx(status: int, body: Any, what: object) -> None:
     assert 400 <= status < 500, (what, status, body)
     assert isinstance(body, dict) and body.get("error_code") and body.get("msg"), (what, body)
+
+
+# ---------------------------------------------------------------------------
+# Item 2: lockout that protects the owner instead of locking them out
+# ---------------------------------------------------------------------------
+
+# Requests come through a trusted proxy on 127.0.0.1, which names the client in X-Forwarded-For.
+BEHIND_PROXY = SecurityConfig(rate_limit=RateLimitConfig(enabled=False), trusted_proxies=("127.0.0.1",))
+
+
+async def sign_in(api: Client, email: str, password: str, ip: str) -> tuple[int, Any]:
+    return await call(
+        api,
+        "POST",
+        "/token?grant_type=password",
+        {"email": email, "password": password},
+        {"X-Forwarded-For": ip},
+    )
+
+
+async def test_wrong_passwords_from_one_source_do_not_lock_the_owner_out_elsewhere(
+    auth_app: StartApp, migrated_dsn: str
+) -> None:
+    api = await auth_app(autoconfirm=True, security=BEHIND_PROXY)
+    email = new_email()
+    owner_id = (await session_of(api, email))["user"]["id"]
+    for _ in range(5):
+        status, error = await sign_in(api, email, "a wrong guess", "203.0.113.9")
+        assert status == 400 and error["error_code"] == "invalid_credentials"
+    status, _ = await sign_in(api, email, PASSWORD, "203.0.113.9")
+    assert status in (400, 429)  # the attacker's source: limited, and locked out of this account
+    # The owner, anywhere else, with the right password: signed in.
+    for owner_ip in ("192.0.2.10", "198.51.100.20"):
+        status, session = await sign_in(api, email, PASSWORD, owner_ip)
+        assert status == 200, (owner_ip, session)
+    with psycopg.connect(migrated_dsn) as conn:
+        lockout = conn.execute("select auth.sign_in_lockout(%s)", (owner_id,)).fetchone()[0]
+        audited = conn.execute(
+            "select count(*) from audit.events where event = 'user_locked' and actor_id = %s"
+            " and details ->> 'scope' = 'source' and ip = '203.0.113.9'",
+            (owner_id,),
+        ).fetchone()[0]
+    locked = [s for s in lockout["sources"] if s["source"] == "203.0.113.9"]
+    assert locked and locked[0]["locked_until"] is not None and lockout["locked_until"] is None
+    assert audited == 1
+
+
+async def test_many_sources_start_a_backoff_that_known_sources_pass_and_an_admin_lifts(
+    auth_app: StartApp, migrated_dsn: str
+) -> None:
+    api = await auth_app(
+        autoconfirm=True,
+        security=BEHIND_PROXY,
+        lockout=AuthLockoutConfig(failures_per_source=5, failures_per_account=6),
+    )
+    email = new_email()
+    owner_id = (await session_of(api, email))["user"]["id"]
+    status, _ = await sign_in(api, email, PASSWORD, "192.0.2.10")  # the owner's usual place
+    assert status == 200
+    for n in range(6):  # a spread-out guesser: one try from each of six addresses
+        status, _ = await sign_in(api, email, "a wrong guess", f"198.18.0.{n + 1}")
+        assert status == 400
+    status, error = await sign_in(api, email, PASSWORD, "100.64.0.7")
+    assert status == 400 and error["error_code"] == "invalid_credentials"  # held back, and not told why
+    status, _ = await sign_in(api, email, PASSWORD, "192.0.2.10")
+    assert status == 200  # the owner's known source passes the backoff
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        lockout = conn.execute("select auth.sign_in_lockout(%s)", (owner_id,)).fetchone()[0]
+        assert lockout["lock_count"] == 1 and lockout["locked_until"] is not None
+        conn.execute("set role service_role")  # as the admin API calls it
+        assert conn.execute("select auth.unlock_user(%s, null, null)", (owner_id,)).fetchone()[0] is True
+    status, _ = await sign_in(api, email, PASSWORD, "100.64.0.7")
+    assert status == 200
 
 
 # ---------------------------------------------------------------------------
