@@ -98,7 +98,8 @@ def test_migrate_twice_then_status(postgres: PostgresServer, fresh_dsn: str) -> 
     assert first.returncode == 0, first.stderr
     assert (
         first.stdout.strip()
-        == "applied: foundation, auth_schema, realtime_log, auth_email_codes, auth_flow_state"
+        == "applied: foundation, auth_schema, realtime_log, auth_email_codes, auth_flow_state,"
+        " auth_sign_in_sources"
     )
     second = run("migrate", "up", env=env)
     assert second.returncode == 0, second.stderr
@@ -110,6 +111,7 @@ def test_migrate_twice_then_status(postgres: PostgresServer, fresh_dsn: str) -> 
         "applied  realtime_log",
         "applied  auth_email_codes",
         "applied  auth_flow_state",
+        "applied  auth_sign_in_sources",
     ]
 
 
@@ -118,13 +120,14 @@ def test_migrate_down_reverts_the_last_change(fresh_dsn: str) -> None:
     assert run("migrate", env=env).returncode == 0
     down = run("migrate", "down", env=env)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == "reverted: auth_flow_state"
+    assert down.stdout.strip() == "reverted: auth_sign_in_sources"
     assert run("migrate", "status", env=env).stdout.strip().splitlines() == [
         "applied  foundation",
         "applied  auth_schema",
         "applied  realtime_log",
         "applied  auth_email_codes",
-        "pending  auth_flow_state",
+        "applied  auth_flow_state",
+        "pending  auth_sign_in_sources",
     ]
 
 

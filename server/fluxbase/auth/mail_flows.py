@@ -3,7 +3,7 @@ magiclink, resend, and /verify, where the mail's link or 6-digit code leads.
 
 Mail for an address a client names is sent after the answer, so neither the
 answer nor its timing tells whether the address has an account.  A flow
-started with a PKCE challenge ends its link in ?code= (see accounts.issue).
+started with a PKCE challenge ends its link in ?code= (see auth.request_mail).
 """
 
 from __future__ import annotations
@@ -102,9 +102,7 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
             tx, ctx, "signup", email, ip, password=password, metadata=metadata, pkce=pkce
         )
     audit("auth.signup", success=mail.created, user_id=mail.user_id, ip=ip)
-    if mail.issued is not None and mail.send_to is not None:
-        send_later(ctx, "confirmation", mail.send_to, mail.issued.token, request.query.get("redirect_to"),
-                   mail.issued.code)  # fmt: skip
+    _send_later(request, ctx, "confirmation", mail)
     # The same shape whether the address was new or not; for a taken one a fresh id, so the
     # existing one is not revealed.
     pending_id = mail.user_id if mail.created and mail.user_id else str(uuid.uuid4())
