@@ -1,8 +1,11 @@
 """Errors as data: one exception type, one JSON shape, one middleware that renders them.
 
 Every error response is `{code, message, details, hint}` (PostgREST's shape,
-which the data API needs anyway) with the status the error names.  Anything
-unexpected becomes a 500 that says nothing about internals.
+which the data API needs anyway) with the status the error names.  Services with
+a wire format of their own (rest, auth, realtime) render their errors themselves;
+this middleware is the fallback for every other route, including the database's
+domain errors (db/errors.py).  Anything unexpected becomes a 500 that says
+nothing about internals.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
+
+from fluxbase.db.errors import DatabaseUnavailable, PoolTimeout
 
 log = logging.getLogger("fluxbase.errors")
 
@@ -61,6 +67,19 @@ def error_response(error: HttpError) -> web.Response:
     return json_response(error.body(), status=error.status, headers=error.headers)
 
 
+def database_unavailable(error: DatabaseUnavailable) -> HttpError:
+    """The fallback answer when the database cannot serve a route without its own error table."""
+    if isinstance(error, PoolTimeout):
+        return HttpError(
+            503,
+            "pool_busy",
+            "The server is busy: no database connection became free in time",
+            hint="retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return HttpError(503, "database_unavailable", "The database is unavailable", headers={"Retry-After": "5"})
+
+
 # aiohttp raises these itself (no route, wrong method, body too large, ...).
 _AIOHTTP_CODES = {
     404: ("not_found", "No such endpoint"),
@@ -69,18 +88,46 @@ _AIOHTTP_CODES = {
 }
 
 
+# The database connection broke under a request (a killed backend, a restart, a protocol state
+# asyncpg gave up on): the request may be retried, it is not the server's bug. Services map
+# database errors to their own answers first; these are what reaches the last resort.
+LOST_DATABASE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    ConnectionError,
+)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HttpError as error:
         return error_response(error)
+    except DatabaseUnavailable as error:
+        return error_response(database_unavailable(error))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, message = _AIOHTTP_CODES.get(exc.status, (exc.reason.lower().replace(" ", "_"), exc.reason))
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return error_response(HttpError(exc.status, code, message, headers=headers))
+    except LOST_DATABASE as exc:
+        log.error(
+            "database connection lost during the request",
+            extra={"path": request.path, "method": request.method, "reason": type(exc).__name__},
+        )
+        return error_response(
+            HttpError(
+                503,
+                "database_unavailable",
+                "The database connection was lost; retry the request",
+                headers={"Retry-After": "1"},
+            )
+        )
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(

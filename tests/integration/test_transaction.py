@@ -10,8 +10,9 @@ import psycopg
 import pytest
 
 from fluxbase.config import DatabaseConfig
+from fluxbase.db.errors import ConnectionLost, PoolTimeout
 from fluxbase.db.pool import Database, authenticator_dsn
-from fluxbase.db.transaction import PoolBusy, RequestContext
+from fluxbase.db.transaction import RequestContext
 from harness import AUTHENTICATOR_PASSWORD
 
 USER_A = "11111111-1111-1111-1111-111111111111"
@@ -193,10 +194,50 @@ async def test_busy_pool_fails_fast_instead_of_queueing_forever(todos_dsn: str) 
     try:
         async with db.transaction(RequestContext("anon"), read_only=True):
             started = time.monotonic()
-            with pytest.raises(PoolBusy):
+            with pytest.raises(PoolTimeout):
                 async with db.transaction(RequestContext("anon"), read_only=True):
                     pass
             assert time.monotonic() - started < 1.0
+    finally:
+        await db.close()
+
+
+async def test_a_backend_killed_mid_statement_raises_connection_lost(todos_dsn: str) -> None:
+    db = await connect(todos_dsn)
+    try:
+        with pytest.raises(ConnectionLost) as raised:
+            async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+                sleeper = asyncio.create_task(tx.execute("select pg_sleep(5) /* doomed */"))
+                with psycopg.connect(todos_dsn, autocommit=True) as owner:
+                    deadline = time.monotonic() + 5
+                    while not owner.execute(
+                        "select pg_terminate_backend(pid) from pg_stat_activity "
+                        "where state = 'active' and query like '%doomed%' and pid <> pg_backend_pid()"
+                    ).fetchall():
+                        assert time.monotonic() < deadline, "the statement never started"
+                        await asyncio.sleep(0.02)
+                await sleeper
+        # Not a statement error: the session ended under it.
+        assert not isinstance(raised.value.__cause__, asyncpg.exceptions.QueryCanceledError)
+        async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+            assert await tx.fetchval("select 1") == 1
+    finally:
+        await db.close()
+
+
+async def test_connections_killed_while_idle_cost_no_request_an_error(todos_dsn: str) -> None:
+    db = await connect(todos_dsn, min_connections=2, max_connections=2)
+    try:
+        for _ in range(3):
+            with psycopg.connect(todos_dsn, autocommit=True) as owner:
+                owner.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where usename = 'authenticator' and application_name = 'fluxbase'"
+                )
+            # BEGIN on a connection that died idle fails before any work: the transaction
+            # takes another one instead of failing the request.
+            async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+                assert await tx.fetchval("select 1") == 1
     finally:
         await db.close()
 

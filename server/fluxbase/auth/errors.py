@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from fluxbase.auth.context import AUTH, AuthContext
+from fluxbase.db.errors import DatabaseUnavailable, PoolTimeout
 from fluxbase.errors import HttpError
 
 API_VERSION_HEADER = "X-Supabase-Api-Version"
@@ -32,6 +33,8 @@ _OAUTH_ERRORS = {
     "user_banned": "invalid_grant",
     "validation_failed": "invalid_request",
     "over_request_rate_limit": "too_many_requests",
+    "request_timeout": "server_error",
+    "unexpected_failure": "server_error",
 }
 
 
@@ -81,6 +84,27 @@ def unprocessable(code: str, message: str) -> AuthError:
     return AuthError(422, code, message)
 
 
+def database_unavailable(error: DatabaseUnavailable) -> AuthError:
+    """The database could not serve the request (db/errors.py), in GoTrue's words.
+
+    A pool timeout is GoTrue's own request_timeout (504); no connection at all is a 503.
+    supabase-js treats 502/503/504 as AuthRetryableFetchError, so clients retry either.
+    """
+    if isinstance(error, PoolTimeout):
+        return AuthError(
+            504,
+            "request_timeout",
+            "Processing this request timed out, please retry after a moment.",
+            headers={"Retry-After": "1"},
+        )
+    return AuthError(
+        503,
+        "unexpected_failure",
+        "The database is unavailable, please retry after a moment.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _url_holds_nul(request: web.Request) -> bool:
     return "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items())
 
@@ -97,7 +121,9 @@ def endpoint(
             return await handler(request, request.app[AUTH])
         except AuthError as error:
             return error_response(request, error, oauth=oauth)
-        except HttpError as error:  # pool busy, database unavailable
+        except DatabaseUnavailable as error:
+            return error_response(request, database_unavailable(error), oauth=oauth)
+        except HttpError as error:  # a rate limit from security/
             code = "over_request_rate_limit" if error.status == 429 else error.code
             return error_response(
                 request, AuthError(error.status, code, error.message, headers=error.headers)

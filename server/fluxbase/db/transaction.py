@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +21,12 @@ from typing import Any
 import asyncpg
 import orjson
 
-from fluxbase.errors import HttpError
+from fluxbase.db.errors import (
+    CONNECTION_ERRORS,
+    ConnectionLost,
+    DatabaseUnreachable,
+    PoolTimeout,
+)
 from fluxbase.observability import metrics
 
 log = logging.getLogger("fluxbase.db")
@@ -37,42 +42,39 @@ SET_REQUEST_CONTEXT = (
     "set_config('request.headers', $5, true)"
 )
 
-# Errors that mean the database cannot be reached, as opposed to a statement failing.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# Besides a closed connection: errors after which the session is certainly gone.
+SESSION_ENDED: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    # The server ended the session (pg_terminate_backend, shutdown, crash): the
-    # connection is gone even though the SQLSTATE class is 57, not 08.
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
-class PoolBusy(HttpError):
-    """No connection became free within acquire_timeout: answer at once rather than queue forever."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            503,
-            "pool_busy",
-            "The server is busy: no database connection became free in time",
-            hint="retry shortly",
-            headers={"Retry-After": "1"},
-        )
+def _is_gone(connection: asyncpg.Connection) -> bool:
+    """Closed, or already taken from us: asyncpg detaches a pooled connection that closed."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.exceptions.InterfaceError:
+        return True
 
 
-class DatabaseUnavailable(HttpError):
-    """The database could not be reached; the reason goes to the log, not to the client."""
+@contextlib.contextmanager
+def losing_the_connection_raises(connection: asyncpg.Connection) -> Iterator[None]:
+    """Turns a statement's failure into ConnectionLost when the connection, not the SQL, failed.
 
-    def __init__(self, reason: str) -> None:
-        log.warning("database unavailable", extra={"reason": reason})
-        super().__init__(
-            503, "database_unavailable", "The database is unavailable", headers={"Retry-After": "5"}
-        )
+    A plain InterfaceError is not enough to tell: asyncpg's DataError (a bad argument) is one.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or not (isinstance(exc, SESSION_ENDED) or _is_gone(connection)):
+            raise
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("database connection lost", extra={"reason": reason})
+        raise ConnectionLost(reason) from exc
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class RoleSwitchedTransaction:
         started = time.perf_counter()
         status = "error"
         try:
-            result = await getattr(self._connection, method)(query, *args)
+            with losing_the_connection_raises(self._connection):
+                result = await getattr(self._connection, method)(query, *args)
             status = "ok"
             return result
         finally:
@@ -174,6 +177,60 @@ def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
     metrics.db_connections_in_use.set(pool.get_size() - idle)
 
 
+async def _acquire(pool: asyncpg.Pool, acquire_timeout: float) -> Any:
+    try:
+        return await pool.acquire(timeout=acquire_timeout)
+    except TimeoutError as exc:
+        raise PoolTimeout(f"no connection free within {acquire_timeout}s") from exc
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        # Any server error while acquiring comes from opening a connection (login refused,
+        # database missing, too many clients): the database cannot be reached as configured.
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("database unreachable", extra={"reason": reason})
+        raise DatabaseUnreachable(reason) from exc
+
+
+async def _begin(connection: Any, context: RequestContext | None, read_only: bool) -> None:
+    with losing_the_connection_raises(connection):
+        await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+        if context is not None:
+            await connection.fetchrow(
+                SET_REQUEST_CONTEXT,
+                context.role,
+                orjson.dumps(context.claims).decode(),
+                context.method,
+                context.path,
+                orjson.dumps(dict(context.headers)).decode(),
+                context.search_path,
+            )
+
+
+async def _begin_on_a_live_connection(
+    pool: asyncpg.Pool, context: RequestContext | None, read_only: bool, acquire_timeout: float
+) -> Any:
+    """A pooled connection with the transaction begun; released again if that fails.
+
+    A connection that died while idle in the pool (a database restart, pg_terminate_backend)
+    fails at BEGIN, before any work ran on it, so another attempt is safe. Its siblings
+    most likely died with it: the whole pool is renewed (as the health check does), and
+    the request does not pay for deaths it had no part in.
+    """
+    for attempt in (1, 2):
+        connection = await _acquire(pool, acquire_timeout)
+        try:
+            await _begin(connection, context, read_only)
+            return connection
+        except ConnectionLost:
+            await pool.expire_connections()
+            await asyncio.shield(pool.release(connection))
+            if attempt == 2:
+                raise
+        except BaseException:
+            await asyncio.shield(pool.release(connection))
+            raise
+    raise AssertionError("unreachable")
+
+
 @asynccontextmanager
 async def role_switched_transaction(
     pool: asyncpg.Pool,
@@ -189,33 +246,14 @@ async def role_switched_transaction(
     server's own work: no API role, no request settings.
     Commits when the block ends normally, rolls back when it raises or asked for rollback.
     """
-    try:
-        connection = await pool.acquire(timeout=acquire_timeout)
-    except TimeoutError as exc:
-        raise PoolBusy from exc
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
+    connection = await _begin_on_a_live_connection(pool, context, read_only, acquire_timeout)
     _publish_pool_gauges(pool)
     try:
-        try:
-            await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
-            if context is not None:
-                await connection.fetchrow(
-                    SET_REQUEST_CONTEXT,
-                    context.role,
-                    orjson.dumps(context.claims).decode(),
-                    context.method,
-                    context.path,
-                    orjson.dumps(dict(context.headers)).decode(),
-                    context.search_path,
-                )
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
         work = RoleSwitchedTransaction(connection, slow_query_threshold)
         try:
             yield work
         except BaseException:
-            if not connection.is_closed() and connection.is_in_transaction():
+            if not _is_gone(connection) and connection.is_in_transaction():
                 # If even this fails, the pool's reset rolls back or drops the connection.
                 with contextlib.suppress(Exception):
                     await connection.execute("ROLLBACK")
@@ -224,7 +262,8 @@ async def role_switched_transaction(
         # round trip fewer per request. If COMMIT fails, the rest of the message is
         # skipped, the connection is not marked, and the pool resets it as usual.
         ending = "ROLLBACK" if work.rollback_requested else "COMMIT"
-        await connection.execute(f"{ending};\n{connection.get_reset_query()}")
+        with losing_the_connection_raises(connection):
+            await connection.execute(f"{ending};\n{connection.get_reset_query()}")
         connection.mark_reset()
     finally:
         try:

@@ -25,7 +25,7 @@ import asyncpg
 import orjson
 
 from fluxbase.background import stop_tasks
-from fluxbase.db.transaction import CONNECTION_ERRORS
+from fluxbase.db.errors import CONNECTION_ERRORS
 from fluxbase.observability import metrics
 from fluxbase.realtime.phoenix import ChangeType
 

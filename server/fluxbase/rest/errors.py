@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from fluxbase.db.errors import ConnectionLost, DatabaseUnavailable, DatabaseUnreachable, PoolTimeout
+
 # PGRST201 sends its candidate relationships as an array, so details is not always text.
 ErrorDetails = str | list[dict[str, str]] | None
 
@@ -130,6 +132,15 @@ PGRST_CODES: Mapping[str, ErrorCode] = {
 }
 
 _BEARER_CHALLENGE = ("WWW-Authenticate", "Bearer")
+
+# The database's domain errors (db/errors.py), as PostgREST's hasql usage errors map them:
+# acquisition timeout PGRST003 (504), connection error PGRST000, client error PGRST001 (503).
+# Retry-After is ours: each is worth retrying.  The reason stays in the log, not in details.
+DATABASE_UNAVAILABLE_CODES: Mapping[type[DatabaseUnavailable], tuple[str, str]] = {
+    PoolTimeout: ("PGRST003", "1"),
+    DatabaseUnreachable: ("PGRST000", "5"),
+    ConnectionLost: ("PGRST001", "1"),
+}
 
 
 def pgrst_error(
@@ -275,6 +286,11 @@ def not_implemented(details: str) -> ApiError:
 
 def max_affected_rpc_violation() -> ApiError:
     return pgrst_error("PGRST128")
+
+
+def database_unavailable(error: DatabaseUnavailable) -> ApiError:
+    code, retry_after = DATABASE_UNAVAILABLE_CODES.get(type(error), ("PGRST000", "5"))
+    return pgrst_error(code, headers=(("Retry-After", retry_after),))
 
 
 def schema_cache_not_loaded() -> ApiError:

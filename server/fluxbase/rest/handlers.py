@@ -18,12 +18,14 @@ import orjson
 from aiohttp import web
 
 from fluxbase.config import ApiConfig
+from fluxbase.db.errors import DatabaseUnavailable
 from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.rest import openapi
 from fluxbase.rest.errors import (
     ApiError,
+    database_unavailable,
     from_postgres,
     max_affected_violation,
     openapi_disabled,
@@ -52,8 +54,6 @@ from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 
 MAX_URL_BYTES = 16 * 1024
-# Connection failures that are not PostgreSQL errors (asyncpg raises these for a dropped socket).
-LOST_CONNECTION = (OSError, asyncpg.exceptions.InterfaceError)
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
 
 
@@ -365,9 +365,9 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
-        except LOST_CONNECTION:
-            # The database went away mid-statement: retryable, not a server bug.
-            return _error_response(pgrst_error("PGRST000"))
+        except DatabaseUnavailable as error:
+            # No connection, or it went away mid-statement: retryable, not a server bug.
+            return _error_response(database_unavailable(error))
         response = web.Response(body=reply.body, status=reply.status, headers=reply.headers)
         timer.lap("render")
         response.headers["Server-Timing"] = timer.header()
@@ -405,8 +405,8 @@ def _openapi_endpoint(mount: openapi.Mount) -> Callable[[web.Request], Awaitable
             return _error_response(error)
         except asyncpg.PostgresError as error:
             return _error_response(_from_database(error, caller_role=_role_or_anon(request)))
-        except LOST_CONNECTION:
-            return _error_response(pgrst_error("PGRST000"))
+        except DatabaseUnavailable as error:
+            return _error_response(database_unavailable(error))
         # application/json when the client asked for it by any JSON name, else OpenAPI's own type.
         mime = "application/json" if api_request.accept.kind == MediaKind.JSON else MediaKind.OPENAPI.value
         return web.Response(body=orjson.dumps(document), headers={"Content-Type": f"{mime}; charset=utf-8"})

@@ -19,7 +19,7 @@ import asyncpg
 
 from fluxbase.background import stop_tasks
 from fluxbase.config import INTERNAL_SCHEMAS, is_internal_schema
-from fluxbase.db.transaction import CONNECTION_ERRORS
+from fluxbase.db.errors import CONNECTION_ERRORS
 from fluxbase.rest.schema import (
     Cardinality,
     Column,

@@ -46,6 +46,9 @@ class Caller:
     claims: Mapping[str, Any] = field(default_factory=dict)
     # The raw token the role came from ("" for anonymous): realtime re-checks its expiry.
     token: str = ""
+    # The API key the request came with, when it names one: its requests count against that
+    # key's rate limit. Never the key itself (it reaches logs and Redis keys).
+    api_key_id: str | None = None
 
     @property
     def user_id(self) -> str | None:
@@ -170,7 +173,15 @@ class Authenticator:
         if claims.get("session_id") not in (None, "") and not _is_uuid(claims["session_id"]):
             # One malformed id would make every revoked-session check (auth.live_sessions) fail.
             raise AuthenticationError("JWT session_id claim must be a UUID")
-        return Caller(role, claims, token)
+        return Caller(role, claims, token, api_key_id=_legacy_key_id(role, claims))
+
+
+def _legacy_key_id(role: str, claims: Mapping[str, Any]) -> str | None:
+    # The service_role key is a server's secret: its calls share the per-key budget. The anon key
+    # is public (every browser of an app sends it), so its callers are counted per client IP.
+    if role == "service_role" and "sub" not in claims:
+        return "service_role"
+    return None
 
 
 def _is_uuid(value: Any) -> bool:

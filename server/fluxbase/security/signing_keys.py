@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
+from fluxbase.keyfile import load_private_key
 
 
 @dataclass(frozen=True)
@@ -41,20 +39,9 @@ class SigningKeys:
 
 def load_signing_keys(algorithm: str, private_key: str | None, key_id: str | None) -> SigningKeys | None:
     """None for HS256; else the key pair from a PEM text or a PEM file path.  Raises ValueError."""
-    if algorithm == "HS256":
+    key = load_private_key(algorithm, private_key)
+    if key is None:
         return None
-    if algorithm not in ASYMMETRIC_ALGORITHMS:
-        raise ValueError(f"auth.jwt_algorithm must be HS256, RS256 or ES256, not {algorithm!r}")
-    if not private_key:
-        raise ValueError(f"auth.jwt_algorithm {algorithm} needs auth.jwt_private_key (a PEM or a file path)")
-    pem = private_key if "-----BEGIN" in private_key else Path(private_key).read_text(encoding="ascii")
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
-    if algorithm == "RS256" and not (isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048):
-        raise ValueError("RS256 needs an RSA private key of at least 2048 bits")
-    if algorithm == "ES256" and not (
-        isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
-    ):
-        raise ValueError("ES256 needs an EC private key on the P-256 curve")
     public = key.public_key()
     if not key_id:
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
