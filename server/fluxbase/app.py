@@ -1,7 +1,7 @@
 """Builds the aiohttp application: middleware order, routes, start-up and shutdown.
 
 Request path: request id + access log -> metrics -> errors -> CORS -> client IP
--> rate limit -> CSRF -> handler (security headers are added to every response
+-> per-API-key rate limit -> rate limit -> CSRF -> handler (security headers are added to every response
 as it is prepared).
 """
 
@@ -16,9 +16,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
+from fluxbase.admin_api import routes as admin_routes
 from fluxbase.auth import context as auth_context
 from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
+from fluxbase.dashboard import handlers as dashboard_handlers
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.errors import error_middleware
@@ -31,6 +33,7 @@ from fluxbase.security.client_ip import client_ip_middleware, parse_networks
 from fluxbase.security.cors import cors_middleware
 from fluxbase.security.csrf import csrf_middleware
 from fluxbase.security.headers import install_security_headers
+from fluxbase.security.key_registry import ApiKeyRegistry, ApiKeyWatcher, api_key_rate_limit_middleware
 from fluxbase.security.ratelimit import RateLimiter, ip_rate_limit_middleware
 from fluxbase.security.signing_keys import load_signing_keys
 
@@ -48,12 +51,14 @@ class Runtime:
 
 
 def build_app(config: Config, runtime: Runtime) -> web.Application:
+    api_keys = ApiKeyRegistry()
     middlewares: list[Middleware] = [
         request_context_middleware,
         metrics_middleware,
         error_middleware,
         cors_middleware(config.security.cors.allowed_origins),
         client_ip_middleware(parse_networks(config.security.trusted_proxies)),
+        api_key_rate_limit_middleware(api_keys),
     ]
     if config.security.rate_limit.enabled:
         limiter = RateLimiter(config.security.rate_limit.requests_per_minute, 60.0)
@@ -65,11 +70,13 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         raise ValueError("build_app needs a JWT secret: call ensure_jwt_secret() first")
     app = web.Application(middlewares=middlewares, client_max_size=config.server.body_limit)
     keys = load_signing_keys(config.auth.jwt_algorithm, config.auth.jwt_private_key, config.auth.jwt_key_id)
-    app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret, signing_keys=keys)
+    app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret, signing_keys=keys, api_keys=api_keys)
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     ops.add_routes(app)
     rest_handlers.add_routes(app)
     auth_routes.add_routes(app)
+    dashboard_handlers.add_routes(app)
+    admin_routes.add_routes(app)
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
 
@@ -87,7 +94,19 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
             config.auth, config.server.base_url, app[DATABASE], app[AUTHENTICATOR]
         )
         session_watcher = await auth_context.start(app, auth)
+        secret = config.auth.jwt_secret or ""
+        dashboard = app[dashboard_handlers.DASHBOARD] = dashboard_handlers.make_context(
+            config.dashboard, config.auth.smtp, config.server.base_url, secret, app[DATABASE]
+        )
+        admin = app[admin_routes.ADMIN_API] = admin_routes.make_context(
+            config, app[DATABASE], runtime.database_url
+        )
+        key_watcher = ApiKeyWatcher(dsn, api_keys, config.dashboard.api_key_refresh_interval)
+        await key_watcher.start()
         yield
+        await key_watcher.stop()
+        await admin.close()
+        await dashboard_handlers.stop(dashboard)
         await auth_context.stop(auth, session_watcher)
         await schema_cache.close()
         with contextlib.suppress(Exception):

@@ -1,4 +1,4 @@
-"""The `fluxbase` command: serve (default), migrate, keys, --version, --config-test."""
+"""The `fluxbase` command: serve (default), migrate, keys, admin, --version, --config-test."""
 
 from __future__ import annotations
 
@@ -54,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--all", action="store_true", help="with down: revert every applied change")
 
     commands.add_parser("keys", help="print the anon and service_role API keys")
+
+    admin = commands.add_parser("admin", help="manage dashboard administrators")
+    admin_commands = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+    create = admin_commands.add_parser("create", help="create an administrator (asks for the password)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--full-name", default="")
+    create.add_argument("--role", choices=("dashboard_admin", "dashboard_viewer"), default="dashboard_admin")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input (for scripts)"
+    )
+    unlock = admin_commands.add_parser("unlock", help="end an administrator's lockout")
+    unlock.add_argument("--email", required=True)
     return parser
 
 
@@ -72,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(config, args)
         if command == "migrate":
             return _migrate(config, args.action, args.all)
+        if command == "admin":
+            from fluxbase.admin_cli import admin_command
+
+            return admin_command(config, args)
         return _keys(config)
     except ConfigError as error:
         _print_problems(error.problems)

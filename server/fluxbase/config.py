@@ -170,6 +170,24 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """Dashboard administrators and API keys (/dashboard/auth, /api/v1/admin)."""
+
+    access_token_ttl: float = 900.0
+    session_ttl: float = 7 * 24 * 3600.0  # how long a refresh token keeps a session alive
+    mfa_challenge_ttl: float = 300.0
+    lockout_max_failures: int = 5
+    lockout_duration: float = 900.0
+    password_min_length: int = 12
+    bcrypt_cost: int = 12
+    sign_in_attempts: int = 20  # per client address and per account, per sign_in_window
+    sign_in_window: float = 900.0
+    link_ttl: float = 3600.0  # password reset, verification and invitation links
+    api_key_refresh_interval: float = 5.0
+    api_key_rate_limit: int = 1000  # requests per minute, each key's default
+
+
+@dataclass(frozen=True)
 class RateLimitConfig:
     enabled: bool = True
     requests_per_minute: int = 100
@@ -237,6 +255,7 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     security: SecurityConfig = SecurityConfig()
     realtime: RealtimeConfig = RealtimeConfig()
     storage: StorageConfig = StorageConfig()
@@ -474,6 +493,18 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         **durations(dict(auth.get("rate_limit", {})), ("sign_in_window",))
     )
     auth["smtp"] = SmtpConfig(**auth.get("smtp", {}))
+    dashboard = durations(
+        section("dashboard"),
+        (
+            "access_token_ttl",
+            "session_ttl",
+            "mfa_challenge_ttl",
+            "lockout_duration",
+            "sign_in_window",
+            "link_ttl",
+            "api_key_refresh_interval",
+        ),
+    )
     api = section("api")
     for key in ("schemas", "extra_search_path"):
         if key in api:
@@ -484,6 +515,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         database=DatabaseConfig(**database),
         api=ApiConfig(**api),
         auth=AuthConfig(**auth),
+        dashboard=DashboardConfig(**dashboard),
         security=SecurityConfig(
             rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
             csrf=CsrfConfig(**security.get("csrf", {})),

@@ -96,9 +96,15 @@ def test_migrate_twice_then_status(postgres: PostgresServer, fresh_dsn: str) -> 
     env = {"DATABASE_URL": fresh_dsn, "FLUXBASE_JWT_SECRET": JWT_SECRET}
     first = run("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert (
-        first.stdout.strip()
-        == "applied: foundation, auth_schema, realtime_log, auth_email_codes, auth_flow_state"
+    assert first.stdout.strip() == "applied: " + ", ".join(
+        [
+            "foundation",
+            "auth_schema",
+            "realtime_log",
+            "auth_email_codes",
+            "auth_flow_state",
+            "dashboard_schema",
+        ]
     )
     second = run("migrate", "up", env=env)
     assert second.returncode == 0, second.stderr
@@ -110,6 +116,7 @@ def test_migrate_twice_then_status(postgres: PostgresServer, fresh_dsn: str) -> 
         "applied  realtime_log",
         "applied  auth_email_codes",
         "applied  auth_flow_state",
+        "applied  dashboard_schema",
     ]
 
 
@@ -118,13 +125,14 @@ def test_migrate_down_reverts_the_last_change(fresh_dsn: str) -> None:
     assert run("migrate", env=env).returncode == 0
     down = run("migrate", "down", env=env)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == "reverted: auth_flow_state"
+    assert down.stdout.strip() == "reverted: dashboard_schema"
     assert run("migrate", "status", env=env).stdout.strip().splitlines() == [
         "applied  foundation",
         "applied  auth_schema",
         "applied  realtime_log",
         "applied  auth_email_codes",
-        "pending  auth_flow_state",
+        "applied  auth_flow_state",
+        "pending  dashboard_schema",
     ]
 
 

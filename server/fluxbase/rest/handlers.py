@@ -52,6 +52,7 @@ from fluxbase.rest.request.preferences import CountPreference, HandlingPreferenc
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
+from fluxbase.security.scopes import ScopeError, require_scope, rest_scope
 
 MAX_URL_BYTES = 16 * 1024
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
@@ -112,9 +113,16 @@ def _error_response(error: ApiError) -> web.Response:
 
 def _caller(request: web.Request) -> Caller:
     try:
-        return authenticate(request)
+        caller = authenticate(request)
     except AuthenticationError as error:
         raise pgrst_error("PGRST301", error.reason) from error
+    try:
+        require_scope(caller, rest_scope(request.method))
+    except ScopeError as error:
+        raise ApiError(
+            403, "42501", error.reason, hint="ask an administrator for a key with this scope"
+        ) from error
+    return caller
 
 
 def _search_path(schema: str, api: ApiConfig) -> str:
