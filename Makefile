@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
+.PHONY: run test bench bench-rest bench-realtime lint typecheck pytest install system-deps ui e2e-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,39 @@ $(STAMP):
 
 install: $(STAMP)
 
+# The dashboard's app (admin/), built into the package (dashboard_ui/static/) when missing or stale;
+# `fluxbase serve` then needs no network and no Node.
+UI_BUILD   := server/fluxbase/dashboard_ui/static/index.html
+UI_SOURCES := $(shell find admin/src -type f 2>/dev/null) admin/index.html admin/vite.config.ts admin/tsconfig.json
+UI_NODE    := admin/node_modules/.installed-$(shell cat admin/package-lock.json | cksum | cut -d' ' -f1)
+
+$(UI_NODE): admin/package-lock.json
+	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
+	cd admin && npm ci --no-audit --no-fund --loglevel=error
+	rm -f admin/node_modules/.installed-* && touch $@
+
+$(UI_BUILD): $(UI_NODE) $(UI_SOURCES)
+	cd admin && npm run --silent build
+
+ui: $(UI_BUILD)
+
+# The dashboard's browser tests: Debian's chromium and axe-core (tests/e2e/package.json).
+E2E_NODE := tests/e2e/node_modules/.installed-$(shell cat tests/e2e/package-lock.json | cksum | cut -d' ' -f1)
+
+$(E2E_NODE): tests/e2e/package-lock.json
+	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+	rm -f tests/e2e/node_modules/.installed-* && touch $@
+
+e2e-deps: $(E2E_NODE) $(UI_BUILD)
+	bash deploy/scripts/system-deps.sh e2e
+
 # Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase.
-run: $(STAMP)
+run: $(STAMP) $(UI_BUILD)
 	@if [ -z "$$DATABASE_URL" ]; then bash deploy/scripts/system-deps.sh run; fi
 	@$(BIN)/fluxbase keys
+	@echo
+	@$(BIN)/python -c 'from fluxbase.config import load_config; print("Dashboard: " + load_config().server.base_url.rstrip("/") + "/dashboard/")'
 	@echo
 	@exec $(BIN)/fluxbase serve
 
@@ -44,10 +73,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps e2e-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache server/*.egg-info
+	rm -rf admin/node_modules tests/e2e/node_modules server/fluxbase/dashboard_ui/static

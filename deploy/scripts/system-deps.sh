@@ -3,6 +3,8 @@
 #   system-deps.sh run   PostgreSQL server binaries (for the embedded database)
 #   system-deps.sh test  the above plus pgTAP, pg_prove and sqitch
 #   system-deps.sh bench the server binaries plus wrk (the load generator of `make bench`)
+#   system-deps.sh node  Node.js and npm (building the dashboard's app under admin/)
+#   system-deps.sh e2e   Debian's chromium (the dashboard's browser tests; never a downloaded browser)
 # Debian/Ubuntu through apt-get; elsewhere it says what to install.
 set -euo pipefail
 
@@ -18,7 +20,7 @@ pg_bin() {
   return 1
 }
 
-if ! pg_bin >/dev/null; then
+if [ "$mode" != node ] && [ "$mode" != e2e ] && ! pg_bin >/dev/null; then
   missing+=(postgresql)
 fi
 
@@ -27,6 +29,15 @@ if [ "$mode" = test ]; then
   command -v pg_prove >/dev/null 2>&1 || missing+=(libtap-parser-sourcehandler-pgtap-perl)
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
+fi
+
+if [ "$mode" = node ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
+
+if [ "$mode" = e2e ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 fi
 
 if [ "$mode" = bench ]; then
@@ -60,5 +71,14 @@ if [ "$mode" = test ]; then
   sharedir=$("$bin/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$version")
   if [ ! -f "$sharedir/extension/pgtap.control" ]; then
     install "postgresql-$version-pgtap"
+  fi
+fi
+
+if [ "$mode" = node ]; then
+  # Vite 8 needs Node 20.19 or later; an older Debian nodejs cannot build the dashboard.
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "Node.js $(node --version) is too old to build the dashboard: install Node 20 or later" >&2
+    exit 1
   fi
 fi
