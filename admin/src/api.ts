@@ -20,6 +20,8 @@ export function cookie(name: string): string | null {
 }
 
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+// The admin check's answers that mean the session is gone (security/dashboard_auth.py).
+const SESSION_ERRORS = new Set(["token_expired", "invalid_token", "no_session", "session_not_found"]);
 
 /** The server's words for a failed answer: GoTrue (msg, error_description), PostgREST and ours (message). */
 export async function errorFrom(response: Response): Promise<ApiError> {
@@ -87,11 +89,14 @@ export async function request<T>(path: string, options: RequestOptions = {}): Pr
   };
   let response = await send();
   if (response.status === 401 && !options.noRefresh) {
-    if (await refreshSession()) {
-      response = await send();
-    }
+    // A wrong 2FA code or password is a 401 too: only a session error means "sign in again".
+    const error = await errorFrom(response.clone());
+    if (!SESSION_ERRORS.has(error.code)) throw error;
+    if (await refreshSession()) response = await send();
     if (response.status === 401) {
-      onSignedOut();
+      const after = await errorFrom(response);
+      if (SESSION_ERRORS.has(after.code)) onSignedOut();
+      throw after;
     }
   }
   if (!response.ok) throw await errorFrom(response);

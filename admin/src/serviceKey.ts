@@ -22,6 +22,16 @@ interface CreatedKey {
 
 let pending: Promise<Stored> | null = null;
 
+/** A new key reaches each server's key registry by NOTIFY, a moment after it is made: wait for it. */
+async function untilAccepted(key: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+    const response = await fetch("/rest/v1/", { headers: { apikey: key }, credentials: "omit" });
+    if (response.status !== 401 || Date.now() > deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
 function stored(owner: string): Stored | null {
   try {
     const value = JSON.parse(sessionStorage.getItem(STORAGE_KEY) ?? "null") as Stored | null;
@@ -54,6 +64,7 @@ export async function serviceKey(): Promise<string> {
           expires_at: new Date(expiresAt).toISOString(),
         },
       });
+      await untilAccepted(created.key);
       const value = { id: created.id, key: created.key, expiresAt, owner: currentOwner };
       sessionStorage.setItem(STORAGE_KEY, JSON.stringify(value));
       return value;
