@@ -163,3 +163,23 @@ export function formText(column: Column, value: unknown): string {
   if (inputKind(column.type) === "json") return JSON.stringify(value, null, 2);
   return String(value);
 }
+
+export interface ForeignKey {
+  table: string;
+  column: string;
+}
+
+/** Each column's foreign key, read from the REST root's OpenAPI notes (PostgREST's <fk .../> tags). */
+export async function foreignKeys(schema: string, table: string): Promise<Record<string, ForeignKey>> {
+  const response = await publicApi("/rest/v1/", { headers: { "Accept-Profile": schema, Accept: "application/openapi+json" } });
+  type Schemas = Record<string, { properties?: Record<string, { description?: string }> }>;
+  // OpenAPI 3 (components.schemas, ours) or Swagger 2 (definitions, PostgREST's).
+  const spec = (await response.json()) as { components?: { schemas?: Schemas }; definitions?: Schemas };
+  const schemas = spec.components?.schemas ?? spec.definitions ?? {};
+  const found: Record<string, ForeignKey> = {};
+  for (const [column, property] of Object.entries(schemas[table]?.properties ?? {})) {
+    const match = /<fk table='([^']+)' column='([^']+)'\/>/.exec(property.description ?? "");
+    if (match) found[column] = { table: match[1], column: match[2] };
+  }
+  return found;
+}

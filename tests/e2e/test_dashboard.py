@@ -269,6 +269,12 @@ def test_sql_editor_creates_a_table(ui: Dashboard) -> None:
         "CREATE TABLE",
     )
     run_sql(ui, "grant select, insert, update, delete on public.notes to authenticated", "GRANT")
+    run_sql(
+        ui,
+        "create table public.comments (id bigint generated always as identity primary key,"
+        " note_id bigint not null references public.notes (id), text text not null)",
+        "CREATE TABLE",
+    )
     run_sql(ui, "select 1 as one, 'two' as two", "SELECT 1")
     grid = page.get_by_role("region", name="Query results")
     assert "two" in grid.inner_text()
@@ -355,9 +361,36 @@ def test_realtime_inspector_and_table_editor(ui: Dashboard) -> None:
     assert "written in the table editor" in grid.inner_text()
     ui.check("table-editor")
 
+    # Edit and delete name the row by its primary key.
+    page.get_by_role("button", name="Remove filter done eq true").click()
+    row = grid.locator("tbody tr").filter(has_text="a second note")
+    row.get_by_role("button", name="Edit").click()
+    dialog = page.get_by_role("dialog", name="Edit row")
+    dialog.get_by_label("body").fill("an edited note")
+    dialog.get_by_role("button", name="Save").click()
+    grid.get_by_text("an edited note").wait_for()
+    grid.locator("tbody tr").filter(has_text="an edited note").get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog", name="Delete this row?").get_by_role("button", name="Delete row").click()
+    grid.get_by_text("an edited note").wait_for(state="detached")
+
+    # A foreign key leads to the row it references.
+    page.get_by_role("button", name=re.compile("^comments")).click()
+    page.get_by_role("button", name="Insert row").click()
+    dialog = page.get_by_role("dialog", name="Insert row")
+    dialog.get_by_label("note_id").fill("1")
+    dialog.get_by_label("text", exact=True).fill("a comment on the first note")
+    dialog.get_by_role("button", name="Insert").click()
+    comments = page.get_by_role("region", name="Rows of public.comments")
+    comments.get_by_role("button", name="1: open notes where id = 1").click()
+    page.get_by_role("button", name="Remove filter id eq 1").wait_for()
+    notes = page.get_by_role("region", name="Rows of public.notes")
+    sync_api.expect(notes.locator("tbody tr")).to_have_count(1)
+    assert "written in the table editor" in notes.inner_text()
+
     feed = watcher.get_by_role("region", name="Changes, newest first")
     feed.get_by_text("written in the table editor").wait_for()
-    assert "INSERT" in feed.inner_text()
+    feed.get_by_text("DELETE").wait_for()
+    assert "INSERT" in feed.inner_text() and "UPDATE" in feed.inner_text()
     ui.check("realtime-inspector", watcher)
     watcher.close()
 
@@ -406,7 +439,7 @@ def test_api_key_created_shown_once_and_revoked(ui: Dashboard) -> None:
     assert key not in page.content()
 
     status, rows = http("GET", ui.server.url + "/rest/v1/notes?select=body", {"apikey": key})
-    assert status == 200 and len(rows) == 2, rows
+    assert status == 200 and rows == [{"body": "written in the table editor"}], rows
     status, body = http("POST", ui.server.url + "/rest/v1/notes", {"apikey": key}, {"body": "no write scope"})
     assert status == 403, body
 
@@ -461,8 +494,9 @@ def test_activity_settings_and_account(ui: Dashboard) -> None:
     page.get_by_label("Action").fill("policy_created")
     page.get_by_role("button", name="Apply filters").click()
     log = page.get_by_role("region", name="Activity, newest first")
-    log.get_by_text("policy_created").first.wait_for()
-    assert "sql_executed" not in log.inner_text()
+    sync_api.expect(log).not_to_contain_text("sql_executed")
+    sync_api.expect(log.locator("tbody tr")).to_have_count(2)  # the two policies made above
+    assert log.inner_text().count("policy_created") == 2
     ui.check("activity")
 
     ui.go("Settings")

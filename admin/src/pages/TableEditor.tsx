@@ -6,6 +6,7 @@ import { message } from "../api";
 import {
   deleteRow,
   fetchRows,
+  foreignKeys,
   formText,
   getTable,
   inputKind,
@@ -19,7 +20,7 @@ import {
   type Operator,
   type TableDetail,
 } from "../tables";
-import { Button, Confirm, ErrorBanner, Grid, Loading, Modal, Notice, PageHeader, Select, useAction, useAsync } from "../ui";
+import { Button, cellText, Confirm, ErrorBanner, Grid, Loading, Modal, Notice, PageHeader, Select, useAction, useAsync } from "../ui";
 
 const PAGE_SIZES = [25, 50, 100];
 const OPERATORS: Operator[] = ["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "is"];
@@ -28,6 +29,8 @@ export function TableEditor() {
   const tables = useAsync(listTables, []);
   const [schema, setSchema] = useState("public");
   const [table, setTable] = useState("");
+  // Following a foreign key opens the referenced table filtered to the referenced row.
+  const [followed, setFollowed] = useState<Filter[]>([]);
   const schemas = useMemo(() => [...new Set((tables.data ?? []).map((t) => t.schema))], [tables.data]);
   const inSchema = (tables.data ?? []).filter((t) => t.schema === schema);
 
@@ -65,7 +68,10 @@ export function TableEditor() {
                     type="button"
                     className={`list-item${t.name === table ? " selected" : ""}`}
                     aria-pressed={t.name === table}
-                    onClick={() => setTable(t.name)}
+                    onClick={() => {
+                      setFollowed([]);
+                      setTable(t.name);
+                    }}
                   >
                     {t.name}
                     <span className="muted small"> ~{Math.max(t.estimated_rows, 0)} rows</span>
@@ -75,7 +81,20 @@ export function TableEditor() {
             </ul>
           </nav>
           <section className="grow" aria-label="Rows">
-            {table ? <Rows key={`${schema}.${table}`} schema={schema} table={table} onFollow={(s, t) => { setSchema(s); setTable(t); }} /> : <p className="muted">Choose a table.</p>}
+            {table ? (
+              <Rows
+                key={`${schema}.${table}.${JSON.stringify(followed)}`}
+                schema={schema}
+                table={table}
+                initialFilters={followed}
+                onFollow={(t, filter) => {
+                  setFollowed([filter]);
+                  setTable(t);
+                }}
+              />
+            ) : (
+              <p className="muted">Choose a table.</p>
+            )}
           </section>
         </div>
       )}
@@ -83,12 +102,23 @@ export function TableEditor() {
   );
 }
 
-function Rows({ schema, table }: { schema: string; table: string; onFollow: (schema: string, table: string) => void }) {
+function Rows({
+  schema,
+  table,
+  initialFilters,
+  onFollow,
+}: {
+  schema: string;
+  table: string;
+  initialFilters: Filter[];
+  onFollow: (table: string, filter: Filter) => void;
+}) {
   const detail = useAsync(() => getTable(schema, table), [schema, table]);
+  const links = useAsync(() => foreignKeys(schema, table), [schema, table]);
   const [limit, setLimit] = useState(25);
   const [offset, setOffset] = useState(0);
   const [order, setOrder] = useState<{ column: string; ascending: boolean } | null>(null);
-  const [filters, setFilters] = useState<Filter[]>([]);
+  const [filters, setFilters] = useState<Filter[]>(initialFilters);
   const [draft, setDraft] = useState<Filter>({ column: "", operator: "eq", value: "" });
   const rows = useAsync(
     () => fetchRows({ schema, table, limit, offset, order, filters }),
@@ -193,6 +223,21 @@ function Rows({ schema, table }: { schema: string; table: string; onFollow: (sch
           rows={rows.data.rows}
           sort={order}
           onSort={sortBy}
+          cell={(column, row) => {
+            const fk = links.data?.[column];
+            const value = row[column];
+            if (!fk || value === null || value === undefined) return cellText(value);
+            return (
+              <button
+                type="button"
+                className="linkish"
+                aria-label={`${cellText(value)}: open ${fk.table} where ${fk.column} = ${cellText(value)}`}
+                onClick={() => onFollow(fk.table, { column: fk.column, operator: "eq", value: String(value) })}
+              >
+                {cellText(value)} →
+              </button>
+            );
+          }}
           actions={(row) => (
             <div className="row">
               <Button onClick={() => setEditing(row)}>Edit</Button>
