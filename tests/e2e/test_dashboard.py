@@ -467,12 +467,13 @@ def test_storage_upload_and_download(ui: Dashboard, tmp_path: Path) -> None:
     dialog = page.get_by_role("dialog", name="New bucket")
     dialog.get_by_label("Bucket name").fill("docs")
     dialog.get_by_role("button", name="Create bucket").click()
-    page.get_by_role("button", name=re.compile("^docs")).wait_for()
+    page.get_by_role("button", name="docs private").wait_for()
     source = tmp_path / "hello.txt"
     source.write_bytes(b"hello from the dashboard\n" * 1000)
     page.get_by_label("Upload files").set_input_files(str(source))
     files = page.get_by_role("region", name=re.compile("Files in docs"))
     files.get_by_text("hello.txt").wait_for()
+    page.get_by_role("status").filter(has_text="Uploaded 1 file").wait_for()
     with page.expect_download() as download:
         page.get_by_role("button", name="Download hello.txt").click()
     target = tmp_path / "downloaded.txt"

@@ -165,10 +165,12 @@ function Objects({ bucket, onDeleted }: { bucket: string; onDeleted: () => void 
 
   const full = (name: string) => (prefix ? `${prefix}/${name}` : name);
 
-  const onUpload = async (files: FileList | null) => {
-    if (!files?.length) return;
+  const onUpload = async (chosen: FileList | null) => {
+    // A copy: the FileList empties when the input is reset below.
+    const files = Array.from(chosen ?? []);
+    if (!files.length) return;
     const done = await action.run(async () => {
-      for (const file of Array.from(files)) {
+      for (const file of files) {
         setProgress(0);
         await upload(bucket, full(file.name), file, setProgress);
       }
