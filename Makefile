@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench bench-rest bench-realtime lint typecheck pytest install system-deps ui e2e-deps clean
+.PHONY: run test bench bench-rest bench-realtime bench-dashboard lint typecheck pytest install system-deps ui e2e-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(STAMP)
 # The dashboard's app (admin/), built into the package (dashboard_ui/static/) when missing or stale;
 # `fluxbase serve` then needs no network and no Node.
 UI_BUILD   := server/fluxbase/dashboard_ui/static/index.html
-UI_SOURCES := $(shell find admin/src -type f 2>/dev/null) admin/index.html admin/vite.config.ts admin/tsconfig.json
+UI_SOURCES := $(shell find admin/src admin/scripts -type f 2>/dev/null) admin/index.html admin/vite.config.ts admin/tsconfig.json admin/package.json
 UI_NODE    := admin/node_modules/.installed-$(shell cat admin/package-lock.json | cksum | cut -d' ' -f1)
 
 $(UI_NODE): admin/package-lock.json
@@ -50,8 +50,8 @@ run: $(STAMP) $(UI_BUILD)
 	@echo
 	@exec $(BIN)/fluxbase serve
 
-# Both benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
-bench: bench-rest bench-realtime
+# The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
+bench: bench-rest bench-realtime bench-dashboard
 
 # The data API benchmark: Fluxbase next to a minimal baseline under wrk.
 bench-rest: $(STAMP)
@@ -62,6 +62,11 @@ bench-rest: $(STAMP)
 bench-realtime: $(STAMP)
 	bash deploy/scripts/system-deps.sh run
 	$(BIN)/python tests/perf/bench_realtime.py
+
+# The dashboard's bundle size and time to first render of its overview, in Debian's chromium.
+bench-dashboard: $(STAMP) e2e-deps
+	bash deploy/scripts/system-deps.sh run
+	$(BIN)/python tests/perf/bench_dashboard.py
 
 system-deps:
 	bash deploy/scripts/system-deps.sh test

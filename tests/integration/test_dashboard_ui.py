@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "assets").mkdir()
     (tmp_path / "index.html").write_text(INDEX)
     (tmp_path / "assets" / "index-abc123.js").write_text("console.log('app')")
+    (tmp_path / "assets" / "index-abc123.js.gz").write_bytes(gzip.compress(b"console.log('app')"))
     (tmp_path / "assets" / "index-abc123.css").write_text("body{}")
     monkeypatch.setattr(dashboard_ui, "STATIC", tmp_path)
     return tmp_path
@@ -46,12 +48,18 @@ async def test_client_routes_get_the_page_with_a_strict_policy(dashboard_app, bu
 
 async def test_hashed_assets_are_cached_for_a_year(dashboard_app, built) -> None:
     client = await dashboard_app()
-    response = await client.get("/dashboard/assets/index-abc123.js")
+    response = await client.get("/dashboard/assets/index-abc123.js", headers={"Accept-Encoding": "identity"})
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/javascript"
     assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Encoding" not in response.headers
     assert (await client.get("/dashboard/assets/index-abc123.css")).headers["Content-Type"] == "text/css"
+    # The build's gzip twin, for a browser that takes it.
+    response = await client.get("/dashboard/assets/index-abc123.js", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Content-Type"] == "text/javascript"
+    assert await response.read() == b"console.log('app')"
     for path in (
         "/dashboard/assets/missing.js",
         "/dashboard/assets/..%2Findex.html",
