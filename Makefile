@@ -46,8 +46,6 @@ run: $(STAMP) $(UI_BUILD)
 	@if [ -z "$$DATABASE_URL" ]; then bash deploy/scripts/system-deps.sh run; fi
 	@$(BIN)/fluxbase keys
 	@echo
-	@$(BIN)/python -c 'from fluxbase.config import load_config; print("Dashboard: " + load_config().server.base_url.rstrip("/") + "/dashboard/")'
-	@echo
 	@exec $(BIN)/fluxbase serve
 
 # The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.

@@ -184,6 +184,7 @@ def _keys(config: Config) -> int:
     assert secret is not None
     base = config.server.base_url.rstrip("/")
     print(f"API URL:          {base}")
+    print(f"Dashboard:        {base}/dashboard/")
     print(f"anon key:         {api_key(secret, 'anon')}")
     print(f"service_role key: {api_key(secret, 'service_role')}")
     print("The service_role key bypasses Row-Level Security: keep it on servers, never in a browser.")
