@@ -19,6 +19,7 @@ import { StorageBrowser } from "./pages/Storage";
 import { Activity } from "./pages/Activity";
 import { Account } from "./pages/Account";
 import { Settings } from "./pages/Settings";
+import { Administrators } from "./pages/Administrators";
 
 export interface Me {
   id: string;
@@ -39,6 +40,7 @@ const PAGES: { path: string; title: string; render: (me: Me, reloadMe: () => voi
   { path: "/users", title: "App users", render: () => <AppUsers /> },
   { path: "/api-keys", title: "API keys", render: () => <ApiKeys /> },
   { path: "/activity", title: "Activity log", render: () => <Activity /> },
+  { path: "/administrators", title: "Administrators", render: (me) => <Administrators myId={me.id} /> },
   { path: "/settings", title: "Settings", render: () => <Settings /> },
   { path: "/account", title: "Account", render: (me, reloadMe) => <Account me={me} onChange={reloadMe} /> },
 ];

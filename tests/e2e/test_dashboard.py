@@ -143,7 +143,14 @@ def dashboard_server(postgres: PostgresServer) -> Iterator[ServerProcess]:
         pytest.fail("the dashboard is not built or axe-core is missing: `make e2e-deps` (make test runs it)")
     dsn = postgres.create_database("e2e")
     Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
-    server = start_server(server_env(dsn, FLUXBASE_DASHBOARD_BCRYPT_COST="10"))
+    # With the opt-in CSRF check on as well: the app sends the token on every change.
+    env = server_env(
+        dsn,
+        FLUXBASE_DASHBOARD_BCRYPT_COST="10",
+        FLUXBASE_SECURITY_CSRF_ENABLED="true",
+        FLUXBASE_SECURITY_CSRF_COOKIE_SECURE="false",
+    )
+    server = start_server(env)
     yield server
     server.terminate()
     postgres.drop_database(dsn)
@@ -220,13 +227,17 @@ def test_enable_2fa_then_sign_in_with_a_code(ui: Dashboard) -> None:
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("alert").wait_for()
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    # By keyboard alone: Tab between the fields, Enter submits.
+    page.get_by_label("Email").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
     page.get_by_role("heading", name="Two-factor authentication").wait_for()
+    assert page.evaluate("document.activeElement.name") == "code"  # focus waits in the code field
     ui.check("2fa-challenge")
     # The enabling code's time step is spent; the next step's code is within the accepted drift.
-    page.get_by_label("Authentication code").fill(ui.totp.at(time.time() + 30))
-    page.get_by_role("button", name="Verify").click()
+    page.keyboard.type(ui.totp.at(time.time() + 30))
+    page.keyboard.press("Enter")
     page.get_by_role("heading", level=1, name="Overview").wait_for()
 
 
@@ -504,6 +515,20 @@ def test_activity_settings_and_account(ui: Dashboard) -> None:
     page.get_by_text("auth.jwt_secret", exact=True).wait_for()
     assert JWT_SECRET not in page.content()
     ui.check("settings")
+
+    ui.go("Administrators")
+    admins = page.get_by_role("region", name="Administrators")
+    admins.get_by_text(f"{ADMIN_EMAIL} (you)").wait_for()
+    page.get_by_role("button", name="Invite administrator").click()
+    dialog = page.get_by_role("dialog", name="Invite an administrator")
+    dialog.get_by_label("Email").fill("second@example.com")
+    dialog.get_by_role("button", name="Send invitation").click()
+    # No SMTP server in this run: the server's reason is shown, nothing is created.
+    assert "SMTP" in dialog.get_by_role("alert").inner_text()
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+    assert admins.locator("tbody tr").count() == 1
+    ui.check("administrators")
 
     ui.go("Account")
     sessions = page.get_by_role("region", name="Your sessions")
