@@ -162,8 +162,9 @@ $$;
 -- Checks an email and password, with lockout.  outcome is ok or
 -- invalid_credentials (unknown address, wrong password, locked or
 -- passwordless account alike: one bcrypt each, so neither the answer nor its
--- time tells which); user_id is set when ok.  While locked the password is
--- not even compared, so guessing goes on learning nothing.  The failure is
+-- time tells which); user_id is set when ok; locked says this failure
+-- locked the account.  While locked the password is not even compared, so
+-- guessing goes on learning nothing.  The failure is
 -- written: the caller must commit.
 create or replace function dashboard.check_password(
   p_email text,
@@ -173,7 +174,8 @@ create or replace function dashboard.check_password(
   p_lockout interval default '15 minutes',
   out user_id uuid,
   out outcome text,
-  out totp_enabled boolean
+  out totp_enabled boolean,
+  out locked boolean
 )
   language plpgsql volatile security definer
   set search_path = ''
@@ -185,6 +187,7 @@ begin
   perform dashboard.check_lockout_settings(p_max_failures, p_lockout);
   outcome := 'invalid_credentials';
   totp_enabled := false;
+  locked := false;
   select * into account from dashboard.users u
    where pg_catalog.lower(u.email) = pg_catalog.lower(pg_catalog.btrim(p_email)) and u.deleted_at is null
    for update;
@@ -200,7 +203,7 @@ begin
     return;
   end if;
   if not auth.password_matches(p_password, account.password_hash) then
-    perform dashboard.count_failure(account.id, p_ip, p_max_failures, p_lockout, 'invalid_password');
+    locked := dashboard.count_failure(account.id, p_ip, p_max_failures, p_lockout, 'invalid_password');
     return;
   end if;
   update dashboard.users u set failed_attempts = 0, first_failed_at = null, locked_until = null
@@ -700,7 +703,8 @@ create or replace function dashboard.complete_mfa_challenge(
   out outcome text,
   out user_id uuid,
   out session_id uuid,
-  out refresh_token text
+  out refresh_token text,
+  out locked boolean
 )
   language plpgsql volatile security definer
   set search_path = ''
@@ -709,6 +713,7 @@ declare
   challenge dashboard.mfa_challenges;
   account dashboard.users;
 begin
+  locked := false;
   select * into challenge from dashboard.mfa_challenges c where c.id = p_challenge_id for update;
   if challenge.id is null or challenge.consumed_at is not null or challenge.expires_at <= pg_catalog.now()
      or challenge.attempts >= p_max_attempts then
@@ -741,7 +746,7 @@ begin
   if outcome <> 'ok' then
     update dashboard.mfa_challenges c set attempts = c.attempts + 1 where c.id = p_challenge_id;
     if outcome = 'invalid_code' then
-      perform dashboard.count_failure(user_id, p_ip, p_max_failures, p_lockout, 'invalid_code');
+      locked := dashboard.count_failure(user_id, p_ip, p_max_failures, p_lockout, 'invalid_code');
     else
       perform dashboard.record('mfa_verify', user_id, p_ip, false, pg_catalog.jsonb_build_object('reason', outcome));
     end if;

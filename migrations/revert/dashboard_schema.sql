@@ -18,6 +18,9 @@ begin
 end
 $functions$;
 
+-- sql/50_dashboard.sql opened the schema to service_role for its functions.
+revoke usage on schema dashboard from service_role;
+
 drop table dashboard.activity_log;
 drop table dashboard.api_keys;
 drop table dashboard.one_time_tokens;

@@ -18,9 +18,15 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object ({} when empty); 400/413 for anything else."""
     if not request.can_read_body:
         return {}
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise HttpError(413, "payload_too_large", "Request body is larger than 1 MB")
+    # Read by chunks and stop past the limit: server.body_limit (2 GB) is for storage, not JSON.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HttpError(413, "payload_too_large", "Request body is larger than 1 MB")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:

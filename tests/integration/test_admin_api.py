@@ -57,7 +57,7 @@ def _protected_routes(app) -> list[tuple[str, str]]:
     routes = []
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
-        admin = path.startswith("/api/v1/admin/")
+        admin = path.startswith(("/api/v1/admin/", "/api/v1/api-keys"))
         dashboard = (
             path.startswith("/dashboard/auth/") and path.removeprefix("/dashboard/auth") not in PUBLIC_ROUTES
         )
@@ -101,7 +101,14 @@ async def test_every_admin_and_dashboard_route_denies_by_default(admin) -> None:
         assert (await response.json())["code"] == "mfa_required"
     # An admin-scoped key never reaches the dashboard's own routes, key management or administrators.
     for method, path in routes:
-        if path.startswith(("/dashboard/auth/", "/api/v1/admin/api-keys", "/api/v1/admin/dashboard-users")):
+        if path.startswith(
+            (
+                "/dashboard/auth/",
+                "/api/v1/admin/api-keys",
+                "/api/v1/api-keys",
+                "/api/v1/admin/dashboard-users",
+            )
+        ):
             response = await client.request(method, path, headers=bearer(admin_key), json={})
             assert response.status in (401, 403), (method, path)
     settings = await client.get("/api/v1/admin/settings", headers={"apikey": admin_key})
@@ -139,6 +146,9 @@ async def test_api_keys_scopes_on_rest_and_realtime_and_revocation(admin) -> Non
     # Shown once: never again in a listing.
     listing = await (await client.get("/api/v1/admin/api-keys", headers=bearer(token))).json()
     assert all("key" not in k for k in listing) and reader["key"] not in str(listing)
+    # The Go Fluxbase's path lists the same keys, behind the same check.
+    assert await (await client.get("/api/v1/api-keys", headers=bearer(token))).json() == listing
+    assert (await client.get("/api/v1/api-keys")).status == 401
 
     for _ in range(50):  # the schema cache hears about the new table by NOTIFY
         read = await client.get("/rest/v1/gadgets", headers={"apikey": reader["key"]})
@@ -413,3 +423,30 @@ async def test_gotrue_admin_routes_need_the_admin_scope(admin) -> None:
         "/auth/v1/admin/users", headers={"apikey": scoped["key"], **bearer(scoped["key"])}
     )
     assert allowed.status == 200
+
+
+async def test_send_reset_mails_an_app_user_a_recovery_link(dashboard_app, dashboard_dsn, smtp) -> None:
+    inbox, port = smtp
+    client = await dashboard_app(smtp_port=port)  # an administrator on an app that can send mail
+    if not _admin_exists(dashboard_dsn):
+        create_admin(dashboard_dsn, ADMIN)
+    token = (await login(client, ADMIN))["access_token"]
+    client.session.cookie_jar.clear()
+    created = await client.post(
+        "/api/v1/admin/users",
+        json={"email": "reset-me@example.com", "password": "app password 1"},
+        headers=bearer(token),
+    )
+    user_id = (await created.json())["id"]
+    sent = await client.post(f"/api/v1/admin/users/{user_id}/send-reset", headers=bearer(token))
+    assert sent.status == 200
+    link = await inbox.link_for("reset-me@example.com")
+    assert "/auth/v1/verify?" in link and "type=recovery" in link
+    followed = await client.get(link[link.index("/auth/v1/verify") :], allow_redirects=False)
+    assert followed.status in (302, 303) and "access_token=" in followed.headers["Location"]
+
+
+def _admin_exists(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select dashboard.find_user_by_email(%s)", (ADMIN,)).fetchone()
+    return row is not None and row[0] is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import psycopg
 import pyotp
@@ -164,7 +165,8 @@ async def test_totp_two_factor_end_to_end(dashboard_app, dashboard_dsn) -> None:
     assert {"dashboard.totp_setup", "dashboard.totp_enabled", "dashboard.totp_disabled"} <= events
 
 
-async def test_lockout_then_admin_unlock(dashboard_app, dashboard_dsn) -> None:
+async def test_lockout_then_admin_unlock(dashboard_app, dashboard_dsn, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="fluxbase.audit")
     client = await dashboard_app(lockout_max_failures=3)
     create_admin(dashboard_dsn, "boss@example.com")
     victim = create_admin(dashboard_dsn, "locked@example.com")
@@ -186,6 +188,9 @@ async def test_lockout_then_admin_unlock(dashboard_app, dashboard_dsn) -> None:
             "select count(*) from audit.events where event = 'dashboard.user_locked'"
         ).fetchone()
     assert row == (True,) and locked_events is not None and locked_events[0] >= 1
+    audit_lines = [r for r in caplog.records if r.name == "fluxbase.audit"]
+    assert any(getattr(r, "event", "") == "dashboard.user_locked" for r in audit_lines)
+    assert not any(PASSWORD in r.getMessage() or PASSWORD in str(vars(r)) for r in audit_lines)
 
     boss = (await login(client, "boss@example.com"))["access_token"]
     listed = await (await client.get("/api/v1/admin/dashboard-users", headers=bearer(boss))).json()
@@ -326,3 +331,15 @@ def test_pyotp_codes_match_what_the_server_computes() -> None:
     assert totp.matching_step(secret, "12345", now) is None
     key = b"k" * 32
     assert totp.decrypt(key, totp.encrypt(key, secret)) == secret
+
+
+async def test_bodies_are_read_whole_and_bounded(dashboard_app, dashboard_dsn) -> None:
+    client = await dashboard_app()
+    create_admin(dashboard_dsn, "bodies@example.com")
+    padded = {"email": "bodies@example.com", "password": PASSWORD, "padding": "x" * 200_000}
+    assert (await client.post("/dashboard/auth/login", json=padded)).status == 200
+    too_big = await client.post("/dashboard/auth/login", json={**padded, "padding": "x" * 2_000_000})
+    assert too_big.status == 413
+    assert (await client.post("/dashboard/auth/login", data=b"[1, 2]")).status == 400
+    assert (await client.post("/dashboard/auth/login", data=b"{not json")).status == 400
+    assert (await client.post("/dashboard/auth/login", json={"email": 5, "password": "x"})).status == 400

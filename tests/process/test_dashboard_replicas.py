@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import psycopg
 import pytest
 
 from harness import FLUXBASE, ServerProcess, server_env, start_server
@@ -96,6 +97,22 @@ def test_first_admin_cli_and_key_revocation_across_replicas(replicas) -> None:
         assert time.monotonic() - revoked_at < REFRESH_INTERVAL + 1, (
             "revocation not effective within the interval"
         )
+        time.sleep(0.1)
+
+    # Without the notification (a change made by hand in SQL), the interval reload still catches it.
+    status, quiet = call(
+        first, "POST", "/api/v1/admin/api-keys", {"name": "quiet", "scopes": ["rest:read"]}, admin
+    )
+    assert status == 201
+    deadline = time.monotonic() + REFRESH_INTERVAL + 3
+    while call(second, "GET", "/rest/v1/", headers={"apikey": quiet["key"]})[0] != 200:
+        assert time.monotonic() < deadline, "the second replica never accepted the new key"
+        time.sleep(0.1)
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("update dashboard.api_keys set revoked_at = now() where id = %s", (quiet["id"],))
+    revoked_at = time.monotonic()
+    while call(second, "GET", "/rest/v1/", headers={"apikey": quiet["key"]})[0] != 401:
+        assert time.monotonic() - revoked_at < REFRESH_INTERVAL + 1, "the interval reload did not catch it"
         time.sleep(0.1)
 
     # Every step left an audit line, and no line holds a password or the key.

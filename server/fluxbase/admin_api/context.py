@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 from aiohttp import web
 
 from fluxbase.admin_api.errors import database_error
 from fluxbase.config import Config
+from fluxbase.db.errors import CONNECTION_ERRORS, ConnectionLost, DatabaseUnreachable, PoolTimeout
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.errors import HttpError
@@ -45,6 +47,7 @@ class AdminContext:
     pending_mail: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def owner_pool(self) -> asyncpg.Pool:
+        # Opened on first use: most processes never serve an admin's DDL.
         async with self._lock:
             if self._owner_pool is None:
                 timeout = str(int(self.config.database.statement_timeout * 1000))
@@ -59,9 +62,20 @@ class AdminContext:
     @asynccontextmanager
     async def as_owner(self, *, read_only: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as the database owner (DDL, policies, the SQL runner)."""
-        pool = await self.owner_pool()
-        async with pool.acquire() as connection, connection.transaction(readonly=read_only):
-            yield connection
+        try:
+            pool = await self.owner_pool()
+            connection = await pool.acquire(timeout=self.config.database.acquire_timeout)
+        except TimeoutError as exc:
+            raise PoolTimeout("no owner connection became free") from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnreachable(str(exc)) from exc
+        try:
+            async with connection.transaction(readonly=read_only):
+                yield connection
+        except CONNECTION_ERRORS as exc:
+            raise ConnectionLost(str(exc)) from exc
+        finally:
+            await pool.release(connection)
 
     @asynccontextmanager
     async def as_service(
@@ -84,7 +98,13 @@ AdminHandler = Callable[[web.Request, AdminContext, da.DashboardAdmin], Awaitabl
 
 
 def route(
-    app: web.Application, method: str, path: str, handler: AdminHandler, *, api_keys: bool = True
+    app: web.Application,
+    method: str,
+    path: str,
+    handler: AdminHandler,
+    *,
+    api_keys: bool = True,
+    prefix: str = PREFIX,
 ) -> None:
     """Registers an admin route behind the administrator check (api_keys: admin-scoped keys allowed)."""
 
@@ -105,7 +125,7 @@ def route(
         except asyncpg.PostgresError as error:
             raise database_error(error) from error
 
-    app.router.add_route(method, PREFIX + path, guarded)
+    app.router.add_route(method, prefix + path, guarded)
 
 
 async def log_event(
@@ -120,8 +140,6 @@ async def log_event(
     success: bool = True,
 ) -> None:
     """An activity row and its audit.events twin (in `target`'s transaction) and the audit log line."""
-    import orjson
-
     key_id = admin.api_key.id if admin.api_key is not None else None
     await target.execute(
         "select dashboard.log_event($1, $2::uuid, $3::inet, $4, $5::jsonb, $6, $7, $8::uuid)",

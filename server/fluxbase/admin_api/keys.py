@@ -186,12 +186,18 @@ async def delete_key(request: web.Request, ctx: AdminContext, admin: DashboardAd
     return web.Response(status=204)
 
 
+# The Go Fluxbase served keys at /api/v1/api-keys (unauthenticated, a flaw): its clients keep working,
+# behind the same administrator check.
+PREFIXES = ("/api/v1/admin/api-keys", "/api/v1/api-keys")
+
+
 def add_routes(app: web.Application) -> None:
-    key = "{id:[0-9a-fA-F-]{36}}"
-    route(app, "GET", "/api-keys", list_keys, api_keys=False)
-    route(app, "POST", "/api-keys", create_key, api_keys=False)
-    route(app, "GET", f"/api-keys/{key}", get_key, api_keys=False)
-    route(app, "PATCH", f"/api-keys/{key}", update_key, api_keys=False)
-    route(app, "DELETE", f"/api-keys/{key}", delete_key, api_keys=False)
-    route(app, "POST", f"/api-keys/{key}/revoke", revoke_key, api_keys=False)
-    route(app, "POST", f"/api-keys/{key}/regenerate", regenerate_key, api_keys=False)
+    key = "/{id:[0-9a-fA-F-]{36}}"
+    for prefix in PREFIXES:
+        route(app, "GET", "", list_keys, api_keys=False, prefix=prefix)
+        route(app, "POST", "", create_key, api_keys=False, prefix=prefix)
+        route(app, "GET", key, get_key, api_keys=False, prefix=prefix)
+        route(app, "PATCH", key, update_key, api_keys=False, prefix=prefix)
+        route(app, "DELETE", key, delete_key, api_keys=False, prefix=prefix)
+        route(app, "POST", f"{key}/revoke", revoke_key, api_keys=False, prefix=prefix)
+        route(app, "POST", f"{key}/regenerate", regenerate_key, api_keys=False, prefix=prefix)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fluxbase.dashboard.handlers import DASHBOARD, PREFIX
+from fluxbase.dashboard.context import DASHBOARD, PREFIX
 from fluxbase.db.transaction import RequestContext
 from fluxbase.errors import json_response
 
