@@ -326,6 +326,13 @@ def test_policies_enable_rls_and_add_a_policy(ui: Dashboard) -> None:
         page.get_by_role("button", name="Create policy").click()
         page.get_by_text(name, exact=True).wait_for()
     ui.check("policies")
+    # Dropping asks first, showing the statement.
+    card = page.get_by_role("listitem").filter(has_text="users insert notes")
+    card.get_by_role("button", name="Drop").click()
+    confirm = page.get_by_role("dialog", name="Drop policy users insert notes?")
+    assert confirm.locator("pre").inner_text() == 'drop policy "users insert notes" on "public"."notes"'
+    confirm.get_by_role("button", name="Drop policy").click()
+    page.get_by_text("users insert notes", exact=True).wait_for(state="detached")
 
 
 def test_realtime_inspector_and_table_editor(ui: Dashboard) -> None:
@@ -431,6 +438,26 @@ def test_app_user_reads_the_row_over_rest(ui: Dashboard) -> None:
     # anon has neither a grant nor a policy on notes.
     status, rows = http("GET", ui.server.url + "/rest/v1/notes", {"apikey": ANON})
     assert status in (401, 403), rows
+
+    # Ban (the user's sessions end), search, delete after a confirmation.
+    users = page.get_by_role("region", name="Application users")
+    users.locator("tbody tr").filter(has_text=APP_USER).get_by_role("button", name="Ban").click()
+    page.get_by_role("status").filter(has_text="User banned").wait_for()
+    sync_api.expect(users).to_contain_text("banned until")
+    refresh = {"refresh_token": session["refresh_token"]}
+    status, _ = http(
+        "POST", ui.server.url + "/auth/v1/token?grant_type=refresh_token", {"apikey": ANON}, refresh
+    )
+    assert status in (400, 401, 403)
+    page.get_by_label("Search by email").fill("nobody-like-this")
+    page.get_by_role("button", name="Search").click()
+    sync_api.expect(users).to_contain_text("No rows")
+    page.get_by_label("Search by email").fill("reader@")
+    page.get_by_role("button", name="Search").click()
+    row = users.locator("tbody tr").filter(has_text=APP_USER)
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog", name="Delete this user?").get_by_role("button", name="Delete user").click()
+    sync_api.expect(users).to_contain_text("No rows")
 
 
 def test_api_key_created_shown_once_and_revoked(ui: Dashboard) -> None:
