@@ -21,7 +21,7 @@ UI_SOURCES := $(shell find admin/src admin/scripts -type f 2>/dev/null) admin/in
 UI_NODE    := admin/node_modules/.installed-$(shell cat admin/package-lock.json | cksum | cut -d' ' -f1)
 
 $(UI_NODE): admin/package-lock.json
-	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
+	@bash deploy/scripts/system-deps.sh node
 	cd admin && npm ci --no-audit --no-fund --loglevel=error
 	rm -f admin/node_modules/.installed-* && touch $@
 
