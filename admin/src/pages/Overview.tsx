@@ -9,6 +9,8 @@ interface Point {
   at: number;
   requests_per_second: number;
   errors_per_second: number;
+  requests: number;
+  errors: number;
   p50_ms: number | null;
   p95_ms: number | null;
   p99_ms: number | null;
@@ -37,10 +39,7 @@ export function Overview() {
   const times = points.map((p) => p.at);
   const pick = (key: keyof Point) => points.map((p) => p[key] as number | null);
   const totals = points.reduce(
-    (sum, p) => ({
-      requests: sum.requests + p.requests_per_second * (data?.interval_seconds ?? 0),
-      errors: sum.errors + p.errors_per_second * (data?.interval_seconds ?? 0),
-    }),
+    (sum, p) => ({ requests: sum.requests + p.requests, errors: sum.errors + p.errors }),
     { requests: 0, errors: 0 },
   );
   return (

@@ -129,6 +129,8 @@ function Rows({
   const removal = useAction();
   const [notice, setNotice] = useState<string | null>(null);
 
+  // A result line belongs to the view it was made in.
+  useEffect(() => setNotice(null), [limit, offset, order, filters]);
   const columns = detail.data?.columns ?? [];
   const names = columns.map((c) => c.name);
   const total = rows.data?.total ?? null;
