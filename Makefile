@@ -1,10 +1,10 @@
-# Fluxbase: `make run` serves on :8080, `make test` runs the whole suite.
+# Fluxbase: `make run` serves on 127.0.0.1:8080, `make test` runs the whole suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench bench-rest bench-realtime bench-dashboard lint typecheck pytest install system-deps ui e2e-deps clean
+.PHONY: run test test-nightly bench bench-rest bench-realtime bench-dashboard lint typecheck pytest install system-deps ui e2e-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,12 @@ $(E2E_NODE): tests/e2e/package-lock.json
 e2e-deps: $(E2E_NODE) $(UI_BUILD)
 	bash deploy/scripts/system-deps.sh e2e
 
-# Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase.
+# Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
+# on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
+# gets the example todo app (examples/todos.sql).
 run: $(STAMP) $(UI_BUILD)
 	@if [ -z "$$DATABASE_URL" ]; then bash deploy/scripts/system-deps.sh run; fi
+	@$(BIN)/fluxbase init --if-new
 	@$(BIN)/fluxbase keys
 	@echo
 	@exec $(BIN)/fluxbase serve
@@ -80,6 +83,11 @@ pytest: $(STAMP) system-deps e2e-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The long attacks (slow-loris at the default timeout, floods of large bodies, four workers on one
+# Redis), each bounded in time; `make test` skips them.
+test-nightly: $(STAMP) system-deps
+	FLUXBASE_NIGHTLY=1 $(BIN)/pytest -m nightly tests/security
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache server/*.egg-info

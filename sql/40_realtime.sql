@@ -128,30 +128,191 @@ create or replace function realtime.prune(older_than interval) returns bigint
   $$;
 revoke all on function realtime.prune(interval) from public;
 
--- Which changes of one table each group of subscribers may see, in ONE statement for every
--- group (the way Supabase's realtime.apply_rls works), instead of one role-switched
--- transaction per group.  `changes` is a JSON array of {"r": row, "d": true if DELETE}: the
--- row is the written record (the old one for a DELETE).  `groups` is a JSON array of
--- {"role": API role, "claims": {...}, "changes": [1-based indexes into changes]}.  Returns
--- (group, change) for every visible pair, 1-based, and (group, null) for a group whose check
--- failed (it receives nothing: failing closed, without taking the other groups down).
+-- The SQL of one postgres_changes filter, as the data API writes the same filter: each
+-- condition compares the column `_fb_r.<column>` (so with the column's own collation) with the
+-- filter value cast to the column's type, `(value::text)::<format_type>` exactly as /rest/v1
+-- casts it, so a channel and the data API answer the same filter with the same rows.
+-- `conditions` is a JSON array of {"col", "op", "not", "v"} ({"vs": [...]} for `in`); the values
+-- are never pasted in: the SQL reads them from `source`, an expression (of the caller's query)
+-- that yields that same array, so one text serves every filter of the same shape.  Column names
+-- go through format('%I') after a catalog lookup; an unknown column or operator raises.
+create or replace function realtime.filter_sql(target regclass, conditions jsonb, source text)
+  returns text
+  language plpgsql stable
+  set search_path = ''
+  as $$
+  declare
+    item jsonb;
+    at integer := 0;
+    parts text[] := '{}';
+    column_type text;
+    column_ref text;
+    value_ref text;
+    expression text;
+  begin
+    for item in select c.value from pg_catalog.jsonb_array_elements(conditions) c loop
+      select pg_catalog.format_type(a.atttypid, a.atttypmod) into column_type
+        from pg_catalog.pg_attribute a
+       where a.attrelid = target and a.attname = (item->>'col') and a.attnum > 0 and not a.attisdropped;
+      if column_type is null then
+        raise exception 'invalid column for filter %', item->>'col' using errcode = 'undefined_column';
+      end if;
+      column_ref := pg_catalog.format('_fb_r.%I', item->>'col');
+      value_ref := pg_catalog.format('((%s)->%s->>''v'')', source, at);
+      expression := case item->>'op'
+        when 'eq' then pg_catalog.format('%s = (%s)::%s', column_ref, value_ref, column_type)
+        when 'neq' then pg_catalog.format('%s <> (%s)::%s', column_ref, value_ref, column_type)
+        when 'lt' then pg_catalog.format('%s < (%s)::%s', column_ref, value_ref, column_type)
+        when 'lte' then pg_catalog.format('%s <= (%s)::%s', column_ref, value_ref, column_type)
+        when 'gt' then pg_catalog.format('%s > (%s)::%s', column_ref, value_ref, column_type)
+        when 'gte' then pg_catalog.format('%s >= (%s)::%s', column_ref, value_ref, column_type)
+        when 'isdistinct' then
+          pg_catalog.format('%s is distinct from (%s)::%s', column_ref, value_ref, column_type)
+        when 'like' then pg_catalog.format('%s like %s', column_ref, value_ref)
+        when 'ilike' then pg_catalog.format('%s ilike %s', column_ref, value_ref)
+        when 'in' then pg_catalog.format(
+          '%s = any((array(select pg_catalog.jsonb_array_elements_text((%s)->%s->''vs'')))::%s[])',
+          column_ref, source, at, column_type)
+        when 'is' then column_ref || case item->>'v'
+          when 'null' then ' is null'
+          when 'not_null' then ' is not null'
+          when 'true' then ' is true'
+          when 'false' then ' is false'
+          when 'unknown' then ' is unknown'
+        end
+      end;
+      if expression is null then
+        raise exception 'unsupported filter operator %', item->>'op' using errcode = 'invalid_parameter_value';
+      end if;
+      if (item->>'not')::boolean then
+        expression := 'not (' || expression || ')';
+      end if;
+      parts := parts || expression;
+      at := at + 1;
+    end loop;
+    return coalesce(nullif(pg_catalog.array_to_string(parts, ' and '), ''), 'true');
+  end
+  $$;
+revoke all on function realtime.filter_sql(regclass, jsonb, text) from public;
+
+-- Whether one postgres_changes binding can be accepted, asked when a channel joins: null when
+-- it can, else a message for the subscriber.  The role must be able to select every filtered
+-- column (filtering on a column one may not read leaks it bit by bit, `like 'a%'`) and every
+-- `select` column; each value must convert to its column's type and each operator must exist
+-- for it, which PostgreSQL decides by running the filter over no row and casting each value.
+create or replace function realtime.check_binding(
+  target regclass, role_name text, filter jsonb, select_columns text[]
+) returns text
+  language plpgsql
+  volatile
+  as $$
+  declare
+    rel_schema text;
+    rel_name text;
+    item jsonb;
+    value text;
+    column_type text;
+  begin
+    if role_name is null or role_name not in ('anon', 'authenticated', 'service_role') then
+      raise exception 'realtime.check_binding: not an API role' using errcode = 'invalid_parameter_value';
+    end if;
+    select n.nspname::text, c.relname::text into rel_schema, rel_name
+      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+     where c.oid = target;
+    select x->>'col' into value
+      from pg_catalog.jsonb_array_elements(filter->'c') x
+     where not exists (
+       select from pg_catalog.pg_attribute a
+        where a.attrelid = target and a.attname = (x->>'col') and a.attnum > 0 and not a.attisdropped)
+     limit 1;
+    if value is not null then
+      return pg_catalog.format('invalid filter: invalid column for filter %s', value);
+    end if;
+    if exists (
+      select from pg_catalog.jsonb_array_elements(filter->'c') x
+       join pg_catalog.pg_attribute a on a.attrelid = target and a.attname = (x->>'col')
+       where not pg_catalog.has_column_privilege(role_name, target, a.attnum, 'SELECT')
+    ) then
+      return 'invalid filter: permission denied for a filtered column';
+    end if;
+    if exists (
+      select from pg_catalog.unnest(select_columns) s(name)
+       where not exists (
+         select from pg_catalog.pg_attribute a
+          where a.attrelid = target and a.attname = s.name and a.attnum > 0 and not a.attisdropped
+            and pg_catalog.has_column_privilege(role_name, target, a.attnum, 'SELECT'))
+    ) then
+      return 'select: permission denied for a column, or no such column';
+    end if;
+    begin
+      -- Planned (operators resolved) but run over no row.
+      execute pg_catalog.format(
+        'select from pg_catalog.jsonb_populate_record(null::%I.%I, null) _fb_r where %s and false',
+        rel_schema, rel_name, realtime.filter_sql(target, filter->'c', '$1'))
+        using filter->'c';
+      -- A pattern is checked by matching it against itself, which walks it to its end: a
+      -- trailing escape is an error in PostgreSQL, raised only when the matcher reaches it.
+      perform (x.value->>'v') like (x.value->>'v')
+         from pg_catalog.jsonb_array_elements(filter->'c') x where x.value->>'op' in ('like', 'ilike');
+      for item in select x.value from pg_catalog.jsonb_array_elements(filter->'c') x
+                   where x.value->>'op' not in ('is', 'like', 'ilike') loop
+        select pg_catalog.format_type(a.atttypid, a.atttypmod) into column_type
+          from pg_catalog.pg_attribute a where a.attrelid = target and a.attname = (item->>'col');
+        for value in
+          select item->>'v' where item->>'op' <> 'in'
+          union all
+          select pg_catalog.jsonb_array_elements_text(item->'vs') where item->>'op' = 'in'
+        loop
+          execute pg_catalog.format('select ($1::text)::%s', column_type) using value;
+        end loop;
+      end loop;
+    exception when others then
+      return 'invalid filter: ' || sqlerrm;
+    end;
+    return null;
+  end
+  $$;
+revoke all on function realtime.check_binding(regclass, text, jsonb, text[]) from public;
+
+-- Who sees which change of one table: the one place that decides it, for every subscriber
+-- group of a batch in ONE statement (the way Supabase's realtime.apply_rls works).
 --
--- For each group the function switches, transaction-locally, to the group's role and claims
--- and asks what the server used to ask in the group's own transaction: the record must pass
--- the role's SELECT policies as it was written, and a row inserted or updated must still be
--- visible now, PostgreSQL applying RLS itself to a re-read by primary key.  A table without
--- RLS, or a role that bypasses it, sees every change (column grants are the server's job).
--- Role and claims are put back as they were before returning.
+-- `changes`: JSON array of {"t": INSERT|UPDATE|DELETE, "r": the written row (the old one for a
+-- DELETE)}.  `filters`: JSON array of {"c": [conditions]} (see realtime.filter_sql), each
+-- distinct filter once.  `groups`: JSON array of {"role": API role, "claims": {...},
+-- "b": [{"f": filter index, "e": event or "*"}, ...]}, a group's distinct bindings.  Indexes
+-- are 1-based.  Returns, per group that may see anything, one row (group, null, null, the
+-- columns its role may select) and one row (group, change, binding) per binding a visible
+-- change matched; (group, null, null, null) for a group whose check failed (it receives
+-- nothing: failing closed, without taking the other groups down).
+--
+-- A change reaches a binding when, in this order:
+--  * its type is the binding's event, and the filter matches the record: evaluated by
+--    PostgreSQL, once per filter and batch, as the data API evaluates the same filter
+--    (realtime.filter_sql); filters of the same shape share one statement, their values
+--    read from the joined `filters` rows; a filter that fails (a column retyped since the
+--    join) matches nothing;
+--  * the group's role may select the primary key and every column the filter reads
+--    (grants revoked after the join count at once);
+--  * under RLS, unless the role bypasses it: the record passes the role's SELECT policies as it
+--    was written, and a row inserted or updated is still visible now, PostgreSQL applying RLS
+--    itself to a re-read by primary key (a DELETE passes on the policies alone: the row is gone).
+--    Checking the logged record keeps values from before a visibility change (a row moved
+--    from one owner to another) from reaching the new reader.
+-- For the policy check the function switches, transaction-locally, to the group's role and
+-- claims; they are put back as they were before returning.
 --
 -- SECURITY INVOKER on purpose: SET ROLE is refused inside security-definer functions, and
 -- a role switch is only allowed to roles the session user (authenticator) is a member of.
 -- Only authenticator may execute it, and it only switches into the three API roles.  No SET
--- search_path: policy expressions are printed (pg_get_expr) and evaluated under the caller's
--- search_path, exactly as before; the function's own references are schema-qualified.
--- Identifiers come from the catalog through format('%I'), types from format_type(), values
--- are bound (EXECUTE ... USING).
-create or replace function realtime.visible_changes(target regclass, changes jsonb, groups jsonb)
-  returns table (group_index integer, change_index integer)
+-- search_path: policy expressions are printed (pg_get_expr) and evaluated, and filter operators
+-- resolved, under the caller's search_path, as on /rest/v1; the function's own references are
+-- schema-qualified.  Identifiers come from the catalog through format('%I'), types from
+-- format_type(), values are bound (EXECUTE ... USING).
+drop function if exists realtime.visible_changes(regclass, jsonb, jsonb);
+create or replace function realtime.visible_changes(
+  target regclass, changes jsonb, filters jsonb, groups jsonb
+) returns table (group_index integer, change_index integer, binding_index integer, columns text[])
   language plpgsql
   volatile
   as $$
@@ -160,22 +321,33 @@ create or replace function realtime.visible_changes(target regclass, changes jso
     rel_name text;
     rel_rls boolean;
     key_match text;
+    key_columns text[];
     saved_role text := pg_catalog.current_setting('role');
     saved_claims text := pg_catalog.current_setting('request.jwt.claims', true);
+    matches jsonb := '{}';         -- filter index -> [change indexes it matches]
     policy_queries jsonb := '{}';  -- role -> its policy query, or JSON null: no row visible
-    bypass jsonb := '{}';          -- role -> whether it bypasses RLS
+    role_bypass boolean;
+    shape_sql text;
+    shape_filters jsonb;
+    one_filter jsonb;
+    found_matches jsonb;
     live_query text;
     policy_query text;
     group_item jsonb;
     group_no bigint;
     role_name text;
+    role_cols text[];
+    pair_changes integer[];
+    pair_bindings integer[];
+    change_types text[];
     wanted integer[];
     visible integer[];
     failed boolean;
   begin
     if pg_catalog.jsonb_typeof(groups) is distinct from 'array'
-       or pg_catalog.jsonb_typeof(changes) is distinct from 'array' then
-      raise exception 'realtime.visible_changes: changes and groups must be JSON arrays'
+       or pg_catalog.jsonb_typeof(changes) is distinct from 'array'
+       or pg_catalog.jsonb_typeof(filters) is distinct from 'array' then
+      raise exception 'realtime.visible_changes: changes, filters and groups must be JSON arrays'
         using errcode = 'invalid_parameter_value';
     end if;
     -- Every role is checked before anything runs: only the API roles, nothing else.
@@ -196,8 +368,9 @@ create or replace function realtime.visible_changes(target regclass, changes jso
     select pg_catalog.string_agg(
              pg_catalog.format('t.%I operator(pg_catalog.=) (k._fb_change->''r''->>%L)::%s',
                                a.attname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)),
-             ' and ' order by a.attnum)
-      into key_match
+             ' and ' order by a.attnum),
+           pg_catalog.array_agg(a.attname::text)
+      into key_match, key_columns
       from pg_catalog.pg_index i
       join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum operator(pg_catalog.=) any(i.indkey)
      where i.indrelid = target and i.indisprimary;
@@ -205,29 +378,100 @@ create or replace function realtime.visible_changes(target regclass, changes jso
       return;  -- no such table, or no primary key: no change can be checked, none is visible
     end if;
 
+    -- Filters, one statement per shape (the same columns, operators and negations): the
+    -- values come from the joined filter rows, never from the SQL text.
+    for shape_filters in
+      select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('i', f.ordinality, 'c', f.value->'c'))
+        from pg_catalog.jsonb_array_elements(filters) with ordinality f
+       group by (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                          x->'col', x->'op', x->'not', case when x->>'op' = 'is' then x->'v' end))
+                   from pg_catalog.jsonb_array_elements(f.value->'c') x)
+    loop
+      begin
+        shape_sql := pg_catalog.format(
+          'select pg_catalog.jsonb_object_agg(m.i, m.cs) from ('
+          'select f.value->>''i'' as i, pg_catalog.jsonb_agg(k._fb_i order by k._fb_i) as cs '
+          'from pg_catalog.jsonb_array_elements($2) f '
+          'cross join pg_catalog.jsonb_array_elements($1) with ordinality as k(_fb_change, _fb_i) '
+          'cross join lateral pg_catalog.jsonb_populate_record(null::%I.%I, k._fb_change->''r'') as _fb_r '
+          'where %s group by 1) m',
+          rel_schema, rel_name, realtime.filter_sql(target, shape_filters->0->'c', 'f.value->''c'''));
+        execute shape_sql into found_matches using changes, shape_filters;
+        matches := matches || coalesce(found_matches, '{}');
+      exception when others then
+        -- One filter that no longer fits the table (or a record that does not) must not take
+        -- the others of its shape down: each alone, the failing ones matching nothing.
+        for one_filter in select s.value from pg_catalog.jsonb_array_elements(shape_filters) s loop
+          begin
+            execute shape_sql into found_matches using changes, pg_catalog.jsonb_build_array(one_filter);
+            matches := matches || coalesce(found_matches, '{}');
+          exception when others then
+            null;
+          end;
+        end loop;
+      end;
+    end loop;
+
     -- The deleted row is gone: its DELETE passes on the policy check alone.
     live_query := pg_catalog.format(
       'select pg_catalog.array_agg(k._fb_i::integer order by k._fb_i) '
       'from pg_catalog.jsonb_array_elements($1) with ordinality as k(_fb_change, _fb_i) '
-      'where k._fb_i operator(pg_catalog.=) any($2) and ((k._fb_change->''d'')::boolean is true '
+      'where k._fb_i operator(pg_catalog.=) any($2) and (k._fb_change->>''t'' = ''DELETE'' '
       'or exists (select from %I.%I t where %s))',
       rel_schema, rel_name, key_match);
 
-    for group_item, group_no in
-      select g.value, g.ordinality from pg_catalog.jsonb_array_elements(groups) with ordinality g
+    -- Every group at once: its role's selectable columns and RLS bypass, and its (change,
+    -- binding) pairs -- the event fits, the filter matched, the role may select the filter's
+    -- columns (grants revoked after the join count at once).  Without the key columns a role
+    -- sees no row of the table; a group without any pair is skipped.
+    change_types := array(select c->>'t' from pg_catalog.jsonb_array_elements(changes) c);
+    for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
+      with role_views as (
+        select r.name,
+               coalesce((select o.rolbypassrls from pg_catalog.pg_roles o where o.rolname = r.name), false)
+                 as bypass,
+               array(select a.attname::text from pg_catalog.pg_attribute a
+                      where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+                        and pg_catalog.has_column_privilege(r.name, target, a.attnum, 'SELECT')
+                      order by a.attnum) as cols
+          from (select distinct e->>'role' as name from pg_catalog.jsonb_array_elements(groups) e) r
+      ),
+      -- Per filter and role: whether the role may select every column the filter reads.
+      readable as (
+        select v.name, pg_catalog.array_agg(f.ordinality::text) as filters
+          from role_views v
+          cross join pg_catalog.jsonb_array_elements(filters) with ordinality f
+         where array(select x->>'col' from pg_catalog.jsonb_array_elements(f.value->'c') x)
+               operator(pg_catalog.<@) v.cols
+         group by v.name
+      )
+      select g.value, g.ordinality, v.bypass, v.cols, p.cs, p.bs
+        from pg_catalog.jsonb_array_elements(groups) with ordinality g
+        join role_views v on v.name = g.value->>'role'
+        join readable r on r.name = v.name
+        cross join lateral (
+          select pg_catalog.array_agg(c.i) as cs, pg_catalog.array_agg(b.ordinality::integer) as bs
+            from pg_catalog.jsonb_array_elements(
+                   case when pg_catalog.jsonb_typeof(g.value->'b') = 'array' then g.value->'b' else '[]' end
+                 ) with ordinality b
+            cross join lateral pg_catalog.jsonb_array_elements_text(matches->(b.value->>'f')) as m(v)
+            cross join lateral (select m.v::integer as i) c
+           where (b.value->>'e' = '*' or b.value->>'e' = change_types[c.i])
+             and (b.value->>'f') operator(pg_catalog.=) any(r.filters)
+        ) p
+       where key_columns operator(pg_catalog.<@) v.cols and p.cs is not null
+       order by g.ordinality
     loop
       role_name := group_item->>'role';
-      wanted := array(
-        select pg_catalog.jsonb_array_elements_text(
-                 case when pg_catalog.jsonb_typeof(group_item->'changes') = 'array'
-                      then group_item->'changes' else '[]' end)::integer);
+      -- One binding (the common case): its changes are distinct and in order already.
+      if pg_catalog.jsonb_array_length(group_item->'b') = 1 then
+        wanted := pair_changes;
+      else
+        wanted := array(select distinct w from pg_catalog.unnest(pair_changes) w order by w);
+      end if;
       visible := null;
       failed := false;
-      if not bypass ? role_name then
-        bypass := bypass || pg_catalog.jsonb_build_object(role_name, coalesce(
-          (select r.rolbypassrls from pg_catalog.pg_roles r where r.rolname = role_name), false));
-      end if;
-      if not rel_rls or (bypass->>role_name)::boolean then
+      if not rel_rls or role_bypass then
         visible := wanted;
       else
         if not policy_queries ? role_name then
@@ -256,7 +500,7 @@ create or replace function realtime.visible_changes(target regclass, changes jso
           policy_queries := policy_queries || pg_catalog.jsonb_build_object(role_name, policy_query);
         end if;
         policy_query := policy_queries->>role_name;
-        if policy_query is not null and wanted <> '{}' then
+        if policy_query is not null then
           begin
             perform pg_catalog.set_config('role', role_name, true),
                     pg_catalog.set_config('request.jwt.claims',
@@ -272,17 +516,32 @@ create or replace function realtime.visible_changes(target regclass, changes jso
         end if;
       end if;
       if failed then
-        group_index := group_no; change_index := null;
+        group_index := group_no; change_index := null; binding_index := null; columns := null;
         return next;
       elsif visible is not null then
-        return query select group_no::integer, v from pg_catalog.unnest(visible) v;
+        group_index := group_no; change_index := null; binding_index := null; columns := role_cols;
+        return next;
+        if pg_catalog.cardinality(pair_changes) = 1 then
+          -- The common case, one change and one binding: no query needed.
+          change_index := pair_changes[1]; binding_index := pair_bindings[1]; columns := null;
+          return next;
+        elsif visible = wanted then
+          return query
+            select group_no::integer, p.c, p.b, null::text[]
+              from rows from (pg_catalog.unnest(pair_changes), pg_catalog.unnest(pair_bindings)) p(c, b);
+        else
+          return query
+            select group_no::integer, p.c, p.b, null::text[]
+              from rows from (pg_catalog.unnest(pair_changes), pg_catalog.unnest(pair_bindings)) p(c, b)
+             where p.c operator(pg_catalog.=) any(visible);
+        end if;
       end if;
     end loop;
     perform pg_catalog.set_config('role', saved_role, true),
             pg_catalog.set_config('request.jwt.claims', coalesce(saved_claims, ''), true);
   end
   $$;
-revoke all on function realtime.visible_changes(regclass, jsonb, jsonb) from public;
+revoke all on function realtime.visible_changes(regclass, jsonb, jsonb, jsonb) from public;
 
 grant usage on schema realtime to authenticator;
 grant execute on function
@@ -290,5 +549,7 @@ grant execute on function
   realtime.horizon(),
   realtime.read_changes(pg_catalog.xid8, pg_catalog.xid8, bigint, integer),
   realtime.prune(interval),
-  realtime.visible_changes(regclass, jsonb, jsonb)
+  realtime.filter_sql(regclass, jsonb, text),
+  realtime.check_binding(regclass, text, jsonb, text[]),
+  realtime.visible_changes(regclass, jsonb, jsonb, jsonb)
   to authenticator;

@@ -4,4 +4,12 @@ They are ordinary modules, so tests import their helpers by name (`from harness
 import ...`) without ever depending on which conftest.py pytest loaded first.
 """
 
-pytest_plugins = ["harness", "rest_support", "auth_support", "realtime_support", "dashboard_support"]
+pytest_plugins = [
+    "harness",
+    "rest_support",
+    "auth_support",
+    "realtime_support",
+    "redis_support",
+    "security_support",
+    "dashboard_support",
+]

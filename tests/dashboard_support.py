@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fluxbase.app import Runtime, build_app
-from fluxbase.config import DashboardConfig, SmtpConfig
+from fluxbase.config import DashboardConfig, RateLimitConfig, SmtpConfig
 from fluxbase.db.migrate import Migrator
 from harness import AUTHENTICATOR_PASSWORD, PostgresServer, make_config
 
@@ -37,8 +37,17 @@ async def dashboard_app(dashboard_dsn: str) -> AsyncIterator[Callable[..., Await
     """Starts the app on the module's database: `await dashboard_app(lockout_max_failures=2)`."""
     clients: list[Client] = []
 
-    async def start(*, dsn: str | None = None, smtp_port: int | None = None, **settings: Any) -> Client:
+    async def start(
+        *,
+        dsn: str | None = None,
+        smtp_port: int | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        **settings: Any,
+    ) -> Client:
         config = make_config(dsn or dashboard_dsn)
+        if rate_limit is not None:
+            security = dataclasses.replace(config.security, rate_limit=rate_limit)
+            config = dataclasses.replace(config, security=security)
         config = dataclasses.replace(config, dashboard=dataclasses.replace(TEST_DASHBOARD, **settings))
         if smtp_port is not None:
             smtp = SmtpConfig(host="127.0.0.1", port=smtp_port, tls="none")

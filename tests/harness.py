@@ -59,10 +59,18 @@ class PostgresServer:
     local: EmbeddedPostgres | None = None
     created: list[str] = field(default_factory=list)
 
-    def create_database(self, prefix: str = "t") -> str:
+    def create_database(self, prefix: str = "t", *, icu_locale: str | None = None) -> str:
+        """A new database; with `icu_locale` (e.g. "en-US") its default collation is that ICU
+        locale, so text sorts as in a real deployment ('b' < 'B' < 'é' < 'f'), whereas the
+        cluster itself is built with --no-locale. ICU needs no operating-system locale."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        locale = ""
+        if icu_locale is not None:
+            if not icu_locale.replace("-", "").isalnum():
+                raise ValueError(f"not an ICU locale name: {icu_locale!r}")
+            locale = f" template template0 locale_provider icu icu_locale '{icu_locale}'"
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(f'create database "{name}"')
+            conn.execute(f'create database "{name}"{locale}')
         self.created.append(name)
         return with_database(self.admin_dsn, name)
 
@@ -151,6 +159,17 @@ def free_port() -> int:
         return port
 
 
+# Every server log this run wrote: read after the server stops, removed when the run ends.
+_SERVER_LOGS: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_server_logs() -> Iterator[None]:
+    yield
+    for path in _SERVER_LOGS:
+        path.unlink(missing_ok=True)
+
+
 @dataclass
 class ServerProcess:
     """`fluxbase serve` running as a real process; its stdout is the log."""
@@ -185,6 +204,8 @@ def start_server(
     process = subprocess.Popen(
         [FLUXBASE, *args], env=full_env, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd or ROOT
     )
+    log_file.close()  # the child holds its own descriptor
+    _SERVER_LOGS.append(Path(log_file.name))
     server = ServerProcess(process, f"http://127.0.0.1:{port}", Path(log_file.name))
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

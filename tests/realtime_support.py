@@ -65,7 +65,7 @@ def user_token(sub: str, lifetime: int = 600) -> str:
 
 @pytest.fixture(scope="module")
 def realtime_dsn(postgres: PostgresServer) -> str:
-    dsn = postgres.create_database("realtime")
+    dsn = postgres.create_database("realtime", icu_locale="en-US")
     Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)  # type: ignore[arg-type]

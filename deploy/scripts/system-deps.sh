@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Fluxbase needs, when they are missing.
 #   system-deps.sh run   PostgreSQL server binaries (for the embedded database)
-#   system-deps.sh test  the above plus pgTAP, pg_prove and sqitch
+#   system-deps.sh test  the above plus pgTAP, pg_prove, sqitch and redis-server (shared rate limits)
 #   system-deps.sh bench the server binaries plus wrk (the load generator of `make bench`)
 #   system-deps.sh node  Node.js and npm (building the dashboard's app under admin/)
 #   system-deps.sh e2e   Debian's chromium (the dashboard's browser tests; never a downloaded browser)
@@ -29,6 +29,7 @@ if [ "$mode" = test ]; then
   command -v pg_prove >/dev/null 2>&1 || missing+=(libtap-parser-sourcehandler-pgtap-perl)
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 fi
 
 if [ "$mode" = node ]; then

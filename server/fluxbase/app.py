@@ -1,13 +1,15 @@
 """Builds the aiohttp application: middleware order, routes, start-up and shutdown.
 
 Request path: request id + access log -> metrics -> errors -> CORS -> client IP
--> per-API-key rate limit -> rate limit -> CSRF -> handler (security headers are added to every response
-as it is prepared).
+-> API-key admin scope -> rate limit (per user, API key or IP) -> CSRF -> request
+limits (body size and JSON depth, URL length) -> handler (security headers are added
+to every response as it is prepared).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from aiohttp.typedefs import Middleware
 from fluxbase import ops
 from fluxbase.admin_api import routes as admin_routes
 from fluxbase.auth import context as auth_context
+from fluxbase.auth import mailbox
 from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
 from fluxbase.dashboard import handlers as dashboard_handlers
@@ -36,8 +39,10 @@ from fluxbase.security.client_ip import client_ip_middleware, parse_networks
 from fluxbase.security.cors import cors_middleware
 from fluxbase.security.csrf import csrf_middleware
 from fluxbase.security.headers import install_security_headers
-from fluxbase.security.key_registry import ApiKeyRegistry, ApiKeyWatcher, api_key_rate_limit_middleware
-from fluxbase.security.ratelimit import RateLimiter, ip_rate_limit_middleware
+from fluxbase.security.key_registry import ApiKeyRegistry, ApiKeyWatcher, api_key_admin_scope_middleware
+from fluxbase.security.ratelimit import rate_limit_middleware
+from fluxbase.security.ratelimit_store import LimitStore, make_store
+from fluxbase.security.request_limits import request_limits_middleware
 from fluxbase.security.signing_keys import load_signing_keys
 
 log = logging.getLogger("fluxbase.app")
@@ -61,13 +66,16 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         error_middleware,
         cors_middleware(config.security.cors.allowed_origins),
         client_ip_middleware(parse_networks(config.security.trusted_proxies)),
-        api_key_rate_limit_middleware(api_keys),
+        api_key_admin_scope_middleware(api_keys),
     ]
-    if config.security.rate_limit.enabled:
-        limiter = RateLimiter(config.security.rate_limit.requests_per_minute, 60.0)
-        middlewares.append(ip_rate_limit_middleware(limiter))
+    limits = config.security.rate_limit
+    store: LimitStore | None = None
+    if limits.enabled:
+        store = make_store(limits.backend, limits.redis_url, limits.redis_timeout)
+        middlewares.append(rate_limit_middleware(store, limits))
     if config.security.csrf.enabled:
         middlewares.append(csrf_middleware(config.security.csrf.cookie_secure))
+    middlewares.append(request_limits_middleware(config.server))
 
     if config.auth.jwt_secret is None:
         raise ValueError("build_app needs a JWT secret: call ensure_jwt_secret() first")
@@ -75,9 +83,13 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     keys = load_signing_keys(config.auth.jwt_algorithm, config.auth.jwt_private_key, config.auth.jwt_key_id)
     app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret, signing_keys=keys, api_keys=api_keys)
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
+    if store is not None:
+        app[ops.LIMIT_STORE] = store
     ops.add_routes(app)
     rest_handlers.add_routes(app)
     auth_routes.add_routes(app)
+    if mailbox.active(config):
+        mailbox.add_routes(app)
     dashboard_handlers.add_routes(app)
     dashboard_setup.add_routes(app)
     admin_routes.add_routes(app)
@@ -89,7 +101,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        app[ops.READINESS] = ReadinessProbe(dsn, [c.name for c in read_plan()])
+        app[ops.READINESS] = ReadinessProbe(dsn, [c.change_id for c in read_plan().changes])
         app[DATABASE] = await Database.connect(dsn, config.database)
         schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
         await schema_cache.start()
@@ -99,6 +111,15 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         auth = auth_context.make_context(
             config.auth, config.server.base_url, app[DATABASE], app[AUTHENTICATOR]
         )
+        if store is not None:
+            auth = _share_auth_limits(auth, store, config)
+        if mailbox.active(config):
+            app[mailbox.MAILBOX] = mailbox.LocalMailbox(app[DATABASE])
+            auth.mailer.use_local_outbox(app[mailbox.MAILBOX])
+            log.info(
+                "no SMTP server: auth mail goes to the local mailbox",
+                extra={"url": config.server.base_url.rstrip("/") + mailbox.PATH},
+            )
         session_watcher = await auth_context.start(app, auth)
         secret = config.auth.jwt_secret or ""
         dashboard = app[dashboard_handlers.DASHBOARD] = dashboard_handlers.make_context(
@@ -120,9 +141,27 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()
         await app[DATABASE].close()
+        if store is not None:
+            await store.close()
 
     app.cleanup_ctx.append(resources)
     if config.realtime.enabled:
         # After `resources`: the listener reads through the pool, and stops before it closes.
         app.cleanup_ctx.append(realtime_handlers.realtime_context(config.realtime, dsn, DATABASE))
     return app
+
+
+def _share_auth_limits(
+    auth: auth_context.AuthContext, store: LimitStore, config: Config
+) -> auth_context.AuthContext:
+    """The sign-in, sign-up, recover and OTP limits counted in the same store as the request tiers."""
+    limits = config.auth.rate_limit
+    return dataclasses.replace(
+        auth,
+        sign_in_by_ip=store.sync_limiter("auth_sign_in_ip", limits.sign_in_attempts, limits.sign_in_window),
+        sign_in_by_account=store.sync_limiter(
+            "auth_sign_in_account", limits.sign_in_attempts, limits.sign_in_window
+        ),
+        mail_by_ip=store.sync_limiter("auth_mail_ip", limits.emails_per_hour, 3600.0),
+        mail_by_address=store.sync_limiter("auth_mail_address", limits.emails_per_hour, 3600.0),
+    )

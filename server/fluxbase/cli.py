@@ -1,4 +1,5 @@
-"""The `fluxbase` command: serve (default), migrate, keys, admin, --version, --config-test."""
+"""The `fluxbase` command: serve (default), migrate, keys, init, psql, sql, mail, lint, admin,
+--version, --config-test."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 import psycopg
 
 from fluxbase import __version__
-from fluxbase.config import Config, ConfigError, Problem, ensure_jwt_secret, load_config
+from fluxbase.config import Config, ConfigError, Problem, default_base_url, ensure_jwt_secret, load_config
 from fluxbase.db.embedded import EmbeddedPostgresError
 from fluxbase.db.migrate import MigrationError
 
@@ -53,7 +55,56 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("action", nargs="?", choices=("up", "status", "down"), default="up")
     migrate.add_argument("--all", action="store_true", help="with down: revert every applied change")
 
-    commands.add_parser("keys", help="print the anon and service_role API keys")
+    keys = commands.add_parser("keys", help="print the API URL, the anon and service_role keys, the database")
+    keys.add_argument(
+        "--export", action="store_true", help='only the shell line: eval "$(fluxbase keys --export)"'
+    )
+
+    init = commands.add_parser("init", help="migrate and load the example todo app into an empty database")
+    init.add_argument("--if-new", action="store_true", help="only when the embedded database is created now")
+
+    psql = commands.add_parser(
+        "psql",
+        allow_abbrev=False,  # psql's own long options (--csv, --cl...) must not match ours
+        help="open psql on the database as its owner (other arguments go to psql, e.g. -c 'select 1')",
+    )
+    psql.add_argument(
+        "--role", choices=("anon", "authenticated", "service_role"), help="start as this API role"
+    )
+    psql.add_argument(
+        "--claims", metavar="JSON", help='the JWT claims a policy sees, e.g. \'{"sub": "<id>"}\''
+    )
+
+    sql = commands.add_parser(
+        "sql", help="apply a SQL file (or - for stdin) in one transaction, as the owner"
+    )
+    sql.add_argument("file", metavar="FILE|-")
+
+    mail = commands.add_parser("mail", help="show the local development mailbox, newest first")
+    mail.add_argument("--limit", type=int, default=5, metavar="N", help="how many messages (default 5)")
+    mail.add_argument("--to", metavar="ADDRESS", help="only mail to this address")
+    mail.add_argument("--link", action="store_true", help="print only the newest message's link")
+
+    lint = commands.add_parser(
+        "lint",
+        help="security advisor: find what exposes data through the API, with the SQL that fixes it",
+        description="Checks the database for tables without RLS, views and functions that bypass it, "
+        "auth.users exposed, policies trusting user_metadata, risky grants and extensions in public. "
+        "Exits 1 when a finding reaches --fail-on (default: error), so CI can run it.",
+    )
+    lint.add_argument("--json", action="store_true", help="print the findings as JSON")
+    lint.add_argument(
+        "--schema",
+        action="append",
+        metavar="NAME",
+        help="exposed schema to check (repeatable; default: api.schemas)",
+    )
+    lint.add_argument(
+        "--fail-on",
+        choices=("error", "warn", "info", "never"),
+        default="error",
+        help="lowest level that makes the exit status 1 (default: error)",
+    )
 
     admin = commands.add_parser("admin", help="manage dashboard administrators")
     admin_commands = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
@@ -70,7 +121,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be caught
+        return code
+    except BrokenPipeError:
+        # The reader went away (`fluxbase keys | head -1`): nothing is wrong, and a
+        # traceback would hide the output the reader did take.  Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "psql":  # only psql passes arguments on
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -84,11 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(config, args)
         if command == "migrate":
             return _migrate(config, args.action, args.all)
+        if command == "keys":
+            return _keys(config, args.export)
+        if command == "lint":
+            return _lint(config, args.schema or list(config.api.schemas), args.json, args.fail_on)
         if command == "admin":
             from fluxbase.admin_cli import admin_command
 
             return admin_command(config, args)
-        return _keys(config)
+        return _console(config, command, args, extra)
     except ConfigError as error:
         _print_problems(error.problems)
         return EXIT_CONFIG
@@ -123,6 +195,8 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         for k, v in (("workers", args.workers), ("host", args.host), ("port", args.port))
         if v is not None
     }
+    if "port" in overrides and server.base_url == default_base_url(server.port):
+        overrides["base_url"] = default_base_url(overrides["port"])
     if overrides:
         server = dataclasses.replace(server, **overrides)
         config = dataclasses.replace(config, server=server)
@@ -176,19 +250,75 @@ def _migrate(config: Config, action: str, revert_all: bool) -> int:
             embedded.stop()
 
 
-def _keys(config: Config) -> int:
+def _lint(config: Config, schemas: Sequence[str], as_json: bool, fail_on: str) -> int:
+    import json
+
+    import asyncpg
+
+    from fluxbase.advisor.report import Report, lint
+    from fluxbase.serve import open_database
+
+    _quiet_logging(config)
+    database_url, embedded = open_database(config)
+
+    async def run() -> Report:
+        connection = await asyncpg.connect(database_url, timeout=10)
+        try:
+            return await lint(connection, schemas)
+        finally:
+            await connection.close()
+
+    try:
+        report = asyncio.run(run())
+    except (OSError, asyncpg.PostgresError) as error:
+        _print_problems([Problem("database", f"cannot check: {type(error).__name__}: {error}")])
+        return EXIT_FAILED
+    finally:
+        if embedded is not None and embedded.started_here:
+            embedded.stop()
+    print(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
+    threshold = None if fail_on == "never" else fail_on
+    return EXIT_FAILED if report.fails(threshold) else EXIT_OK  # type: ignore[arg-type]
+
+
+def _keys(config: Config, export_only: bool) -> int:
+    from fluxbase.auth import mailbox
+    from fluxbase.console import database_url_for_display
     from fluxbase.security.api_keys import api_key
 
     config = ensure_jwt_secret(config)
     secret = config.auth.jwt_secret
     assert secret is not None
     base = config.server.base_url.rstrip("/")
+    anon, service = api_key(secret, "anon"), api_key(secret, "service_role")
+    export = f"export API_URL={shlex.quote(base)} ANON_KEY={anon} SERVICE_ROLE_KEY={service}"
+    if export_only:
+        print(export)
+        return EXIT_OK
     print(f"API URL:          {base}")
     print(f"Dashboard:        {base}/dashboard/")
-    print(f"anon key:         {api_key(secret, 'anon')}")
-    print(f"service_role key: {api_key(secret, 'service_role')}")
+    print(f"anon key:         {anon}")
+    print(f"service_role key: {service}")
     print("The service_role key bypasses Row-Level Security: keep it on servers, never in a browser.")
+    print(f"Database:         {database_url_for_display(config)}  (`fluxbase psql` opens it)")
+    if mailbox.active(config):
+        print(f"Local mailbox:    {base}{mailbox.PATH}  (or `fluxbase mail`): no SMTP server is configured")
+    print("In another shell, set API_URL, ANON_KEY and SERVICE_ROLE_KEY with:")
+    print(f"  {export}")
     return EXIT_OK
+
+
+def _console(config: Config, command: str, args: argparse.Namespace, extra: list[str]) -> int:
+    _quiet_logging(config)
+    from fluxbase import console
+
+    if command == "init":
+        return console.init(config, args.if_new)
+    if command == "psql":
+        return console.psql(config, extra, args.role, args.claims)
+    if command == "sql":
+        return console.run_sql(config, args.file)
+    return console.show_mail(config, args.limit, args.to, args.link)
 
 
 def config_test(config: Config) -> int:

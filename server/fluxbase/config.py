@@ -41,6 +41,8 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "FLUXBASE_S3_REGION": ("storage", "s3", "region"),
 }
 SERVER_ADDRESS_ENV = "FLUXBASE_SERVER_ADDRESS"
+# Where the embedded database's server listens unless told otherwise: this machine only.
+LOOPBACK = "127.0.0.1"
 
 MIN_JWT_SECRET_LENGTH = 32
 GENERATE_SECRET_HINT = "generate one with: openssl rand -base64 32"  # noqa: S105 - advice, not a secret
@@ -80,13 +82,22 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "0.0.0.0"  # noqa: S104 - a server listens on all interfaces unless told otherwise
+    # Unset, the host follows the database (see _build): a laptop's embedded database
+    # listens on loopback only; a deployment with DATABASE_URL on every interface.
+    host: str = "0.0.0.0"  # noqa: S104
     port: int = 8080
     base_url: str = "http://localhost:8080"
-    body_limit: int = 2 * 1024**3
+    # The largest request body a route takes unless it streams with its own limit (storage).
+    body_limit: int = 1024**2
     workers: int = 1
     shutdown_timeout: float = 30.0
     migrate_on_start: bool = True
+    max_url_length: int = 8192
+    max_headers: int = 100
+    max_header_size: int = 8190  # one header line, name and value
+    max_json_depth: int = 64
+    header_read_timeout: float = 10.0  # from a request's first byte to its last header
+    idle_timeout: float = 75.0  # a keep-alive connection with no request in flight
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ class DatabaseConfig:
 INTERNAL_SCHEMAS = frozenset(
     {
         "auth", "dashboard", "storage", "realtime", "audit", "extensions", "fluxbase_migrations",
-        "sqitch", "pg_catalog", "information_schema", "pg_toast",
+        "sqitch", "dev_mailbox", "pg_catalog", "information_schema", "pg_toast",
     }
 )  # fmt: skip
 
@@ -165,6 +176,8 @@ class AuthConfig:
     otp_ttl: float = 3600.0
     otp_max_attempts: int = 5
     templates_dir: str | None = None
+    # Keep auth mail in the local mailbox when no SMTP server is set; None: auth/mailbox.py decides.
+    local_mailbox: bool | None = None
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
     smtp: SmtpConfig = SmtpConfig()
 
@@ -190,7 +203,12 @@ class DashboardConfig:
 @dataclass(frozen=True)
 class RateLimitConfig:
     enabled: bool = True
-    requests_per_minute: int = 100
+    requests_per_minute: int = 100  # no user, no API key: per client IP
+    user_requests_per_minute: int = 500  # a valid user JWT: per user
+    api_key_requests_per_minute: int = 1000  # an API key: per key
+    backend: str = "memory"  # memory (per process) | redis (shared by every replica and worker)
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    redis_timeout: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -266,6 +284,10 @@ class Config:
     def embedded_database(self) -> bool:
         """True when Fluxbase runs its own PostgreSQL under data_dir."""
         return self.database.url is None
+
+
+def default_base_url(port: int) -> str:
+    return f"http://localhost:{port}"
 
 
 def parse_duration(value: float | int | str) -> float:
@@ -470,7 +492,13 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
     def durations(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         return {k: parse_duration(v) if k in keys else v for k, v in values.items()}
 
-    server = durations(section("server"), ("shutdown_timeout",))
+    server = durations(section("server"), ("shutdown_timeout", "header_read_timeout", "idle_timeout"))
+    embedded = section("database").get("url") is None
+    if "base_url" not in server:
+        # Links in mail and the printed API URL follow the port unless a public URL is set.
+        server["base_url"] = default_base_url(server.get("port", ServerConfig.port))
+    if "host" not in server and embedded:
+        server["host"] = LOOPBACK
     database = durations(
         section("database"),
         (
@@ -517,7 +545,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         auth=AuthConfig(**auth),
         dashboard=DashboardConfig(**dashboard),
         security=SecurityConfig(
-            rate_limit=RateLimitConfig(**security.get("rate_limit", {})),
+            rate_limit=RateLimitConfig(**durations(dict(security.get("rate_limit", {})), ("redis_timeout",))),
             csrf=CsrfConfig(**security.get("csrf", {})),
             cors=CorsConfig(tuple(security.get("cors", {}).get("allowed_origins", ("*",)))),
             trusted_proxies=tuple(security.get("trusted_proxies", ())),
@@ -535,6 +563,77 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
     )
 
 
+def _get(tree: Mapping[str, Any], *path: str) -> Any:
+    node: Any = tree
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _cross_check(
+    tree: Mapping[str, Any], sources: Mapping[tuple[str, ...], str], file_label: str
+) -> list[Problem]:
+    """What the schema cannot say, checked on the raw values so that a schema error
+    elsewhere does not hide these (every problem is listed at once)."""
+
+    def where(*path: str) -> str:
+        return sources.get(path, f"{file_label}: {'.'.join(path)}")
+
+    problems = []
+    low = _get(tree, "database", "min_connections")
+    high = _get(tree, "database", "max_connections")
+    low = DatabaseConfig.min_connections if low is None else low
+    high = DatabaseConfig.max_connections if high is None else high
+    if isinstance(low, int) and isinstance(high, int) and 1 <= high < low:
+        problems.append(
+            Problem(
+                where("database", "min_connections"), f"{low} is more than database.max_connections ({high})"
+            )
+        )
+    schemas = _get(tree, "api", "schemas")
+    if isinstance(schemas, list) and all(isinstance(s, str) for s in schemas):
+        for schema in schemas:
+            if is_internal_schema(schema):
+                problems.append(
+                    Problem(
+                        where("api", "schemas"), f"schema {schema!r} is internal and can never be exposed"
+                    )
+                )
+        if len(set(schemas)) != len(schemas):
+            problems.append(Problem(where("api", "schemas"), "lists a schema twice"))
+    secret = _get(tree, "auth", "jwt_secret")
+    if isinstance(secret, str):
+        reason = jwt_secret_problem(secret)
+        if reason:
+            problems.append(Problem(where("auth", "jwt_secret"), reason))
+    elif secret is None and _get(tree, "database", "url") is not None:
+        problems.append(
+            Problem(
+                "FLUXBASE_JWT_SECRET",
+                f"not set; a JWT secret is required with an external database ({GENERATE_SECRET_HINT})",
+            )
+        )
+    algorithm = _get(tree, "auth", "jwt_algorithm") or AuthConfig.jwt_algorithm
+    private_key = _get(tree, "auth", "jwt_private_key")
+    if isinstance(algorithm, str) and isinstance(private_key, str | None):
+        try:
+            load_private_key(algorithm, private_key)
+        except (ValueError, TypeError, OSError) as exc:
+            problems.append(Problem(f"{file_label}: auth.jwt_private_key", str(exc)))
+    enabled = _get(tree, "security", "rate_limit", "enabled")
+    if (
+        enabled is not False
+        and _get(tree, "security", "rate_limit", "backend") == "redis"
+        and not _get(tree, "security", "rate_limit", "redis_url")
+    ):
+        problems.append(
+            Problem("FLUXBASE_SECURITY_RATE_LIMIT_REDIS_URL", "required when the rate-limit backend is redis")
+        )
+    if _get(tree, "storage", "provider") == "s3" and not _get(tree, "storage", "s3", "bucket"):
+        problems.append(Problem("FLUXBASE_S3_BUCKET", "required when the storage provider is s3"))
+    return problems
+
+
 def load_config(explicit_path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Reads, merges and validates the configuration; raises ConfigError listing every problem."""
     env = os.environ if env is None else env
@@ -548,47 +647,10 @@ def load_config(explicit_path: str | None = None, env: Mapping[str, str] | None 
     problems += env_problems
     merged = _merge(file_tree, env_tree)
     problems += _schema_problems(merged, sources, file_label)
+    problems += _cross_check(merged, sources, file_label)
     if problems:
         raise ConfigError(problems)
-
-    config = _build(merged, str(path) if path else None)
-    database = config.database
-    if database.min_connections > database.max_connections:
-        problems.append(
-            Problem(
-                f"{file_label}: database.min_connections",
-                f"{database.min_connections} is more than "
-                f"database.max_connections ({database.max_connections})",
-            )
-        )
-    for schema in config.api.schemas:
-        if is_internal_schema(schema):
-            where = sources.get(("api", "schemas"), f"{file_label}: api.schemas")
-            problems.append(Problem(where, f"schema {schema!r} is internal and can never be exposed"))
-    if len(set(config.api.schemas)) != len(config.api.schemas):
-        problems.append(Problem(f"{file_label}: api.schemas", "lists a schema twice"))
-    secret = config.auth.jwt_secret
-    if secret is not None:
-        reason = jwt_secret_problem(secret)
-        if reason:
-            where = sources.get(("auth", "jwt_secret"), f"{file_label}: auth.jwt_secret")
-            problems.append(Problem(where, reason))
-    elif not config.embedded_database:
-        problems.append(
-            Problem(
-                "FLUXBASE_JWT_SECRET",
-                f"not set; a JWT secret is required with an external database ({GENERATE_SECRET_HINT})",
-            )
-        )
-    try:
-        load_private_key(config.auth.jwt_algorithm, config.auth.jwt_private_key)
-    except (ValueError, TypeError, OSError) as exc:
-        problems.append(Problem(f"{file_label}: auth.jwt_private_key", str(exc)))
-    if config.storage.provider == "s3" and not config.storage.s3.bucket:
-        problems.append(Problem("FLUXBASE_S3_BUCKET", "required when the storage provider is s3"))
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return _build(merged, str(path) if path else None)
 
 
 def ensure_jwt_secret(config: Config) -> Config:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -87,6 +88,19 @@ _AIOHTTP_CODES = {
 }
 
 
+# The database connection broke under a request (a killed backend, a restart, a protocol state
+# asyncpg gave up on): the request may be retried, it is not the server's bug. Services map
+# database errors to their own answers first; these are what reaches the last resort.
+LOST_DATABASE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    ConnectionError,
+)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -101,6 +115,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code, message = _AIOHTTP_CODES.get(exc.status, (exc.reason.lower().replace(" ", "_"), exc.reason))
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return error_response(HttpError(exc.status, code, message, headers=headers))
+    except LOST_DATABASE as exc:
+        log.error(
+            "database connection lost during the request",
+            extra={"path": request.path, "method": request.method, "reason": type(exc).__name__},
+        )
+        return error_response(
+            HttpError(
+                503,
+                "database_unavailable",
+                "The database connection was lost; retry the request",
+                headers={"Retry-After": "1"},
+            )
+        )
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(

@@ -7,8 +7,11 @@ from aiohttp import web
 from fluxbase.db.pool import ReadinessProbe
 from fluxbase.errors import json_response
 from fluxbase.observability import metrics
+from fluxbase.security.ratelimit_store import LimitStore
 
 READINESS = web.AppKey("readiness", ReadinessProbe)
+# Present when rate limiting is on: /ready says where the counts live and whether that works.
+LIMIT_STORE = web.AppKey("limit_store", LimitStore)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -24,8 +27,16 @@ async def ready(request: web.Request) -> web.Response:
         "database": "ok" if result.database else "unreachable",
         "migrations": "current" if result.migrations else "pending",
     }
-    if result.detail:
-        body["detail"] = result.detail
+    details = [result.detail] if result.detail else []
+    store = request.app.get(LIMIT_STORE)
+    if store is not None:
+        # A lost Redis degrades limits to per-process counts; the server still serves.
+        backend, problem = await store.status()
+        body["rate_limit"] = f"{backend}: {'degraded' if problem else 'ok'}"
+        if problem:
+            details.append(problem)
+    if details:
+        body["detail"] = "; ".join(details)
     return json_response(body, status=200 if result.ready else 503)
 
 

@@ -27,3 +27,7 @@ def sql_dir() -> Path:
 
 def schemas_dir() -> Path:
     return resources_root() / "schemas"
+
+
+def examples_dir() -> Path:
+    return resources_root() / "examples"

@@ -25,6 +25,7 @@ from fluxbase.config import Config
 from fluxbase.db.embedded import EmbeddedPostgres
 from fluxbase.db.errors import CONNECTION_ERRORS
 from fluxbase.db.migrate import Migrator, derive_authenticator_password
+from fluxbase.http_server import GuardedAppRunner
 from fluxbase.observability import metrics
 
 log = logging.getLogger("fluxbase.serve")
@@ -55,6 +56,13 @@ def serve(config: Config, *, migrate: bool) -> int:
             applied = Migrator(database_url, authenticator_password=password).up()
             log.info("database migrated", extra={"applied": applied})
         runtime = Runtime(database_url=database_url, authenticator_password=password)
+        limits = config.security.rate_limit
+        if limits.enabled and limits.backend == "memory" and config.server.workers > 1:
+            log.warning(
+                "rate limits are counted per worker: each of the workers allows the full limit; "
+                "set security.rate_limit.backend: redis to share one count",
+                extra={"workers": config.server.workers},
+            )
         if config.server.workers == 1:
             return run_worker(config, runtime)
         return Supervisor(config, runtime).run()
@@ -75,8 +83,8 @@ async def _worker(config: Config, runtime: Runtime) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     app = build_app(config, runtime)
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
+    runner = GuardedAppRunner(
+        app, config.server, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
     )
     try:
         await runner.setup()  # opens the pool

@@ -192,7 +192,9 @@ def _wait_for_schema_cache(url: str, timeout: float = 30) -> None:
 
 
 def start_stack(postgres: PostgresServer, prefix: str) -> Iterator[Stack]:
-    dsn = postgres.create_database(prefix)
+    # A real collation (ICU en-US), as a deployment has: the answers are compared with what
+    # the same database returns, so ordering and text comparisons are covered as they are.
+    dsn = postgres.create_database(prefix, icu_locale="en-US")
     Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCHEMA.read_text())  # type: ignore[arg-type]

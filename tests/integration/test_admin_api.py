@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from dashboard_support import PASSWORD, bearer, create_admin, login
+from fluxbase.config import RateLimitConfig
 from fluxbase.dashboard.handlers import PUBLIC_ROUTES
 from realtime_support import SERVICE_KEY, user_token
 
@@ -234,8 +235,12 @@ async def test_a_key_maps_to_its_role(admin) -> None:
     assert bad.status == 400
 
 
-async def test_each_key_has_its_own_rate_limit(admin) -> None:
-    client, token = admin
+async def test_each_key_has_its_own_rate_limit(admin, dashboard_app) -> None:
+    # Keys spend their own budget in the rate limiter's api_key tier, so limiting is on here.
+    _, token = admin
+    client = await dashboard_app(
+        api_key_refresh_interval=60.0, rate_limit=RateLimitConfig(enabled=True, requests_per_minute=1000)
+    )
     limited = await _key(client, token, scopes=["rest:read"], rate_limit_per_minute=3)
     other = await _key(client, token, scopes=["rest:read"], rate_limit_per_minute=3)
     await _reload(client)

@@ -215,7 +215,7 @@ async def test_rate_limit_per_ip_with_retry_after(custom: Callable[..., object],
     # Probes are never limited.
     assert (await client.get("/health")).status == 200
     metrics_text = await (await client.get("/metrics")).text()
-    assert re.search(r'fluxbase_rate_limit_hits_total\{scope="ip"\} [1-9]', metrics_text)
+    assert re.search(r'fluxbase_rate_limit_hits_total\{tier="ip"\} [1-9]', metrics_text)
 
 
 async def test_csrf_when_enabled(custom: Callable[..., object], migrated_dsn: str) -> None:

@@ -1,11 +1,10 @@
-"""Migrations: idempotent runs, sqitch and yoyo give one schema, revert empties the database."""
+"""Migrations: idempotent runs, sqitch and fluxbase migrate give one schema and share one registry."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
-from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
@@ -13,23 +12,12 @@ import pytest
 from fluxbase.db.embedded import find_pg_bin
 from fluxbase.db.migrate import REGISTRY_SCHEMA, Migrator, read_plan
 from harness import AUTHENTICATOR_PASSWORD, ROOT, PostgresServer
+from sqitch_support import libpq_args, sqitch
 
-# What each tool keeps about itself; everything else must be identical.
-REGISTRIES = (REGISTRY_SCHEMA, "sqitch")
+# The registry both tools share; everything else must be identical.
+REGISTRIES = (REGISTRY_SCHEMA,)
 # Every change of the plan, in order.
-PLAN = [change.name for change in read_plan()]
-
-
-def libpq_args(dsn: str) -> list[str]:
-    parts = urlsplit(dsn)
-    query = parse_qs(parts.query)
-    args = ["-d", parts.path.lstrip("/"), "-U", parts.username or "postgres"]
-    if "host" in query:
-        args += ["-h", query["host"][0]]
-    elif parts.hostname:
-        args += ["-h", parts.hostname]
-    port = query.get("port", [str(parts.port or 5432)])[0]
-    return [*args, "-p", port]
+PLAN = [change.name for change in read_plan().changes]
 
 
 def schema_dump(dsn: str) -> str:
@@ -46,22 +34,6 @@ def schema_dump(dsn: str) -> str:
         line for line in result.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
     ]
     return "\n".join(lines)
-
-
-def sqitch(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
-    parts = urlsplit(dsn)
-    query = parse_qs(parts.query)
-    host = query.get("host", [parts.hostname or "localhost"])[0]
-    port = query.get("port", [str(parts.port or 5432)])[0]
-    target = f"db:pg://{parts.username or 'postgres'}@/{parts.path.lstrip('/')}"
-    env = {"PATH": f"{find_pg_bin()}:/usr/bin:/bin", "PGHOST": host, "PGPORT": port, "HOME": "/tmp"}
-    env["SQITCH_FULLNAME"] = "Fluxbase Tests"
-    env["SQITCH_EMAIL"] = "tests@fluxbase.dev"
-    result = subprocess.run(
-        ["sqitch", *args, target], cwd=ROOT / "migrations", env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def apply_logic_with_psql(dsn: str) -> None:
@@ -96,18 +68,18 @@ def test_status_before_and_after(fresh_dsn: str) -> None:
 @pytest.mark.skipif(not shutil.which("sqitch"), reason="sqitch is installed by `make test`")
 def test_sqitch_and_fluxbase_migrate_give_the_same_schema(local_postgres: PostgresServer) -> None:
     by_sqitch = local_postgres.create_database("sqitch")
-    by_yoyo = local_postgres.create_database("yoyo")
+    by_fluxbase = local_postgres.create_database("yoyo")
     try:
         sqitch(by_sqitch, "deploy", "--verify")
         apply_logic_with_psql(by_sqitch)
-        Migrator(by_yoyo).up()
-        sqitch_schema, yoyo_schema = schema_dump(by_sqitch), schema_dump(by_yoyo)
-        assert "CREATE SCHEMA auth;" in yoyo_schema
-        assert "CREATE FUNCTION auth.uid()" in yoyo_schema
-        assert sqitch_schema == yoyo_schema
+        Migrator(by_fluxbase).up()
+        sqitch_schema, fluxbase_schema = schema_dump(by_sqitch), schema_dump(by_fluxbase)
+        assert "CREATE SCHEMA auth;" in fluxbase_schema
+        assert "CREATE FUNCTION auth.uid()" in fluxbase_schema
+        assert sqitch_schema == fluxbase_schema
     finally:
         local_postgres.drop_database(by_sqitch)
-        local_postgres.drop_database(by_yoyo)
+        local_postgres.drop_database(by_fluxbase)
 
 
 @pytest.mark.skipif(not shutil.which("sqitch"), reason="sqitch is installed by `make test`")
@@ -216,4 +188,54 @@ def test_migration_registry_is_not_in_an_exposed_schema(migrated_dsn: str) -> No
         tables = [
             row[0] for row in conn.execute("select tablename from pg_tables where schemaname = 'public'")
         ]
-    assert not [t for t in tables if re.search("yoyo|sqitch", t)]
+    assert not [t for t in tables if re.search("yoyo|sqitch|changes|events", t)]
+
+
+def registry(dsn: str) -> list[tuple[str, str, str | None]]:
+    """What sqitch's registry says is deployed: (change id, name, script hash)."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "select change_id, change, script_hash from sqitch.changes order by committed_at"
+        ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+@pytest.mark.skipif(not shutil.which("sqitch"), reason="sqitch is installed by `make test`")
+def test_sqitch_sees_what_fluxbase_migrate_deployed(local_postgres: PostgresServer, fresh_dsn: str) -> None:
+    Migrator(fresh_dsn).up()
+    status = sqitch(fresh_dsn, "status").stdout
+    assert "Nothing to deploy (up-to-date)" in status, status
+    assert "Nothing to deploy" in sqitch(fresh_dsn, "deploy").stdout
+    assert sqitch(fresh_dsn, "verify").returncode == 0
+    # sqitch can take it back down as well: it reads the dependencies we recorded.
+    sqitch(fresh_dsn, "revert", "-y", "--to", PLAN[-3])
+    assert [c.name for c in Migrator(fresh_dsn).status() if not c.applied] == PLAN[-2:]
+    assert Migrator(fresh_dsn).up() == PLAN[-2:]
+    assert "Nothing to deploy (up-to-date)" in sqitch(fresh_dsn, "status").stdout
+
+
+@pytest.mark.skipif(not shutil.which("sqitch"), reason="sqitch is installed by `make test`")
+def test_fluxbase_migrate_sees_what_sqitch_deployed(local_postgres: PostgresServer, fresh_dsn: str) -> None:
+    sqitch(fresh_dsn, "deploy", "--to", "auth_schema")
+    assert [c.applied for c in Migrator(fresh_dsn).status()] == [c == PLAN[0] or c == PLAN[1] for c in PLAN]
+    deployed_by_sqitch = registry(fresh_dsn)
+    assert Migrator(fresh_dsn).up() == PLAN[2:]
+    assert registry(fresh_dsn)[:2] == deployed_by_sqitch
+    assert [name for _, name, _ in registry(fresh_dsn)] == PLAN
+    assert "Nothing to deploy (up-to-date)" in sqitch(fresh_dsn, "status").stdout
+    assert Migrator(fresh_dsn).down(None) == PLAN[::-1]
+    assert "No changes deployed" in sqitch(fresh_dsn, "status", expect=1).stdout
+
+
+def test_a_database_migrated_by_an_earlier_version_is_adopted(fresh_dsn: str) -> None:
+    """Earlier versions kept their registry in fluxbase_migrations (yoyo's table): it moves to sqitch's."""
+    Migrator(fresh_dsn).up()
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute("drop schema sqitch cascade")
+        conn.execute("create schema fluxbase_migrations")
+        conn.execute("create table fluxbase_migrations._yoyo_migration (migration_id text primary key)")
+        conn.execute("insert into fluxbase_migrations._yoyo_migration select unnest(%s::text[])", (PLAN,))
+    assert Migrator(fresh_dsn).up() == []
+    assert [name for _, name, _ in registry(fresh_dsn)] == PLAN
+    with psycopg.connect(fresh_dsn) as conn:
+        assert conn.execute("select to_regnamespace('fluxbase_migrations')").fetchone() == (None,)

@@ -17,7 +17,8 @@ SUITES = sorted((ROOT / "tests" / "sql").glob("*.sql"))
 
 @pytest.fixture(scope="module")
 def pgtap_dsn(local_postgres: PostgresServer) -> str:
-    dsn = local_postgres.create_database("pgtap")
+    # A real collation, so collation-dependent SQL (realtime filters on text) is covered.
+    dsn = local_postgres.create_database("pgtap", icu_locale="en-US")
     Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create extension if not exists pgtap")

@@ -10,7 +10,10 @@ import jwt
 import pytest
 
 from fluxbase import __version__
+from fluxbase.db.migrate import read_plan
 from harness import FLUXBASE, JWT_SECRET, PostgresServer
+
+PLAN = [change.name for change in read_plan().changes]
 
 
 def run(
@@ -26,6 +29,17 @@ def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"fluxbase {__version__}"
+
+
+def test_keys_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`fluxbase keys | head -1`: the reader may leave before the writer is done."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "FLUXBASE_DATA_DIR": str(tmp_path)}
+    process = subprocess.Popen([FLUXBASE, "keys"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the interpreter has even started: its write must fail
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0
+    assert stderr == ""
 
 
 def test_config_test_names_an_unknown_key(tmp_path: Path) -> None:
@@ -96,28 +110,13 @@ def test_migrate_twice_then_status(postgres: PostgresServer, fresh_dsn: str) -> 
     env = {"DATABASE_URL": fresh_dsn, "FLUXBASE_JWT_SECRET": JWT_SECRET}
     first = run("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "applied: " + ", ".join(
-        [
-            "foundation",
-            "auth_schema",
-            "realtime_log",
-            "auth_email_codes",
-            "auth_flow_state",
-            "dashboard_schema",
-        ]
-    )
+    assert first.stdout.strip() == "applied: " + ", ".join(PLAN)
+    assert PLAN[:2] == ["foundation", "auth_schema"]
     second = run("migrate", "up", env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "nothing to apply: the database is current"
     status = run("migrate", "status", env=env)
-    assert status.stdout.strip().splitlines() == [
-        "applied  foundation",
-        "applied  auth_schema",
-        "applied  realtime_log",
-        "applied  auth_email_codes",
-        "applied  auth_flow_state",
-        "applied  dashboard_schema",
-    ]
+    assert status.stdout.strip().splitlines() == [f"applied  {name}" for name in PLAN]
 
 
 def test_migrate_down_reverts_the_last_change(fresh_dsn: str) -> None:
@@ -125,14 +124,10 @@ def test_migrate_down_reverts_the_last_change(fresh_dsn: str) -> None:
     assert run("migrate", env=env).returncode == 0
     down = run("migrate", "down", env=env)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == "reverted: dashboard_schema"
+    assert down.stdout.strip() == f"reverted: {PLAN[-1]}"
     assert run("migrate", "status", env=env).stdout.strip().splitlines() == [
-        "applied  foundation",
-        "applied  auth_schema",
-        "applied  realtime_log",
-        "applied  auth_email_codes",
-        "applied  auth_flow_state",
-        "pending  dashboard_schema",
+        *(f"applied  {name}" for name in PLAN[:-1]),
+        f"pending  {PLAN[-1]}",
     ]
 
 

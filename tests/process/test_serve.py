@@ -98,7 +98,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(migrated_dsn: str) -> No
 
     with psycopg.connect(migrated_dsn) as owner:
         # /ready reads the migration registry: holding a lock on it keeps the request in flight.
-        owner.execute(f"lock table {REGISTRY_SCHEMA}._yoyo_migration in access exclusive mode")
+        owner.execute(f"lock table {REGISTRY_SCHEMA}.changes in access exclusive mode")
         request = threading.Thread(target=slow_ready)
         request.start()
         time.sleep(0.5)

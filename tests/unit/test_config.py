@@ -101,6 +101,46 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert "server.port" in text and "server.colour: unknown key" in text and "log.level" in text
 
 
+def test_schema_errors_do_not_hide_the_other_checks(tmp_path: Path) -> None:
+    """A wrong type elsewhere must not stop a bad secret or pool size from being named too."""
+    path = write(
+        tmp_path,
+        "server:\n  port: abc\ndatabase:\n  max_connections: 5\n  min_connections: 10\n"
+        "auth:\n  jwt_secret: short\napi:\n  schemas: [public, auth]\n",
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    text = "\n".join(problems(error))
+    assert "server.port: expected integer" in text
+    assert "database.min_connections: 10 is more than database.max_connections (5)" in text
+    assert "auth.jwt_secret: too short" in text
+    assert "schema 'auth' is internal" in text
+
+
+def test_embedded_database_listens_on_loopback_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    everywhere = "0.0.0.0"  # noqa: S104 - what is asserted, not bound
+    assert load_config(env={}).server.host == "127.0.0.1"
+    assert load_config(env={"FLUXBASE_SERVER_HOST": everywhere}).server.host == everywhere
+    assert load_config(env={"FLUXBASE_SERVER_ADDRESS": f"{everywhere}:9000"}).server.host == everywhere
+    external = {"DATABASE_URL": "postgresql://u@db/fluxbase", "FLUXBASE_JWT_SECRET": GOOD_SECRET}
+    assert load_config(env=external).server.host == everywhere
+
+
+def test_the_production_config_listens_everywhere_explicitly() -> None:
+    from fluxbase.auth.mailbox import active
+    from fluxbase.paths import resources_root
+
+    env = {"DATABASE_URL": "postgresql://owner@db/fluxbase", "FLUXBASE_JWT_SECRET": GOOD_SECRET}
+    config = load_config(str(resources_root() / "deploy" / "fluxbase.yaml"), env=env)
+    assert config.server.host == "0.0.0.0"  # noqa: S104 - what is asserted, not bound
+    assert not active(config)
+    # Even on an embedded database, this file keeps sign-in links out of the database.
+    assert not active(load_config(str(resources_root() / "deploy" / "fluxbase.yaml"), env={}))
+
+
 def test_bad_duration(tmp_path: Path) -> None:
     path = write(tmp_path, "realtime:\n  ping_interval: soon\n")
     with pytest.raises(ConfigError) as error:

@@ -8,10 +8,12 @@ import jwt
 import pytest
 
 from fluxbase.admin_api.database import policy_sql, redact_literals
+from fluxbase.config import RateLimitConfig
 from fluxbase.errors import HttpError
 from fluxbase.security import dashboard_auth as da
 from fluxbase.security.authenticate import AuthenticationError, Authenticator
 from fluxbase.security.key_registry import ApiKeyGrant, ApiKeyRegistry, key_digest
+from fluxbase.security.ratelimit import Tier, request_tier
 from fluxbase.security.scopes import REALTIME, STORAGE, ScopeError, require_scope, rest_scope
 
 SECRET = "0f3c5a9e7d1b2468ace13579bdf02468ace13579bdf02468ace13579bdf0aa55"
@@ -63,11 +65,12 @@ def test_jwt_callers_have_no_scopes_to_check() -> None:
     require_scope(Authenticator(SECRET).caller({}), STORAGE)
 
 
-def test_each_key_is_limited_on_its_own() -> None:
+def test_each_key_spends_its_own_budget_in_the_api_key_tier() -> None:
     keys = registry()
+    caller = Authenticator(SECRET, api_keys=keys).caller({"apikey": KEY})
     grant = keys.lookup(KEY)
-    assert [keys.hit(grant).allowed for _ in range(3)] == [True, True, False]
-    assert keys.hit(grant).retry_after >= 1
+    tier = request_tier(caller, "127.0.0.1", RateLimitConfig())
+    assert tier == Tier("api_key", grant.id, grant.rate_limit_per_minute)
 
 
 def test_dashboard_tokens_never_verify_as_api_tokens() -> None:

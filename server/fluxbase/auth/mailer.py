@@ -1,5 +1,9 @@
 """Auth mail over SMTP (aiosmtplib): confirmation, recovery, magic link, email change.
 
+Without an SMTP server, a development setup hands mail to the local mailbox
+instead (auth/mailbox.py, attached by app.py), where `fluxbase mail` and
+/_dev/mailbox show it; with SMTP configured the mailbox is never used.
+
 Links point at this server's /auth/v1/verify, built from server.base_url;
 where the user lands afterwards is a `redirect_to` checked against
 auth.site_url and auth.redirect_urls, so a link can never send anyone to a
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 import aiosmtplib
@@ -89,13 +94,21 @@ class Mail:
     to: str
     subject: str
     body: str
+    kind: str = ""
+
+
+class Outbox(Protocol):
+    """Where mail goes when there is no SMTP server: the local development mailbox."""
+
+    async def deliver(self, mail: Mail) -> None: ...
 
 
 class Mailer:
-    """Renders the templates and sends through the configured SMTP server."""
+    """Renders the templates and sends through the configured SMTP server (or the local outbox)."""
 
     def __init__(self, smtp: SmtpConfig, templates_dir: str | None = None) -> None:
         self._smtp = smtp
+        self._outbox: Outbox | None = None
         self._templates = dict(DEFAULT_TEMPLATES)
         if templates_dir:
             for kind in DEFAULT_TEMPLATES:
@@ -103,9 +116,14 @@ class Mailer:
                 if path.is_file():
                     self._templates[kind] = _read_template(path)
 
+    def use_local_outbox(self, outbox: Outbox) -> None:
+        """Mail goes to `outbox` unless an SMTP server is configured, which always wins."""
+        if self._smtp.host is None:
+            self._outbox = outbox
+
     @property
     def configured(self) -> bool:
-        return self._smtp.host is not None
+        return self._smtp.host is not None or self._outbox is not None
 
     def render(self, kind: str, to: str, link: str, token_hash: str, code: str = "") -> Mail:
         subject, body = self._templates[kind]
@@ -115,11 +133,16 @@ class Mailer:
             to,
             string.Template(subject).safe_substitute(values),
             string.Template(body).safe_substitute(values),
+            kind,
         )
 
     async def send(self, mail: Mail) -> None:
         if self._smtp.host is None:
-            raise MailNotConfigured("auth.smtp.host is not set")
+            if self._outbox is None:
+                raise MailNotConfigured("auth.smtp.host is not set")
+            await self._outbox.deliver(mail)
+            log.info("mail kept in the local mailbox", extra={"mail_kind": mail.subject})
+            return
         message = EmailMessage()
         message["From"] = self._smtp.sender
         message["To"] = mail.to

@@ -20,7 +20,7 @@ import asyncpg
 from fluxbase.background import stop_tasks
 from fluxbase.config import DatabaseConfig
 from fluxbase.db.errors import CONNECTION_ERRORS
-from fluxbase.db.migrate import AUTHENTICATOR, REGISTRY_SCHEMA
+from fluxbase.db.migrate import AUTHENTICATOR
 from fluxbase.db.transaction import (
     FluxbaseConnection,
     RequestContext,
@@ -165,8 +165,8 @@ class ReadinessProbe:
             self._connection = await asyncpg.connect(self._dsn, timeout=PROBE_TIMEOUT)
         try:
             applied = await self._connection.fetchval(
-                f"select count(*) from {REGISTRY_SCHEMA}._yoyo_migration "  # noqa: S608 - a constant
-                "where migration_id = any($1::text[])",
+                # sqitch's registry: written by `fluxbase migrate` and `sqitch deploy` alike.
+                "select count(*) from sqitch.changes where change_id = any($1::text[])",
                 self._expected,
             )
         except asyncpg.exceptions.UndefinedTableError:

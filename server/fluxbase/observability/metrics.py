@@ -63,7 +63,9 @@ auth_attempts_total = Counter(
     "fluxbase_auth_attempts_total", "Sign-in and token attempts by outcome", ("kind", "outcome")
 )
 rate_limit_hits_total = Counter(
-    "fluxbase_rate_limit_hits_total", "Requests refused by a rate limit", ("scope",)
+    "fluxbase_rate_limit_hits_total",
+    "Requests refused by a rate limit, by tier (ip, user, api_key, auth_*)",
+    ("tier",),
 )
 system_uptime_seconds = Gauge(
     "fluxbase_system_uptime_seconds", "Seconds since the server started", multiprocess_mode="max"

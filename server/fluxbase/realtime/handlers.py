@@ -399,35 +399,13 @@ class Session:
             except FilterError as exc:
                 raise BindingError(f"invalid filter: {exc}") from None
             binding_id = self.hub.next_binding_id()
+            wanted = frozenset(select) if select is not None else None
             for oid in oids:
-                info = await self.hub.table_info(oid)
-                if info is None:
-                    continue
-                try:
-                    bound = parsed.bind(info.column_types)
-                except FilterError as exc:
-                    raise BindingError(f"invalid filter: {exc}") from None
-                filtered = {condition.column for condition in parsed.conditions}
-                wanted = frozenset(select) if select is not None else None
-                if filtered or wanted:
-                    # Filtering on a column one may not select would leak it bit by bit.
-                    allowed = await self.hub.selectable_columns(channel.caller, oid)
-                    if not filtered <= allowed:
-                        raise BindingError("invalid filter: permission denied for a filtered column")
-                    if wanted and not wanted <= allowed:
-                        raise BindingError("select: permission denied for a column, or no such column")
-                channel.bindings.append(
-                    Binding(
-                        channel,
-                        binding_id,
-                        event,
-                        oid,
-                        bound,
-                        f"{oid}:{filter_text}",
-                        wanted,
-                        frozenset(filtered),
-                    )
-                )
+                # The database decides: columns, grants, value types and operators.
+                reason = await self.hub.check_binding(channel.caller, oid, parsed, wanted)
+                if reason is not None:
+                    raise BindingError(reason)
+                channel.bindings.append(Binding(channel, binding_id, event, oid, parsed, wanted))
             echoed.append(phoenix.postgres_changes_binding(raw, binding_id))
         return echoed
 

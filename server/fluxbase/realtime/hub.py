@@ -1,14 +1,12 @@
 """Realtime's middle stage: listener -> hub -> phoenix wire.
 
 The hub knows every joined channel of this process. For each batch of changes it groups the
-subscribers of a table by (role, claims) and asks the database which of these changed rows each
-group may see: one statement per table (the roles' column grants and RLS bypass), then one
-realtime.visible_changes() call per chunk of groups that need a row-level check, every group of
-the chunk checked in its own role and claims inside that one statement. Row-level security and
-grants decide, never the hub. Columns the role cannot select are removed. A DELETE cannot be
-re-read (the row is gone): its old row is checked against the table's SELECT policies in the
-subscriber's role, and only its primary key is sent. Broadcast and presence travel between
-replicas through NOTIFY.
+subscribers of a table by (role, claims) and asks the database, in one realtime.visible_changes()
+statement per chunk of groups, which change reaches which of their bindings: the event, the
+filter (evaluated by PostgreSQL as /rest/v1 evaluates it), the role's column grants and row-level
+security are all decided there (sql/40_realtime.sql), never here. The hub parses, groups and fans
+out: columns the role cannot select are left out of the payload, and a DELETE carries only its
+primary key. Broadcast and presence travel between replicas through NOTIFY.
 """
 
 from __future__ import annotations
@@ -26,12 +24,10 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from fluxbase.db.errors import DatabaseUnavailable
-from fluxbase.db.identifiers import quote_ident
 from fluxbase.db.pool import Database
-from fluxbase.db.transaction import RequestContext
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
-from fluxbase.realtime.filters import BoundFilter
+from fluxbase.realtime.filters import Filter
 from fluxbase.realtime.listener import Change
 from fluxbase.security.authenticate import Caller
 
@@ -123,12 +119,9 @@ class Binding:
     id: int
     event: str
     table_oid: int
-    filter: BoundFilter
-    filter_source: str
+    filter: Filter
     # The binding's `select`: the only columns it wants (None = every column it may see).
     select: frozenset[str] | None = None
-    # Columns the filter reads: re-checked against the role's grants at every delivery.
-    filter_columns: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -141,12 +134,7 @@ class TableInfo:
     rls: bool
     full_identity: bool
     primary_key: tuple[str, ...]
-    primary_key_types: tuple[str, ...]  # format_type(), for casting keys back
     columns: tuple[tuple[str, str], ...]  # (name, pg_type.typname) in attnum order
-
-    @property
-    def qualified(self) -> str:
-        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
 
     @property
     def column_types(self) -> dict[str, str]:
@@ -159,9 +147,6 @@ select n.nspname::text as schema, c.relname::text as name, c.relrowsecurity as r
        array(select a.attname::text from pg_index i
                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
               where i.indrelid = c.oid and i.indisprimary order by a.attnum) as pk,
-       array(select format_type(a.atttypid, a.atttypmod) from pg_index i
-               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-              where i.indrelid = c.oid and i.indisprimary order by a.attnum) as pk_types,
        array(select a.attname::text from pg_attribute a
               where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as cols,
        array(select t.typname::text from pg_attribute a join pg_type t on t.oid = a.atttypid
@@ -170,96 +155,28 @@ select n.nspname::text as schema, c.relname::text as name, c.relrowsecurity as r
  where c.oid = $1
 """
 
-# Run in the subscriber's role: the columns it may select, and whether it bypasses RLS.
-ROLE_VIEW_SQL: Final = """
-select array(select a.attname::text from pg_attribute a
-              where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
-                and has_column_privilege($1, a.attnum, 'SELECT') order by a.attnum) as cols,
-       (select r.rolbypassrls from pg_roles r where r.rolname = current_user) as bypass
-"""
-
-# Run as the server itself, for every role of a batch at once: the columns each may select, and
-# whether it bypasses RLS (the privilege functions take the role by name).
-ROLE_VIEWS_SQL: Final = """
-select r.rolname::text as role, r.rolbypassrls as bypass,
-       array(select a.attname::text from pg_attribute a
-              where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
-                and has_column_privilege(r.rolname, $1, a.attnum, 'SELECT') order by a.attnum) as cols
-  from pg_roles r
- where r.rolname = any($2::text[])
-"""
-
 # Every group of a chunk checked in one statement (sql/40_realtime.sql), as the server itself.
 VISIBLE_CHANGES_SQL: Final = (
-    "select group_index, change_index from realtime.visible_changes($1::oid::regclass, $2::jsonb, $3::jsonb)"
+    "select group_index, change_index, binding_index, columns"
+    " from realtime.visible_changes($1::oid::regclass, $2::jsonb, $3::jsonb, $4::jsonb)"
 )
+# Whether a binding may be accepted (sql/40_realtime.sql): null, or the reason it may not.
+CHECK_BINDING_SQL: Final = "select realtime.check_binding($1::oid::regclass, $2, $3::jsonb, $4::text[])"
 
 _T = TypeVar("_T")
-
-
-def _key_match(info: TableInfo, source: str) -> str:
-    return " and ".join(
-        f"t.{quote_ident(column)} = ({source}->>{_literal(column)})::{type_name}"
-        for column, type_name in zip(info.primary_key, info.primary_key_types, strict=True)
-    )
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def visible_rows_sql(info: TableInfo) -> str:
-    """Which of the given keys (a JSON array) name rows the current role can see now."""
-    # Identifiers are quoted, types come from format_type(); key values are bound parameters.
-    return (
-        "select k._fb_i::int from "  # noqa: S608
-        "jsonb_array_elements($1::jsonb) with ordinality as k(_fb_key, _fb_i) "
-        f"where exists (select from {info.qualified} t where {_key_match(info, 'k._fb_key')})"
-    )
-
-
-def policy_rows_sql(info: TableInfo, policies: Sequence[tuple[str | None, bool]]) -> str | None:
-    """Which of the given rows (JSON) the current role's SELECT policies let it see.
-
-    None when no permissive policy applies: under RLS that means no row is visible at all.
-    """
-    permissive = [qual for qual, is_permissive in policies if is_permissive]
-    restrictive = [qual for qual, is_permissive in policies if not is_permissive]
-    if not permissive:
-        return None
-    # A policy without USING (FOR ALL ... WITH CHECK only) grants no reads.
-    condition = "(" + " or ".join(f"({qual or 'false'})" for qual in permissive) + ")"
-    for qual in restrictive:
-        condition += f" and ({qual or 'false'})"
-    # The row is rebuilt under the table's own name so that policy expressions resolve as they
-    # do on the table; functions they call (auth.uid()) see this transaction's claims.
-    # Policy expressions come from the catalog (pg_get_expr), written by whoever owns the table.
-    return (
-        "select k._fb_i::int from "  # noqa: S608
-        "jsonb_array_elements($1::jsonb) with ordinality as k(_fb_row, _fb_i) "
-        f"cross join lateral jsonb_populate_record(null::{info.qualified}, k._fb_row) "
-        f"as {quote_ident(info.name)} where {condition}"
-    )
 
 
 def _group_key(caller: Caller) -> tuple[str, bytes]:
     return caller.role, orjson.dumps(dict(caller.claims), option=orjson.OPT_SORT_KEYS)
 
 
-@dataclass(frozen=True)
-class _RoleView:
-    """What one role may read of a table: its selectable columns, and whether it bypasses RLS."""
-
-    columns: frozenset[str]
-    bypass: bool
-
-
 @dataclass
-class _Pending:
-    """A change one group may receive, and the bindings (of channels in that group) it matched."""
+class _Group:
+    """Subscribers of one table sharing (role, claims), and their distinct (filter, event) pairs."""
 
-    change: Change
-    bindings: list[Binding]
+    caller: Caller
+    # One entry per distinct (filter, event) of the group: the bindings that share it.
+    slots: dict[tuple[str, str], list[Binding]] = field(default_factory=dict)
 
 
 class Hub:
@@ -329,14 +246,26 @@ class Hub:
             rls=row["rls"],
             full_identity=row["full_identity"],
             primary_key=tuple(row["pk"]),
-            primary_key_types=tuple(row["pk_types"]),
             columns=tuple(zip(row["cols"], row["types"], strict=True)),
         )
 
-    async def selectable_columns(self, caller: Caller, oid: int) -> set[str]:
-        async with self.database.transaction(_context(caller), read_only=True) as tx:
-            row = await tx.fetchrow(ROLE_VIEW_SQL, oid)
-        return set(row["cols"]) if row is not None else set()
+    async def check_binding(
+        self, caller: Caller, oid: int, filter_: Filter, select: frozenset[str] | None
+    ) -> str | None:
+        """None when the caller may bind this filter and `select` on the table, else the reason.
+
+        PostgreSQL decides (realtime.check_binding): the columns exist and the role may select
+        them, each value converts to its column's type, each operator exists for it.
+        """
+        async with self.database.server_transaction(read_only=True) as tx:
+            reason: str | None = await tx.fetchval(
+                CHECK_BINDING_SQL,
+                oid,
+                caller.role,
+                orjson.dumps(filter_.to_json()).decode(),
+                sorted(select) if select is not None else None,
+            )
+        return reason
 
     # ----------------------------------------------------------------------------------------
     # postgres_changes
@@ -349,42 +278,24 @@ class Hub:
                 by_table.setdefault(change.table_oid, []).append(change)
         if not by_table:
             return
-        work: list[tuple[TableInfo, list[tuple[Caller, list[_Pending]]]]] = []
+        work: list[tuple[TableInfo, list[Change], list[_Group]]] = []
         for oid, table_changes in by_table.items():
             info = await self.table_info(oid)
             if info is None or not info.primary_key:
                 continue
-            groups: dict[tuple[str, bytes], tuple[Caller, list[Binding]]] = {}
+            events = {binding.event for binding in self.tables.get(oid, ())}
+            if "*" not in events:
+                table_changes = [change for change in table_changes if change.type in events]
+            groups: dict[tuple[str, bytes], _Group] = {}
             for binding in self.tables.get(oid, ()):
                 caller = binding.channel.caller
-                groups.setdefault(_group_key(caller), (caller, []))[1].append(binding)
-            # A filter is evaluated once per change, whichever group and binding holds it.
-            verdicts: dict[tuple[str, int], bool] = {}
-            table_work: list[tuple[Caller, list[_Pending]]] = []
-            for caller, bindings in groups.values():
-                pending = []
-                for change in table_changes:
-                    record = change.old_record if change.type == "DELETE" else change.record
-                    matched = []
-                    for binding in bindings:
-                        if binding.event not in ("*", change.type):
-                            continue
-                        key = (binding.filter_source, change.id)
-                        verdict = verdicts.get(key)
-                        if verdict is None:
-                            verdict = binding.filter.matches(record or {})
-                            verdicts[key] = verdict
-                        if verdict:
-                            matched.append(binding)
-                    if matched:
-                        pending.append(_Pending(change, matched))
-                if pending:
-                    table_work.append((caller, pending))
-            if table_work:
-                work.append((info, table_work))
+                group = groups.setdefault(_group_key(caller), _Group(caller))
+                group.slots.setdefault((binding.filter.source, binding.event), []).append(binding)
+            if table_changes and groups:
+                work.append((info, table_changes, list(groups.values())))
         semaphore = asyncio.Semaphore(CHECK_CONCURRENCY)
         results = await asyncio.gather(
-            *(self._authorize_table(info, groups, semaphore) for info, groups in work)
+            *(self._authorize_table(info, rows, groups, semaphore) for info, rows, groups in work)
         )
         # Sent in log order, whatever order the checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])
@@ -396,51 +307,33 @@ class Hub:
             channel.client.push(phoenix.postgres_changes_message(channel.topic, ids, data))
 
     async def _authorize_table(
-        self, info: TableInfo, groups: list[tuple[Caller, list[_Pending]]], semaphore: asyncio.Semaphore
+        self,
+        info: TableInfo,
+        changes: list[Change],
+        groups: list[_Group],
+        semaphore: asyncio.Semaphore,
     ) -> list[tuple[int, Binding, Any]]:
         """What every group may see of these changes to one table, in a bounded number of statements.
 
-        One statement reads what each role present may select and whether it bypasses RLS
-        (both depend on the role alone); then the groups that need a row-level check are sent,
-        in chunks of at most GROUPS_PER_CALL, to realtime.visible_changes(), which checks every
-        group of a chunk in its own role and claims inside one statement. Never one query per
-        group or subscriber.
+        The groups are sent, in chunks of at most GROUPS_PER_CALL spread over CHECK_CONCURRENCY
+        connections, to realtime.visible_changes(), which decides events, filters, column grants
+        and row-level security for every group of a chunk inside one statement. Never one query
+        per group or subscriber.
         """
-        roles = sorted({caller.role for caller, _pending in groups})
-        async with semaphore:
-            views = await self._retrying(info, ",".join(roles), lambda: self._role_views(info, roles))
-        if views is None:
-            return []
-        out: list[tuple[int, Binding, Any]] = []
-        shown_data: dict[tuple[str, int], Any] = {}
-        to_check: list[tuple[Caller, list[_Pending]]] = []
-        for caller, pending in groups:
-            view = views.get(caller.role)
-            if view is None or not set(info.primary_key) <= view.columns:
-                continue  # without the key the role can see no row of this table
-            if not info.rls or view.bypass:
-                # Without RLS, grants alone decide, and the key columns were just checked.
-                out.extend(_visible_entries(info, caller.role, view.columns, pending, shown_data))
-            else:
-                to_check.append((caller, pending))
-        if not to_check:
-            return out
-        size = min(GROUPS_PER_CALL, max(MIN_GROUPS_PER_CALL, -(-len(to_check) // CHECK_CONCURRENCY)))
-        chunks = [to_check[i : i + size] for i in range(0, len(to_check), size)]
+        size = min(GROUPS_PER_CALL, max(MIN_GROUPS_PER_CALL, -(-len(groups) // CHECK_CONCURRENCY)))
+        chunks = [groups[i : i + size] for i in range(0, len(groups), size)]
 
-        async def check(chunk: list[tuple[Caller, list[_Pending]]]) -> list[set[int] | None]:
+        async def check(chunk: list[_Group]) -> list[tuple[int, Binding, Any]]:
             async with semaphore:
-                verdicts = await self._retrying(info, "rls", lambda: self._visible_changes(info, chunk))
-                return verdicts if verdicts is not None else [None] * len(chunk)
+                roles = ",".join(sorted({group.caller.role for group in chunk}))
+                entries = await self._retrying(
+                    info, roles, lambda: self._visible_changes(info, changes, chunk, payloads)
+                )
+                return entries or []
 
-        for chunk, verdicts in zip(chunks, await asyncio.gather(*(check(c) for c in chunks)), strict=True):
-            for (caller, pending), visible in zip(chunk, verdicts, strict=True):
-                if visible is None:
-                    continue
-                view = views[caller.role]
-                shown = [p for p in pending if p.change.id in visible]
-                out.extend(_visible_entries(info, caller.role, view.columns, shown, shown_data))
-        return out
+        # A payload depends on the change and the columns shown only: built once per batch.
+        payloads: dict[tuple[tuple[str, ...], int], Any] = {}
+        return list(itertools.chain.from_iterable(await asyncio.gather(*(check(c) for c in chunks))))
 
     async def _retrying(self, info: TableInfo, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T | None:
         """Runs one check; a busy or unreachable pool is retried, any other failure gives None.
@@ -467,61 +360,70 @@ class Hub:
                 return None
         return None
 
-    async def _role_views(self, info: TableInfo, roles: Sequence[str]) -> dict[str, _RoleView]:
-        """Per role: the columns it may select of the table, and whether it bypasses RLS."""
-        async with self.database.server_transaction(read_only=True) as tx:
-            rows = await tx.fetch(ROLE_VIEWS_SQL, info.oid, list(roles))
-        return {row["role"]: _RoleView(frozenset(row["cols"]), bool(row["bypass"])) for row in rows}
-
     async def _visible_changes(
-        self, info: TableInfo, chunk: Sequence[tuple[Caller, list[_Pending]]]
-    ) -> list[set[int] | None]:
-        """One statement for a chunk of groups: per group, the ids of the changes it may see.
+        self,
+        info: TableInfo,
+        changes: Sequence[Change],
+        chunk: Sequence[_Group],
+        payloads: dict[tuple[tuple[str, ...], int], Any],
+    ) -> list[tuple[int, Binding, Any]]:
+        """One statement for a chunk of groups: (change id, binding, payload) for every delivery.
 
-        Under RLS the record must pass the role's SELECT policies as it was written, and an
-        inserted or updated row must still be visible now (PostgreSQL applying RLS itself).
-        Checking the logged record keeps values from before a visibility change (a row moved
-        from one owner to another) from reaching the new reader; checking the live row keeps
-        the policy evaluation honest. A row deleted before the check is not sent as INSERT or
-        UPDATE; its DELETE still is, with the primary key only. A group whose check fails in
-        the database receives nothing (None), without taking the other groups down.
+        Each distinct filter is sent once; each group lists its distinct (filter, event) pairs,
+        and the database answers which change reaches which pair, with the columns the group's
+        role may select. A group whose check fails in the database receives nothing, without
+        taking the other groups down.
         """
-        index: dict[int, int] = {}
-        changes: list[dict[str, Any]] = []
+        filter_index: dict[str, int] = {}
+        filters: list[dict[str, Any]] = []
         groups: list[dict[str, Any]] = []
-        for caller, pending in chunk:
-            wanted = []
-            for item in pending:
-                change = item.change
-                position = index.get(change.id)
+        slots: list[list[list[Binding]]] = []
+        for group in chunk:
+            pairs = []
+            for (source, event), bindings in group.slots.items():
+                position = filter_index.get(source)
                 if position is None:
-                    deleted = change.type == "DELETE"
-                    changes.append(
-                        {"r": (change.old_record if deleted else change.record) or {}, "d": deleted}
-                    )
-                    position = index[change.id] = len(changes)
-                wanted.append(position)
-            groups.append({"role": caller.role, "claims": dict(caller.claims), "changes": wanted})
-        ids = [0] * (len(changes) + 1)
-        for change_id, position in index.items():
-            ids[position] = change_id
+                    filters.append(bindings[0].filter.to_json())
+                    position = filter_index[source] = len(filters)
+                pairs.append({"f": position, "e": event})
+            groups.append({"role": group.caller.role, "claims": dict(group.caller.claims), "b": pairs})
+            slots.append(list(group.slots.values()))
+        rows_json = [
+            {"t": change.type, "r": (change.old_record if change.type == "DELETE" else change.record) or {}}
+            for change in changes
+        ]
         async with self.database.server_transaction(read_only=True) as tx:
             rows = await tx.fetch(
-                VISIBLE_CHANGES_SQL, info.oid, orjson.dumps(changes).decode(), orjson.dumps(groups).decode()
+                VISIBLE_CHANGES_SQL,
+                info.oid,
+                orjson.dumps(rows_json).decode(),
+                orjson.dumps(filters).decode(),
+                orjson.dumps(groups).decode(),
             )
-        visible: list[set[int] | None] = [set() for _ in chunk]
-        for group_index, change_index in rows:
-            if change_index is None:
-                visible[group_index - 1] = None
+        # (group, null, null, columns) heads a group's answer; columns null: its check failed.
+        shown: dict[int, tuple[str, ...]] = {}
+        for group_index, change_index, _binding_index, columns in rows:
+            if change_index is not None:
+                continue
+            if columns is None:
                 log.warning(
                     "realtime: visibility check failed for a group; it receives nothing of this batch",
-                    extra={"table": f"{info.schema}.{info.name}", "role": chunk[group_index - 1][0].role},
+                    extra={"table": f"{info.schema}.{info.name}", "role": chunk[group_index - 1].caller.role},
                 )
+            else:
+                shown[group_index] = tuple(columns)
+        out: list[tuple[int, Binding, Any]] = []
+        for group_index, change_index, binding_index, _columns in rows:
+            if change_index is None or group_index not in shown:
                 continue
-            seen = visible[group_index - 1]
-            if seen is not None:
-                seen.add(ids[change_index])
-        return visible
+            change = changes[change_index - 1]
+            columns_shown = shown[group_index]
+            key = (columns_shown, change.id)
+            data = payloads.get(key)
+            if data is None:
+                data = payloads[key] = change_data(info, change, columns_shown)
+            out.extend((change.id, binding, data) for binding in slots[group_index - 1][binding_index - 1])
+        return out
 
     # ----------------------------------------------------------------------------------------
     # Broadcast and presence (through NOTIFY, so every replica sees them)
@@ -653,35 +555,6 @@ class Hub:
         )
         for channel in list(self.topics.get(topic, ())):
             channel.client.push(diff)
-
-
-def _context(caller: Caller) -> RequestContext:
-    return RequestContext(caller.role, dict(caller.claims), method="GET", path="/realtime/v1/websocket")
-
-
-def _visible_entries(
-    info: TableInfo,
-    role: str,
-    columns: frozenset[str],
-    pending: Iterable[_Pending],
-    cache: dict[tuple[str, int], Any],
-) -> list[tuple[int, Binding, Any]]:
-    """(change id, binding, data) for the visible changes of one group.
-
-    The data depends on the role and the change only: built once and shared by its groups.
-    """
-    shown = [name for name, _type in info.columns if name in columns]
-    out: list[tuple[int, Binding, Any]] = []
-    for item in pending:
-        key = (role, item.change.id)
-        data = cache.get(key)
-        if data is None:
-            data = cache[key] = change_data(info, item.change, shown)
-        # A grant revoked after the join must not leave a filter reading the column.
-        out.extend(
-            (item.change.id, binding, data) for binding in item.bindings if binding.filter_columns <= columns
-        )
-    return out
 
 
 def _primary_key(info: TableInfo, record: Mapping[str, Any]) -> dict[str, Any]:

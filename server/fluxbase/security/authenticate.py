@@ -50,7 +50,11 @@ class Caller:
     claims: Mapping[str, Any] = field(default_factory=dict)
     # The raw token the role came from ("" for anonymous): realtime re-checks its expiry.
     token: str = ""
-    # Set when the request carries a dashboard-issued API key: its scopes limit what it may do.
+    # The API key the request came with, when it names one: its requests count against that
+    # key's rate limit. Never the key itself (it reaches logs and Redis keys).
+    api_key_id: str | None = None
+    # Set when the request carries a dashboard-issued API key: its scopes limit what it may do,
+    # and its own rate_limit_per_minute is its budget.
     api_key: ApiKeyGrant | None = None
 
     @property
@@ -113,8 +117,10 @@ class Authenticator:
         apikey = headers.get("apikey") or None
         if bearer is not None and is_dashboard_key(apikey) and not is_dashboard_key(bearer):
             assert apikey is not None
-            grant = self._api_key(apikey).api_key
-            return dataclasses.replace(self.verify(bearer), api_key=grant)
+            key_caller = self._api_key(apikey)
+            return dataclasses.replace(
+                self.verify(bearer), api_key=key_caller.api_key, api_key_id=key_caller.api_key_id
+            )
         token = bearer or apikey
         if token is None:
             return ANONYMOUS
@@ -125,7 +131,7 @@ class Authenticator:
             grant = self.api_keys.lookup(key)
         except UnknownApiKey as exc:
             raise AuthenticationError("API key is not valid (unknown, revoked or expired)") from exc
-        return Caller(grant.role, {"role": grant.role, "api_key_id": grant.id}, key, grant)
+        return Caller(grant.role, {"role": grant.role, "api_key_id": grant.id}, key, grant.id, grant)
 
     def verify(self, token: str) -> Caller:
         if is_dashboard_key(token):
@@ -189,7 +195,15 @@ class Authenticator:
                 raise AuthenticationError("JWT audience is not accepted")
             if not isinstance(claims.get("sub"), str) or not claims["sub"]:
                 raise AuthenticationError("JWT is missing the 'sub' claim")
-        return Caller(role, claims, token)
+        return Caller(role, claims, token, api_key_id=_legacy_key_id(role, claims))
+
+
+def _legacy_key_id(role: str, claims: Mapping[str, Any]) -> str | None:
+    # The service_role key is a server's secret: its calls share the per-key budget. The anon key
+    # is public (every browser of an app sends it), so its callers are counted per client IP.
+    if role == "service_role" and "sub" not in claims:
+        return "service_role"
+    return None
 
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

@@ -21,7 +21,7 @@ ALLOWED_HEADERS = (
 # Response headers a page may read: counting, pagination, locations, tracing.
 EXPOSED_HEADERS = (
     "Content-Range, Content-Location, Location, Preference-Applied, Content-Profile, "
-    "X-Request-ID, Server-Timing, Retry-After"
+    "X-Request-ID, Server-Timing, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 )
 MAX_AGE = "86400"
 

@@ -30,7 +30,6 @@ from fluxbase.background import stop_tasks
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext
 from fluxbase.errors import HttpError
-from fluxbase.security.ratelimit import Decision, RateLimiter, refused
 
 log = logging.getLogger("fluxbase.api_keys")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,7 +79,6 @@ class ApiKeyRegistry:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._by_digest: dict[str, ApiKeyGrant] = {}
-        self._limiters: dict[int, RateLimiter] = {}
         self._used: dict[str, float] = {}
         self._live_ids: set[str] = set()
         self.loaded_at: float | None = None
@@ -100,15 +98,6 @@ class ApiKeyRegistry:
             raise UnknownApiKey
         self._used[grant.id] = self._clock()
         return grant
-
-    def hit(self, grant: ApiKeyGrant) -> Decision:
-        """Counts a request against the key's own per-minute limit."""
-        limiter = self._limiters.get(grant.rate_limit_per_minute)
-        if limiter is None:
-            limiter = self._limiters[grant.rate_limit_per_minute] = RateLimiter(
-                grant.rate_limit_per_minute, 60.0
-            )
-        return limiter.hit(grant.id)
 
     def take_used(self) -> dict[str, float]:
         used, self._used = self._used, {}
@@ -231,10 +220,12 @@ def presented_key(request: web.Request) -> str | None:
     return next((c for c in candidates if is_dashboard_key(c)), None)
 
 
-def api_key_rate_limit_middleware(registry: ApiKeyRegistry) -> Middleware:
-    """Each key's own limit (dashboard.api_key_rate_limit, 1,000/min by default): 429 with Retry-After.
+def api_key_admin_scope_middleware(registry: ApiKeyRegistry) -> Middleware:
+    """GoTrue's admin routes need a key's `admin` scope (the auth handlers check no scopes).
 
-    An unknown key passes here; the service's authentication refuses it in its own words.
+    A key's own rate limit (its rate_limit_per_minute) is spent in the rate-limit middleware's
+    api_key tier, in the shared store. An unknown key passes here; the service's
+    authentication refuses it in its own words.
     """
 
     @web.middleware
@@ -245,9 +236,6 @@ def api_key_rate_limit_middleware(registry: ApiKeyRegistry) -> Middleware:
                 grant = registry.lookup(key)
             except UnknownApiKey:
                 return await handler(request)
-            decision = registry.hit(grant)
-            if not decision.allowed:
-                raise refused(decision, "api_key", grant.id)
             if request.path.startswith(AUTH_ADMIN_PREFIXES) and ADMIN_SCOPE not in grant.scopes:
                 raise HttpError(
                     403, "insufficient_scope", f"this API key does not have the {ADMIN_SCOPE!r} scope"

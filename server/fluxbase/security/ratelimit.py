@@ -1,9 +1,11 @@
-"""Rate limits: a sliding log per key, and the global per-IP middleware.
+"""Rate limits: the sliding-log limiter, the 429 it answers, and the request tiers.
 
 Each key keeps the times of its last `limit` allowed hits, so the window is
 exact (a burst at any boundary still counts) and memory is bounded by the
-limit.  State is per process; several replicas need a shared store (Redis),
-which plugs in behind the same `RateLimiter.hit` call.
+limit.  The tier middleware counts every request once, against the first of:
+the user of a valid user JWT (per user), an API key (per key), else the
+client IP; the counts live in a `LimitStore` (ratelimit_store.py), per
+process or shared through Redis.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -22,6 +25,11 @@ from fluxbase.errors import HttpError
 from fluxbase.observability import metrics
 from fluxbase.observability.logging import audit
 from fluxbase.request_state import CLIENT_IP
+from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
+
+if TYPE_CHECKING:
+    from fluxbase.config import RateLimitConfig
+    from fluxbase.security.ratelimit_store import LimitStore
 
 log = logging.getLogger("fluxbase.ratelimit")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -30,6 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # /health restarts a healthy server.
 UNKNOWN_CLIENT = "unknown"
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
+REQUEST_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -38,10 +47,11 @@ class Decision:
     limit: int
     remaining: int
     retry_after: int  # seconds; 0 when allowed
+    reset: int = 0  # seconds until the oldest counted hit leaves the window (one more place frees)
 
 
 class RateLimiter:
-    """Allows `limit` hits per `window` seconds per key."""
+    """Allows `limit` hits per `window` seconds per key, in this process."""
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
@@ -61,9 +71,11 @@ class RateLimiter:
             hits.popleft()
         if len(hits) < self.limit:
             hits.append(now)
-            return Decision(True, self.limit, self.limit - len(hits), 0)
+            reset = _seconds(hits[0] + self.window - now)
+            return Decision(True, self.limit, self.limit - len(hits), 0, reset)
         # Full: the oldest hit leaving the window frees the next place.
-        return Decision(False, self.limit, 0, max(1, math.ceil(hits[0] + self.window - now)))
+        wait = _seconds(hits[0] + self.window - now)
+        return Decision(False, self.limit, 0, wait, wait)
 
     def _sweep(self, now: float) -> None:
         horizon = now - self.window
@@ -71,38 +83,101 @@ class RateLimiter:
         self._next_sweep = now + self.window
 
 
-def refused(decision: Decision, scope: str, key: str) -> HttpError:
-    """The 429 for a refused hit; counts it and writes the audit line."""
+def _seconds(delay: float) -> int:
+    return max(1, math.ceil(delay))
+
+
+def limit_headers(decision: Decision) -> dict[str, str]:
+    """The X-RateLimit-* headers of a decision (Reset in seconds from now, as Fiber sends it)."""
+    return {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": str(decision.reset),
+    }
+
+
+def refused(decision: Decision, scope: str, key: str, *, ip: str | None = None) -> HttpError:
+    """The 429 for a refused hit; counts it by tier and writes the `rate_limit` log and audit lines."""
     metrics.rate_limit_hits_total.labels(scope).inc()
+    client = ip if ip is not None else (key if scope == "ip" else None)
     log.warning(
         "rate_limit exceeded",
-        extra={"scope": scope, "key": key, "retry_after": decision.retry_after},
+        extra={
+            "rate_limit": scope,
+            "key": key,
+            "ip": client,
+            "limit": decision.limit,
+            "retry_after": decision.retry_after,
+        },
     )
-    audit("rate_limit.exceeded", success=False, scope=scope, ip=key if scope == "ip" else None)
+    audit("rate_limit.exceeded", success=False, scope=scope, ip=client)
     return HttpError(
         429,
         "rate_limited",
         "Too many requests; slow down",
         hint=f"retry after {decision.retry_after} seconds",
-        headers={
-            "Retry-After": str(decision.retry_after),
-            "X-RateLimit-Limit": str(decision.limit),
-            "X-RateLimit-Remaining": "0",
-        },
+        headers={"Retry-After": str(decision.retry_after), **limit_headers(decision)},
     )
 
 
-def ip_rate_limit_middleware(
-    limiter: RateLimiter,
-) -> Middleware:
+@dataclass(frozen=True)
+class Tier:
+    """Which budget a request spends: its name (the metric label), its key and its limit."""
+
+    name: str
+    key: str
+    limit: int
+
+
+def request_tier(caller: Caller | None, ip: str, limits: RateLimitConfig) -> Tier:
+    """A user's requests count per user, an API key's per key, anyone else's per client IP."""
+    if caller is not None:
+        if caller.user_id is not None:
+            return Tier("user", caller.user_id, limits.user_requests_per_minute)
+        if caller.api_key_id is not None:
+            # A dashboard-issued key carries its own budget; the legacy service_role key the default.
+            limit = (
+                caller.api_key.rate_limit_per_minute
+                if caller.api_key is not None
+                else limits.api_key_requests_per_minute
+            )
+            return Tier("api_key", caller.api_key_id, limit)
+    return Tier("ip", ip, limits.requests_per_minute)
+
+
+def _caller(request: web.Request) -> Caller | None:
+    # A refused credential spends the client IP's budget; the handler answers
+    # the 401 in its own service's words.
+    try:
+        return authenticate(request)
+    except AuthenticationError:
+        return None
+
+
+def _add_headers(response: web.StreamResponse, headers: Mapping[str, str]) -> None:
+    if not response.prepared:
+        response.headers.update(headers)
+
+
+def rate_limit_middleware(store: LimitStore, limits: RateLimitConfig) -> Middleware:
+    """Counts each request against its tier; 429 with Retry-After once the tier's budget is spent."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in EXEMPT_PATHS:
             return await handler(request)
         ip = request.get(CLIENT_IP, UNKNOWN_CLIENT)
-        decision = limiter.hit(ip)
+        tier = request_tier(_caller(request), ip, limits)
+        decision = await store.hit(tier.name, tier.key, tier.limit, REQUEST_WINDOW)
         if not decision.allowed:
-            raise refused(decision, "ip", ip)
-        return await handler(request)
+            raise refused(decision, tier.name, tier.key, ip=ip)
+        headers = limit_headers(decision)
+        try:
+            response = await handler(request)
+        except HttpError as error:
+            error.headers = {**headers, **error.headers}
+            raise
+        _add_headers(response, headers)
+        return response
 
     return middleware

@@ -1,10 +1,10 @@
-"""The hub's pure parts: the SQL it builds for visibility checks and the payload it trims."""
+"""The hub's pure parts: the payload it builds and trims (visibility is decided in SQL)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fluxbase.realtime.hub import TableInfo, change_data, policy_rows_sql, select_columns, visible_rows_sql
+from fluxbase.realtime.hub import TableInfo, change_data, select_columns
 from fluxbase.realtime.listener import Change
 
 NOTES = TableInfo(
@@ -14,7 +14,6 @@ NOTES = TableInfo(
     rls=True,
     full_identity=False,
     primary_key=("id", "tenant"),
-    primary_key_types=("bigint", "uuid"),
     columns=(("id", "int8"), ("tenant", "uuid"), ("title", "text"), ("secret", "text")),
 )
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -22,28 +21,6 @@ WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 def change(kind: str, record: dict[str, object] | None, old: dict[str, object] | None) -> Change:
     return Change(1, 1, "public", 'my "notes"', kind, record, old, WHEN)  # type: ignore[arg-type]
-
-
-def test_visible_rows_sql_quotes_identifiers_and_binds_values() -> None:
-    sql = visible_rows_sql(NOTES)
-    assert '"public"."my ""notes"""' in sql
-    assert "t.\"id\" = (k._fb_key->>'id')::bigint and t.\"tenant\" = (k._fb_key->>'tenant')::uuid" in sql
-    assert "$1::jsonb" in sql
-
-
-def test_policy_sql_ors_permissive_and_ands_restrictive() -> None:
-    sql = policy_rows_sql(
-        NOTES, [("(owner = auth.uid())", True), ("true", True), ("(tenant IS NOT NULL)", False)]
-    )
-    assert sql is not None
-    assert "where (((owner = auth.uid())) or (true)) and ((tenant IS NOT NULL))" in sql
-    assert 'jsonb_populate_record(null::"public"."my ""notes""", k._fb_row) as "my ""notes"""' in sql
-
-
-def test_no_permissive_policy_means_no_row_and_missing_using_grants_nothing() -> None:
-    assert policy_rows_sql(NOTES, [("(x)", False)]) is None
-    sql = policy_rows_sql(NOTES, [(None, True)])
-    assert sql is not None and "where ((false))" in sql
 
 
 def test_change_data_drops_ungranted_columns_and_keeps_only_the_key_of_old_rows() -> None:
@@ -66,9 +43,7 @@ def test_change_data_drops_ungranted_columns_and_keeps_only_the_key_of_old_rows(
 
 
 def test_full_identity_without_rls_sends_the_granted_old_row() -> None:
-    items = TableInfo(
-        2, "public", "items", False, True, ("id",), ("integer",), (("id", "int4"), ("n", "int4"))
-    )
+    items = TableInfo(2, "public", "items", False, True, ("id",), (("id", "int4"), ("n", "int4")))
     data = change_data(items, change("DELETE", None, {"id": 1, "n": 5}), ["id", "n"])
     assert data["old_record"] == {"id": 1, "n": 5}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -108,33 +107,3 @@ filter_alphabet = st.sampled_from(list('abcid=.,()"\\ %_*not.eqinlkegts-01234567
 def test_parse_filter_only_raises_filter_error(text: str) -> None:
     with contextlib.suppress(FilterError):
         parse_filter(text)
-
-
-COLUMN_TYPES = {"a": "int4", "b": "text", "c": "numeric", "d": "timestamptz", "i": "jsonb"}
-record_values = json_values | st.floats(allow_nan=True) | st.just("NaN") | st.just("infinity")
-
-
-@EXAMPLES
-@given(
-    text=st.text(filter_alphabet, max_size=60),
-    record=st.dictionaries(st.sampled_from(list(COLUMN_TYPES)), record_values, max_size=5),
-)
-def test_matches_never_raises(text: str, record: dict[str, Any]) -> None:
-    try:
-        parsed = parse_filter(text)
-    except FilterError:
-        return
-    assert isinstance(parsed.matches(record, COLUMN_TYPES), bool)
-
-
-def reference_like(pattern: str, text: str) -> bool:
-    """LIKE via a regex, fine for the tiny inputs generated here."""
-    regex = "".join(".*" if c in "%*" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.DOTALL) is not None
-
-
-@EXAMPLES
-@given(pattern=st.text("ab%_*", max_size=8), text=st.text("ab", max_size=8))
-def test_like_agrees_with_reference(pattern: str, text: str) -> None:
-    parsed = parse_filter(f'b=like."{pattern}"')
-    assert parsed.matches({"b": text}, COLUMN_TYPES) is reference_like(pattern, text)

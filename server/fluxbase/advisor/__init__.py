@@ -1,0 +1,1 @@
+"""The security advisor: catalog checks that find what exposes data through the API (`fluxbase lint`)."""
