@@ -79,6 +79,14 @@ function App() {
   const [me, setMe] = useState<Me | null | undefined>(undefined);
   const [setupRequired, setSetupRequired] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  // The local development mailbox (/_dev/mailbox) exists only where it is active: ask once.
+  const [mailbox, setMailbox] = useState(false);
+  useEffect(() => {
+    if (!me) return;
+    fetch("/_dev/mailbox", { method: "HEAD", credentials: "omit" })
+      .then((r) => setMailbox(r.ok))
+      .catch(() => setMailbox(false));
+  }, [me]);
 
   const loadMe = useCallback(async () => {
     try {
@@ -174,6 +182,13 @@ function App() {
               </Link>
             </li>
           ))}
+          {mailbox ? (
+            <li>
+              <a href="/_dev/mailbox" target="_blank" rel="noopener noreferrer">
+                Mailbox (development) ↗
+              </a>
+            </li>
+          ) : null}
         </ul>
         <div className="sidebar-foot">
           <span className="muted small" title={me.email}>

@@ -149,6 +149,7 @@ def dashboard_server(postgres: PostgresServer) -> Iterator[ServerProcess]:
         FLUXBASE_DASHBOARD_BCRYPT_COST="10",
         FLUXBASE_SECURITY_CSRF_ENABLED="true",
         FLUXBASE_SECURITY_CSRF_COOKIE_SECURE="false",
+        FLUXBASE_AUTH_LOCAL_MAILBOX="true",
     )
     server = start_server(env)
     yield server
@@ -245,6 +246,9 @@ def test_overview_draws_charts(ui: Dashboard) -> None:
     page = ui.page
     charts = page.get_by_test_id("overview-charts")
     charts.wait_for()
+    # The local mailbox is on in this run: the sidebar links to it.
+    mailbox = page.get_by_role("link", name="Mailbox (development) ↗")
+    assert mailbox.get_attribute("href") == "/_dev/mailbox"
     titles = [f.inner_text() for f in charts.locator("figcaption").all()]
     assert [t.split(" (")[0] for t in titles] == [
         "Requests",
