@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-nightly bench bench-rest bench-realtime bench-storage lint typecheck pytest install system-deps node-deps clean
+.PHONY: run test test-nightly bench bench-rest bench-realtime bench-storage bench-dashboard lint typecheck pytest install system-deps node-deps ui e2e-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,37 @@ $(STAMP):
 
 install: $(STAMP) node-deps
 
+# The dashboard's app (admin/), built into the package (dashboard_ui/static/) when missing or stale;
+# `fluxbase serve` then needs no network and no Node.
+UI_BUILD   := server/fluxbase/dashboard_ui/static/index.html
+UI_SOURCES := $(shell find admin/src admin/scripts -type f 2>/dev/null) admin/index.html admin/vite.config.ts admin/tsconfig.json admin/package.json
+UI_NODE    := admin/node_modules/.installed-$(shell cat admin/package-lock.json | cksum | cut -d' ' -f1)
+
+$(UI_NODE): admin/package-lock.json
+	@bash deploy/scripts/system-deps.sh node
+	cd admin && npm ci --no-audit --no-fund --loglevel=error
+	rm -f admin/node_modules/.installed-* && touch $@
+
+$(UI_BUILD): $(UI_NODE) $(UI_SOURCES)
+	cd admin && npm run --silent build
+
+ui: $(UI_BUILD)
+
+# The dashboard's browser tests: Debian's chromium and axe-core (tests/e2e/package.json).
+E2E_NODE := tests/e2e/node_modules/.installed-$(shell cat tests/e2e/package-lock.json | cksum | cut -d' ' -f1)
+
+$(E2E_NODE): tests/e2e/package-lock.json
+	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+	rm -f tests/e2e/node_modules/.installed-* && touch $@
+
+e2e-deps: $(E2E_NODE) $(UI_BUILD)
+	bash deploy/scripts/system-deps.sh e2e
+
 # Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
 # on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
 # gets the example todo app (examples/todos.sql).
-run: $(STAMP)
+run: $(STAMP) $(UI_BUILD)
 	@if [ -z "$$DATABASE_URL" ]; then bash deploy/scripts/system-deps.sh run; fi
 	@$(BIN)/fluxbase init --if-new
 	@$(BIN)/fluxbase keys
@@ -25,7 +52,7 @@ run: $(STAMP)
 	@exec $(BIN)/fluxbase serve
 
 # The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
-bench: bench-rest bench-realtime bench-storage
+bench: bench-rest bench-realtime bench-storage bench-dashboard
 
 # The data API benchmark: Fluxbase next to a minimal baseline under wrk.
 bench-rest: $(STAMP)
@@ -42,6 +69,11 @@ bench-realtime: $(STAMP)
 bench-storage: $(STAMP)
 	bash deploy/scripts/system-deps.sh run
 	$(BIN)/python tests/perf/bench_storage.py
+
+# The dashboard's bundle size and time to first render of its overview, in Debian's chromium.
+bench-dashboard: $(STAMP) e2e-deps
+	bash deploy/scripts/system-deps.sh run
+	$(BIN)/python tests/perf/bench_dashboard.py
 
 system-deps:
 	bash deploy/scripts/system-deps.sh test
@@ -65,7 +97,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps node-deps
+pytest: $(STAMP) system-deps node-deps e2e-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -77,3 +109,4 @@ test-nightly: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache server/*.egg-info
+	rm -rf admin/node_modules tests/e2e/node_modules server/fluxbase/dashboard_ui/static

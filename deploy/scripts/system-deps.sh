@@ -3,7 +3,8 @@
 #   system-deps.sh run   PostgreSQL server binaries (for the embedded database)
 #   system-deps.sh test  the above plus pgTAP, pg_prove, sqitch and redis-server (shared rate limits)
 #   system-deps.sh bench the server binaries plus wrk (the load generator of `make bench`)
-#   system-deps.sh node  Node.js and npm (the storage-js conformance suite runs under Node 20)
+#   system-deps.sh node  Node.js and npm (the Node conformance suites; building the dashboard under admin/)
+#   system-deps.sh e2e   Debian's chromium (the dashboard's browser tests; never a downloaded browser)
 # Debian/Ubuntu through apt-get; elsewhere it says what to install.
 set -euo pipefail
 
@@ -19,7 +20,7 @@ pg_bin() {
   return 1
 }
 
-if ! pg_bin >/dev/null; then
+if [ "$mode" != node ] && [ "$mode" != e2e ] && ! pg_bin >/dev/null; then
   missing+=(postgresql)
 fi
 
@@ -34,6 +35,10 @@ fi
 if [ "$mode" = node ]; then
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
+
+if [ "$mode" = e2e ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 fi
 
 if [ "$mode" = bench ]; then
@@ -71,5 +76,14 @@ if [ "$mode" = test ]; then
   # PostGIS: the data API's application/geo+json output is tested against the real extension.
   if [ ! -f "$sharedir/extension/postgis.control" ]; then
     install "postgresql-$version-postgis-3"
+  fi
+fi
+
+if [ "$mode" = node ]; then
+  # Vite 8 needs Node 20.19 or later; an older Debian nodejs cannot build the dashboard.
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "Node.js $(node --version) is too old to build the dashboard: install Node 20 or later" >&2
+    exit 1
   fi
 fi

@@ -24,9 +24,12 @@ from fluxbase.auth import mailbox
 from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
 from fluxbase.dashboard import handlers as dashboard_handlers
+from fluxbase.dashboard import setup as dashboard_setup
+from fluxbase.dashboard_ui import add_routes as add_dashboard_ui
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.errors import error_middleware
+from fluxbase.observability.history import MetricsHistory
 from fluxbase.observability.http import metrics_middleware, request_context_middleware
 from fluxbase.realtime import handlers as realtime_handlers
 from fluxbase.rest import handlers as rest_handlers
@@ -89,10 +92,13 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     if mailbox.active(config):
         mailbox.add_routes(app)
     dashboard_handlers.add_routes(app)
+    dashboard_setup.add_routes(app)
     admin_routes.add_routes(app)
+    add_dashboard_ui(app)  # after dashboard_handlers: its catch-all must not shadow /dashboard/auth
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
     storage_handlers.add_routes(app)
+    history = app[admin_routes.HISTORY] = MetricsHistory()
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
@@ -126,7 +132,9 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         )
         key_watcher = ApiKeyWatcher(dsn, api_keys, config.dashboard.api_key_refresh_interval)
         await key_watcher.start()
+        history.start()
         yield
+        await history.stop()
         await key_watcher.stop()
         await admin.close()
         await dashboard_handlers.stop(dashboard)

@@ -296,6 +296,7 @@ def _keys(config: Config, export_only: bool) -> int:
         print(export)
         return EXIT_OK
     print(f"API URL:          {base}")
+    print(f"Dashboard:        {base}/dashboard/")
     print(f"anon key:         {anon}")
     print(f"service_role key: {service}")
     print("The service_role key bypasses Row-Level Security: keep it on servers, never in a browser.")

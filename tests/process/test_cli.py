@@ -146,3 +146,15 @@ def test_keys_are_jwts_signed_with_the_secret(role: str, migrated_dsn: str) -> N
     # The same secret always gives the same keys.
     again = run("keys", env={"DATABASE_URL": migrated_dsn, "FLUXBASE_JWT_SECRET": JWT_SECRET})
     assert again.stdout == result.stdout
+
+
+def test_keys_name_the_dashboard_url(migrated_dsn: str) -> None:
+    """`make run` prints this: where an administrator opens the dashboard."""
+    env = {
+        "DATABASE_URL": migrated_dsn,
+        "FLUXBASE_JWT_SECRET": JWT_SECRET,
+        "FLUXBASE_BASE_URL": "https://db.example.com/",
+    }
+    result = run("keys", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Dashboard:        https://db.example.com/dashboard/" in result.stdout.splitlines()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fluxbase.admin_api import database, keys, settings, users
+from fluxbase.admin_api import database, keys, metrics, settings, users
 from fluxbase.admin_api.context import ADMIN_API, PREFIX, AdminContext
+from fluxbase.admin_api.metrics import HISTORY
 from fluxbase.config import Config
 from fluxbase.db.pool import Database
 
@@ -15,6 +16,7 @@ def add_routes(app: web.Application) -> None:
     keys.add_routes(app)
     database.add_routes(app)
     settings.add_routes(app)
+    metrics.add_routes(app)
 
 
 def make_context(config: Config, database_: Database, owner_dsn: str) -> AdminContext:
@@ -22,4 +24,4 @@ def make_context(config: Config, database_: Database, owner_dsn: str) -> AdminCo
     return AdminContext(config, config.auth.jwt_secret, database_, owner_dsn)
 
 
-__all__ = ["ADMIN_API", "PREFIX", "AdminContext", "add_routes", "make_context"]
+__all__ = ["ADMIN_API", "HISTORY", "PREFIX", "AdminContext", "add_routes", "make_context"]

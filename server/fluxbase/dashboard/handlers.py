@@ -408,6 +408,7 @@ PUBLIC_ROUTES = frozenset(
         "/password/reset/confirm",
         "/invitation/accept",
         "/verify-email",
+        "/setup",  # dashboard/setup.py: whether the first administrator is still to be made
     }
 )
 

@@ -96,14 +96,19 @@ def http_request_observed(method: str, path: str, status: int, seconds: float) -
     children[1].observe(seconds)
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text and its content type."""
+def registry() -> CollectorRegistry:
+    """What /metrics shows: this process's registry, or every worker's values added up."""
     system_uptime_seconds.set(time.time() - STARTED_AT)
     if MULTIPROCESS:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        return combined
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
 
 
 def worker_exited(pid: int) -> None:
