@@ -476,3 +476,17 @@ async def test_storage_needs_the_storage_scope_and_refuses_admin_tokens(admin) -
     # A dashboard administrator's token is not a storage credential.
     as_admin = await client.get("/storage/v1/bucket", headers=bearer(token))
     assert as_admin.status == 403
+
+
+async def test_the_security_advisor_is_served_to_administrators(admin) -> None:
+    client, token = admin
+    await _sql(client, token, "create table public.exposed_notes (id int primary key, body text)")
+    await _sql(client, token, "grant select on public.exposed_notes to anon")
+    answer = await client.get("/api/v1/admin/lint", headers=bearer(token))
+    assert answer.status == 200, await answer.text()
+    report = await answer.json()
+    found = [f for f in report["findings"] if f["object"] == "public.exposed_notes"]
+    assert found, report
+    assert any("row level security" in f["fix"].lower() for f in found)
+    assert report["summary"]["error"] >= 1
+    assert (await client.get("/api/v1/admin/lint")).status == 401

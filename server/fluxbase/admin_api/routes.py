@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fluxbase.admin_api import database, keys, metrics, settings, users
+from fluxbase.admin_api import database, keys, lint, metrics, settings, users
 from fluxbase.admin_api.context import ADMIN_API, PREFIX, AdminContext
 from fluxbase.admin_api.metrics import HISTORY
 from fluxbase.config import Config
@@ -17,6 +17,7 @@ def add_routes(app: web.Application) -> None:
     database.add_routes(app)
     settings.add_routes(app)
     metrics.add_routes(app)
+    lint.add_routes(app)
 
 
 def make_context(config: Config, database_: Database, owner_dsn: str) -> AdminContext:
