@@ -16,7 +16,7 @@ install: $(STAMP)
 
 # Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
 # on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
-# gets the example todo app (examples/todos.sql).
+# gets the example todo app (examples/db/, a sqitch project).
 run: $(STAMP)
 	@if [ -z "$$DATABASE_URL" ]; then bash deploy/scripts/system-deps.sh run; fi
 	@$(BIN)/fluxbase init --if-new

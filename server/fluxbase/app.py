@@ -22,6 +22,7 @@ from fluxbase.auth import context as auth_context
 from fluxbase.auth import mailbox
 from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
+from fluxbase.db.audit_retention import AuditRetention
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.errors import error_middleware
@@ -90,6 +91,8 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[ops.READINESS] = ReadinessProbe(dsn, [c.change_id for c in read_plan().changes])
         app[DATABASE] = await Database.connect(dsn, config.database)
+        audit_retention = AuditRetention(app[DATABASE].pool, config.audit.retention, config.audit.prune_interval)
+        audit_retention.start()
         schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
         await schema_cache.start()
         app[rest_handlers.REST] = rest_handlers.RestContext(
@@ -110,6 +113,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         session_watcher = await auth_context.start(app, auth)
         yield
         await auth_context.stop(auth, session_watcher)
+        await audit_retention.stop()
         await schema_cache.close()
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()

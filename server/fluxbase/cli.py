@@ -210,23 +210,22 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 def _migrate(config: Config, action: str, revert_all: bool) -> int:
     _quiet_logging(config)
-    from fluxbase.db.migrate import Migrator
-    from fluxbase.serve import authenticator_password, open_database
+    from fluxbase.serve import migrator, open_database
 
     config = ensure_jwt_secret(config)
     database_url, embedded = open_database(config)
     try:
-        migrator = Migrator(database_url, authenticator_password=authenticator_password(config))
+        migrations = migrator(config, database_url)
         if action == "status":
-            for change in migrator.status():
-                print(f"{'applied' if change.applied else 'pending'}  {change.name}")
+            for change in migrations.status():
+                print(f"{'applied' if change.applied else 'pending'}  {change.label}")
         elif action == "up":
-            applied = migrator.up()
+            applied = migrations.up()
             print(
                 f"applied: {', '.join(applied)}" if applied else "nothing to apply: the database is current"
             )
         else:
-            reverted = migrator.down(None if revert_all else 1)
+            reverted = migrations.down(None if revert_all else 1)
             print(f"reverted: {', '.join(reverted)}" if reverted else "nothing to revert")
         return EXIT_OK
     finally:
