@@ -56,7 +56,7 @@ create function tests.user_claims(user_id uuid) returns jsonb
   end
   $$;
 
-create function tests.user_id(email text) returns uuid
+create function tests.user_id(user_email text) returns uuid
   language plpgsql stable
   security definer
   set search_path = ''
@@ -65,9 +65,9 @@ create function tests.user_id(email text) returns uuid
     found uuid;
   begin
     select u.id into found from auth.users u
-     where pg_catalog.lower(u.email) = pg_catalog.lower(tests.user_id.email) and u.deleted_at is null;
+     where pg_catalog.lower(u.email) = pg_catalog.lower(user_email) and u.deleted_at is null;
     if found is null then
-      raise exception 'tests: no user with email %', email
+      raise exception 'tests: no user with email %', user_email
         using hint = 'create one first with tests.create_user(email)';
     end if;
     return found;

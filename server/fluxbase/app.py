@@ -91,7 +91,9 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[ops.READINESS] = ReadinessProbe(dsn, [c.change_id for c in read_plan().changes])
         app[DATABASE] = await Database.connect(dsn, config.database)
-        audit_retention = AuditRetention(app[DATABASE].pool, config.audit.retention, config.audit.prune_interval)
+        audit_retention = AuditRetention(
+            app[DATABASE].pool, config.audit.retention, config.audit.prune_interval
+        )
         audit_retention.start()
         schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
         await schema_cache.start()

@@ -117,8 +117,11 @@ class Migrator:
     def plans(self) -> list[Plan]:
         return [self.plan] if self.app is None else [self.plan, self.app]
 
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.database_url, autocommit=True)
+
     @contextmanager
-    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
+    def locked(self) -> Iterator[psycopg.Connection[Any]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             # Lock first: even `create schema if not exists` collides when run concurrently.
             conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -176,7 +179,7 @@ class Migrator:
             )
 
     def status(self) -> list[ChangeStatus]:
-        with self._locked() as conn:
+        with self.locked() as conn:
             result = []
             for plan in self.plans:
                 deployed = self._deployed_ids(conn, plan)
@@ -190,7 +193,7 @@ class Migrator:
         with `NOTIFY pgrst, 'reload schema'`, so servers reload their schema cache even when
         no event trigger could be installed.
         """
-        with self._locked() as conn:
+        with self.locked() as conn:
             applied = [c.name for c in self._deploy(conn, self.plan)]
             if not self._apply_logic(conn):
                 return applied
@@ -221,7 +224,7 @@ class Migrator:
 
     def down(self, count: int | None = 1) -> list[str]:
         """Reverts the last `count` applied changes (all when None), the application's first."""
-        with self._locked() as conn:
+        with self.locked() as conn:
             applied: list[tuple[Plan, Change]] = []
             for plan in reversed(self.plans):
                 deployed = self._deployed_ids(conn, plan)
