@@ -93,6 +93,7 @@ create or replace function audit.enable_tracking(target regclass, changed_column
   returns void
   language plpgsql
   set search_path = ''
+  set client_min_messages = warning  -- no "trigger does not exist, skipping" on the first call
   as $$
   declare
     kind "char";
@@ -134,6 +135,7 @@ revoke all on function audit.enable_tracking(regclass, boolean) from public;
 create or replace function audit.disable_tracking(target regclass) returns void
   language plpgsql
   set search_path = ''
+  set client_min_messages = warning
   as $$
   begin
     execute pg_catalog.format('drop trigger if exists fluxbase_audit on %s', target);
