@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-nightly bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
+.PHONY: run test test-nightly bench bench-rest bench-audit bench-realtime lint typecheck pytest install system-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,18 @@ run: $(STAMP)
 	@echo
 	@exec $(BIN)/fluxbase serve
 
-# Both benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
-bench: bench-rest bench-realtime
+# The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
+bench: bench-rest bench-audit bench-realtime
 
 # The data API benchmark: Fluxbase next to a minimal baseline under wrk.
 bench-rest: $(STAMP)
 	bash deploy/scripts/system-deps.sh bench
 	$(BIN)/python tests/perf/bench_rest.py
+
+# The audit trail's write overhead: POST into a table with and without audit.enable_tracking.
+bench-audit: $(STAMP)
+	bash deploy/scripts/system-deps.sh bench
+	$(BIN)/python tests/perf/bench_rest.py --mode audit
 
 # 2,000 then 5,000 realtime subscribers on one `fluxbase serve`: latency, throughput, memory.
 bench-realtime: $(STAMP)
