@@ -34,7 +34,10 @@ create or replace function audit.record_change() returns trigger
       old_row := pg_catalog.to_jsonb(old);
     end if;
     source := coalesce(new_row, old_row);
-    if tg_nargs > 1 then
+    if tg_nargs = 2 then
+      -- One key column, the common case: a simple expression, no query per row.
+      key := pg_catalog.jsonb_build_object(tg_argv[1], source -> tg_argv[1]);
+    elsif tg_nargs > 2 then
       select pg_catalog.jsonb_object_agg(k, source -> k) into key
         from pg_catalog.unnest(tg_argv[1:tg_nargs - 1]) as k;
     end if;

@@ -2,7 +2,7 @@
 -- request id, primary key, whole rows or changed columns only), reading with filters, pruning,
 -- and who may do what.
 begin;
-select plan(28);
+select plan(29);
 
 truncate audit.record_changes;
 create table public.au_items (a int, b text, note text, primary key (a, b));
@@ -54,6 +54,11 @@ select results_eq(
   $$select record, old_record, record_id from audit.record_changes where table_name = 'au_log' order by id$$,
   $$values ('{"line": "one"}'::jsonb, null::jsonb, null::jsonb), ('{"line": "two"}', '{"line": "one"}', null)$$,
   'changed columns only for an UPDATE; no primary key, no record_id');
+create table public.au_single (id int primary key, v text);
+select audit.enable_tracking('public.au_single');
+insert into public.au_single values (7, 'seven');
+select is((select record_id from audit.record_changes where table_name = 'au_single'), '{"id": 7}'::jsonb,
+  'a one-column key is recorded alike');
 select is((select table_oid from audit.record_changes limit 1), 'public.au_items'::regclass::oid,
   'the table''s oid is kept next to its name');
 
