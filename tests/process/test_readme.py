@@ -148,6 +148,7 @@ def test_the_first_hour_as_the_readme_says(user_env: dict[str, str], tmp_path: P
         "todos_policies.sql .. ok",  # fluxbase test on the example's policy suite
         "Result: PASS",
         "UPDATE|t|readme-1|true",  # Ada's PATCH in the audit trail, with its request id
+        '"access_token"',  # the first administrator's signup, then login
     ]
     position = 0
     for text in expected:
