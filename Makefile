@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-nightly bench bench-rest bench-realtime bench-storage bench-dashboard lint typecheck pytest install system-deps node-deps ui e2e-deps clean
+.PHONY: run test test-nightly bench bench-rest bench-audit bench-realtime bench-storage bench-dashboard lint typecheck pytest install system-deps node-deps ui e2e-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ e2e-deps: $(E2E_NODE) $(UI_BUILD)
 
 # Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
 # on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
-# gets the example todo app (examples/todos.sql).
+# gets the example todo app (examples/db/, a sqitch project).
 run: $(STAMP) $(UI_BUILD)
 	@if [ -z "$$DATABASE_URL" ]; then bash deploy/scripts/system-deps.sh run; fi
 	@$(BIN)/fluxbase init --if-new
@@ -52,12 +52,17 @@ run: $(STAMP) $(UI_BUILD)
 	@exec $(BIN)/fluxbase serve
 
 # The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
-bench: bench-rest bench-realtime bench-storage bench-dashboard
+bench: bench-rest bench-audit bench-realtime bench-storage bench-dashboard
 
 # The data API benchmark: Fluxbase next to a minimal baseline under wrk.
 bench-rest: $(STAMP)
 	bash deploy/scripts/system-deps.sh bench
 	$(BIN)/python tests/perf/bench_rest.py
+
+# The audit trail's write overhead: POST into a table with and without audit.enable_tracking.
+bench-audit: $(STAMP)
+	bash deploy/scripts/system-deps.sh bench
+	$(BIN)/python tests/perf/bench_rest.py --mode audit
 
 # 2,000 then 5,000 realtime subscribers on one `fluxbase serve`: latency, throughput, memory.
 bench-realtime: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from fluxbase.db.embedded import find_pg_bin
@@ -21,7 +22,10 @@ def libpq_args(dsn: str) -> list[str]:
     return [*args, "-p", port]
 
 
-def sqitch(dsn: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+def sqitch(
+    dsn: str, *args: str, expect: int = 0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`sqitch ARGS db:pg://...` in cwd (default: Fluxbase's migrations/)."""
     parts = urlsplit(dsn)
     query = parse_qs(parts.query)
     host = query.get("host", [parts.hostname or "localhost"])[0]
@@ -31,7 +35,7 @@ def sqitch(dsn: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess
     env["SQITCH_FULLNAME"] = "Fluxbase Tests"
     env["SQITCH_EMAIL"] = "tests@fluxbase.dev"
     result = subprocess.run(
-        ["sqitch", *args, target], cwd=ROOT / "migrations", env=env, capture_output=True, text=True
+        ["sqitch", *args, target], cwd=cwd or ROOT / "migrations", env=env, capture_output=True, text=True
     )
     assert result.returncode == expect, result.stdout + result.stderr
     return result

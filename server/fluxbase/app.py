@@ -26,6 +26,7 @@ from fluxbase.config import Config
 from fluxbase.dashboard import handlers as dashboard_handlers
 from fluxbase.dashboard import setup as dashboard_setup
 from fluxbase.dashboard_ui import add_routes as add_dashboard_ui
+from fluxbase.db.audit_retention import AuditRetention
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.errors import error_middleware
@@ -105,6 +106,10 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[ops.READINESS] = ReadinessProbe(dsn, [c.change_id for c in read_plan().changes])
         app[DATABASE] = await Database.connect(dsn, config.database)
+        audit_retention = AuditRetention(
+            app[DATABASE].pool, config.audit.retention, config.audit.prune_interval
+        )
+        audit_retention.start()
         schema_cache = SchemaCacheHolder(dsn, config.api.schemas)
         await schema_cache.start()
         app[rest_handlers.REST] = rest_handlers.RestContext(
@@ -139,6 +144,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
         await admin.close()
         await dashboard_handlers.stop(dashboard)
         await auth_context.stop(auth, session_watcher)
+        await audit_retention.stop()
         await schema_cache.close()
         with contextlib.suppress(Exception):
             await app[ops.READINESS].close()

@@ -1,5 +1,5 @@
-"""The `fluxbase` command: serve (default), migrate, keys, init, psql, sql, mail, lint, admin,
---version, --config-test."""
+"""The `fluxbase` command: serve (default), migrate, migration new, db reset, test, keys, init, psql,
+sql, mail, lint, admin, --version, --config-test."""
 
 from __future__ import annotations
 
@@ -51,9 +51,42 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (server.port)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database at start")
 
-    migrate = commands.add_parser("migrate", help="apply, list or revert database migrations")
+    migrate = commands.add_parser(
+        "migrate", help="apply, list or revert database migrations (Fluxbase's, then the app's in db/)"
+    )
     migrate.add_argument("action", nargs="?", choices=("up", "status", "down"), default="up")
     migrate.add_argument("--all", action="store_true", help="with down: revert every applied change")
+
+    migration = commands.add_parser("migration", help="the app's migrations: `migration new NAME`")
+    migration_actions = migration.add_subparsers(dest="migration_action", metavar="ACTION", required=True)
+    new = migration_actions.add_parser(
+        "new", help="add a change to the app's sqitch project: deploy/revert/verify scripts and the plan line"
+    )
+    new.add_argument("name", help="the change's name, e.g. todos")
+    new.add_argument("-n", "--note", help="the plan line's note (default: Add NAME)")
+    new.add_argument(
+        "-r", "--requires", action="append", default=[], metavar="CHANGE", help="a change this one needs"
+    )
+
+    db = commands.add_parser("db", help="the app's database in development: `db reset`")
+    db_actions = db.add_subparsers(dest="db_action", metavar="ACTION", required=True)
+    reset = db_actions.add_parser(
+        "reset",
+        help="drop and re-create the app's objects from its migrations, then load db/seed.sql",
+        description="Drops every schema outside Fluxbase's own (and the users, audit trail, realtime "
+        "log and local mailbox), migrates again and loads seed.sql. Refused unless the database is the "
+        "embedded one or --force is given.",
+    )
+    reset.add_argument("--force", action="store_true", help="also on a database given by DATABASE_URL")
+
+    test = commands.add_parser(
+        "test",
+        help="run the app's pgTAP tests (db/tests/*.sql) through pg_prove on a throwaway copy",
+        description="Builds a template database from the migrations, seed.sql, pgTAP and the tests.* "
+        "helpers, runs pg_prove on a copy of it and drops the copy. Exit status 0 when every test passes.",
+    )
+    test.add_argument("files", nargs="*", metavar="FILE", help="test files (default: db/tests/*.sql)")
+    test.add_argument("-v", "--verbose", action="store_true", help="print every test's result")
 
     keys = commands.add_parser("keys", help="print the API URL, the anon and service_role keys, the database")
     keys.add_argument(
@@ -156,6 +189,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _keys(config, args.export)
         if command == "lint":
             return _lint(config, args.schema or list(config.api.schemas), args.json, args.fail_on)
+        if command in ("migration", "db", "test"):
+            return _app_project(config, command, args)
         if command == "admin":
             from fluxbase.admin_cli import admin_command
 
@@ -226,28 +261,73 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 def _migrate(config: Config, action: str, revert_all: bool) -> int:
     _quiet_logging(config)
-    from fluxbase.db.migrate import Migrator
-    from fluxbase.serve import authenticator_password, open_database
+    from fluxbase.serve import migrator, open_database
 
     config = ensure_jwt_secret(config)
     database_url, embedded = open_database(config)
     try:
-        migrator = Migrator(database_url, authenticator_password=authenticator_password(config))
+        migrations = migrator(config, database_url)
         if action == "status":
-            for change in migrator.status():
-                print(f"{'applied' if change.applied else 'pending'}  {change.name}")
+            for change in migrations.status():
+                print(f"{'applied' if change.applied else 'pending'}  {change.label}")
         elif action == "up":
-            applied = migrator.up()
+            applied = migrations.up()
             print(
                 f"applied: {', '.join(applied)}" if applied else "nothing to apply: the database is current"
             )
         else:
-            reverted = migrator.down(None if revert_all else 1)
+            reverted = migrations.down(None if revert_all else 1)
             print(f"reverted: {', '.join(reverted)}" if reverted else "nothing to revert")
         return EXIT_OK
     finally:
         if embedded is not None and embedded.started_here:
             embedded.stop()
+
+
+def _app_project(config: Config, command: str, args: argparse.Namespace) -> int:
+    """The app's own sqitch project: a new change, a development reset, the policy tests."""
+    _quiet_logging(config)
+    folder = config.app_migrations_dir
+    if command == "migration":
+        from fluxbase.db.sqitch_plan import add_change
+
+        try:
+            written = add_change(
+                folder, args.name, note=args.note or f"Add {args.name}", requires=tuple(args.requires)
+            )
+        except MigrationError as error:
+            raise ConfigError([Problem("migration new", str(error))]) from None
+        for path in written:
+            print(f"created {path}")
+        print(f"edit deploy/{args.name}.sql and revert/{args.name}.sql, then run `fluxbase migrate`")
+        return EXIT_OK
+    if command == "test":
+        from fluxbase.policy_tests import run_tests
+
+        return EXIT_OK if run_tests(ensure_jwt_secret(config), args.files, args.verbose) == 0 else EXIT_FAILED
+    if not (config.embedded_database or args.force):
+        raise ConfigError(
+            [
+                Problem(
+                    "db reset",
+                    "refused: it drops the app's data, and DATABASE_URL names a database that is not "
+                    "the embedded development one; add --force if this one is yours to wipe",
+                )
+            ]
+        )
+    from fluxbase.db.app_reset import reset_application
+    from fluxbase.serve import migrator, open_database
+
+    config = ensure_jwt_secret(config)
+    database_url, embedded = open_database(config)
+    try:
+        applied = reset_application(migrator(config, database_url), folder / "seed.sql")
+    finally:
+        if embedded is not None and embedded.started_here:
+            embedded.stop()
+    seeded = " and loaded seed.sql" if (folder / "seed.sql").is_file() else ""
+    print(f"reset: re-applied {', '.join(applied) or 'nothing (no app migrations)'}{seeded}")
+    return EXIT_OK
 
 
 def _lint(config: Config, schemas: Sequence[str], as_json: bool, fail_on: str) -> int:

@@ -59,8 +59,8 @@ DOCUMENTED_SECRET_PATTERN = re.compile(
     r"change[-_ ]?me|your[-_ ]|example|place[-_ ]?holder|secret[-_]?key", re.I
 )
 
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class DatabaseConfig:
 INTERNAL_SCHEMAS = frozenset(
     {
         "auth", "dashboard", "storage", "realtime", "audit", "extensions", "fluxbase_migrations",
-        "sqitch", "dev_mailbox", "pg_catalog", "information_schema", "pg_toast",
+        "sqitch", "dev_mailbox", "tests", "pg_catalog", "information_schema", "pg_toast",
     }
 )  # fmt: skip
 
@@ -282,6 +282,19 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class AppConfig:
+    # The application's sqitch project; relative to the folder of fluxbase.yaml (else the
+    # working directory).
+    migrations: str = "db"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    retention: float = 30 * 86400.0  # audit.record_changes rows older than this are deleted; 0 keeps all
+    prune_interval: float = 3600.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"
@@ -298,6 +311,8 @@ class Config:
     security: SecurityConfig = SecurityConfig()
     realtime: RealtimeConfig = RealtimeConfig()
     storage: StorageConfig = StorageConfig()
+    app: AppConfig = AppConfig()
+    audit: AuditConfig = AuditConfig()
     log: LogConfig = LogConfig()
     source: str | None = None  # the yaml file the values came from, if any
 
@@ -305,6 +320,14 @@ class Config:
     def embedded_database(self) -> bool:
         """True when Fluxbase runs its own PostgreSQL under data_dir."""
         return self.database.url is None
+
+    @property
+    def app_migrations_dir(self) -> Path:
+        """The application's sqitch project: app.migrations, beside fluxbase.yaml when relative."""
+        folder = Path(self.app.migrations).expanduser()
+        if folder.is_absolute():
+            return folder
+        return (Path(self.source).parent if self.source else Path.cwd()) / folder
 
 
 def default_base_url(port: int) -> str:
@@ -584,6 +607,8 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
             max_file_size=storage.get("max_file_size", StorageConfig.max_file_size),
             s3=S3Config(**storage.get("s3", {})),
         ),
+        app=AppConfig(**section("app")),
+        audit=AuditConfig(**durations(section("audit"), ("retention", "prune_interval"))),
         log=LogConfig(**section("log")),
         source=source,
     )

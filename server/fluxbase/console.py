@@ -25,10 +25,11 @@ import psycopg
 
 from fluxbase.config import Config, ConfigError, Problem, ensure_jwt_secret
 from fluxbase.db.embedded import EmbeddedPostgres, find_pg_bin
+from fluxbase.db.sqitch_plan import script_body
 from fluxbase.paths import examples_dir
 
 API_ROLES = ("anon", "authenticated", "service_role")
-EXAMPLE = "todos.sql"
+EXAMPLE = "db"  # examples/db: the todo app as a sqitch project, with its seed and policy tests
 MAIL_WAIT = 3.0  # seconds `fluxbase mail --to` waits for a mail not yet there
 _LINK = re.compile(r"https?://\S+")
 
@@ -161,15 +162,14 @@ def show_mail(config: Config, limit: int, to: str | None, link_only: bool) -> in
 
 def init(config: Config, if_new: bool) -> int:
     """Migrates and loads the example (a todo app) into a database whose `public` is empty."""
-    from fluxbase.db.migrate import Migrator
-    from fluxbase.serve import authenticator_password
+    from fluxbase.serve import migrator
 
     fresh = config.embedded_database and not EmbeddedPostgres(config.data_dir).initialized
     if if_new and not fresh:
         return 0
     config = ensure_jwt_secret(config)
     with owner_database(config) as url:
-        Migrator(url, authenticator_password=authenticator_password(config)).up()
+        migrator(config, url).up()
         with psycopg.connect(url, autocommit=True) as conn:
             tables = [
                 row[0]
@@ -187,6 +187,9 @@ def init(config: Config, if_new: bool) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            conn.execute((examples_dir() / EXAMPLE).read_text(encoding="utf-8"))
-    print(f"loaded the example: public.todos with RLS, realtime and a seed row ({examples_dir() / EXAMPLE})")
+            example = examples_dir() / EXAMPLE
+            with conn.transaction():
+                conn.execute(script_body(example / "deploy" / "todos.sql"))
+                conn.execute((example / "seed.sql").read_text(encoding="utf-8"))
+    print(f"loaded the example: public.todos with RLS, realtime and a seed row ({example})")
     return 0

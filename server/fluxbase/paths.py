@@ -31,3 +31,8 @@ def schemas_dir() -> Path:
 
 def examples_dir() -> Path:
     return resources_root() / "examples"
+
+
+def testing_dir() -> Path:
+    """SQL installed only in `fluxbase test`'s throwaway databases (the tests.* helpers)."""
+    return resources_root() / "testing"

@@ -48,12 +48,21 @@ def open_database(config: Config) -> tuple[str, EmbeddedPostgres | None]:
     return embedded.start(), embedded
 
 
+def migrator(config: Config, database_url: str) -> Migrator:
+    """Fluxbase's plan and the application's (app.migrations), on the owner's database."""
+    return Migrator(
+        database_url,
+        authenticator_password=authenticator_password(config),
+        app_migrations=config.app_migrations_dir,
+    )
+
+
 def serve(config: Config, *, migrate: bool) -> int:
     database_url, embedded = open_database(config)
     try:
         password = authenticator_password(config)
         if migrate:
-            applied = Migrator(database_url, authenticator_password=password).up()
+            applied = migrator(config, database_url).up()
             log.info("database migrated", extra={"applied": applied})
         runtime = Runtime(database_url=database_url, authenticator_password=password)
         limits = config.security.rate_limit

@@ -72,6 +72,26 @@ async def test_role_claims_and_request_settings_are_visible_to_sql(todos_dsn: st
         await db.close()
 
 
+async def test_the_request_id_is_a_transaction_setting(todos_dsn: str) -> None:
+    """Audit trails read it: the serving request's id, or the one the context names."""
+    from fluxbase.observability.logging import request_id_var
+
+    db = await connect(todos_dsn)
+    token = request_id_var.set("req-from-the-middleware")
+    try:
+        async with db.transaction(user(USER_A), read_only=True) as tx:
+            assert await tx.fetchval("select current_setting('request.id')") == "req-from-the-middleware"
+        named = RequestContext("anon", request_id="req-named")
+        async with db.transaction(named, read_only=True) as tx:
+            assert await tx.fetchval("select current_setting('request.id')") == "req-named"
+        request_id_var.reset(token)
+        async with db.transaction(user(USER_A), read_only=True) as tx:
+            assert await tx.fetchval("select current_setting('request.id', true)") == ""
+    finally:
+        request_id_var.set(None)
+        await db.close()
+
+
 async def test_rls_applies_to_the_switched_role(todos_dsn: str) -> None:
     db = await connect(todos_dsn)
     try:

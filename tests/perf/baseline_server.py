@@ -23,8 +23,8 @@ import orjson
 import uvloop
 from aiohttp import web
 
-# The very statement Fluxbase runs (role, claims, method, path, headers, search_path): the
-# comparison is only fair if the baseline pays for the same settings.
+# The very statement Fluxbase runs (role, claims, method, path, headers, search_path, request
+# id): the comparison is only fair if the baseline pays for the same settings.
 from fluxbase.db.transaction import SET_REQUEST_CONTEXT
 
 SEARCH_PATH = '"public"'
@@ -76,6 +76,7 @@ async def run(request: web.Request, sql: str, argument: object, *, read_only: bo
             request.path,
             orjson.dumps(headers).decode(),
             SEARCH_PATH,
+            request.headers.get("X-Request-ID", ""),
         )
         body: str = await connection.fetchval(sql, argument)
     return body

@@ -55,6 +55,9 @@ REPORT = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin (written by tests/perf/bench_rest.py) -->", "<!-- bench:end -->"
 GET_RATIO_GOAL = 0.70
 P99_GOAL_MS = 25.0
+AUDIT_BEGIN = "<!-- bench-audit:begin (written by tests/perf/bench_rest.py --mode audit) -->"
+AUDIT_END = "<!-- bench-audit:end -->"
+AUDIT_RATIO_GOAL = 0.75
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,18 @@ SCENARIOS = (
         body='{"title": "written by wrk", "project_id": 1}',
         prefer="return=representation",
     ),
+)
+
+
+# --mode audit: the same POST into an untracked table and into its tracked twin, one server.
+POST = SCENARIOS[2]
+POST_TRACKED = Scenario(
+    "post_tracked",
+    "POST one row into a table tracked by audit.enable_tracking",
+    "POST",
+    "/rest/v1/tracked_todos",
+    body=POST.body,
+    prefer=POST.prefer,
 )
 
 
@@ -365,15 +380,105 @@ def report(runs: list[Run], machine: list[str], load: str, options: argparse.Nam
     return "\n".join(lines)
 
 
-def write_report(section: str) -> None:
+def write_report(section: str, begin: str = BEGIN, end: str = END) -> None:
     """Replaces the generated section; what is written around it (notes, profiles) stays."""
     if REPORT.exists():
         text = REPORT.read_text()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            REPORT.write_text(head + section + rest.split(END, 1)[1])
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            REPORT.write_text(head + section + rest.split(end, 1)[1])
             return
+        REPORT.write_text(text.rstrip("\n") + f"\n\n{section}\n")
+        return
     REPORT.write_text(f"# Data API benchmarks\n\n{section}\n")
+
+
+# --- the audit trail's write overhead ---------------------------------------------------------
+
+
+def trail_rows(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select count(*) from audit.record_changes").fetchone()
+    return int(row[0]) if row else 0
+
+
+def verify_tracking(dsn: str, url: str, token: str) -> None:
+    """The twin records each write with its actor, the plain table records nothing."""
+    for scenario, expected in ((POST, 0), (POST_TRACKED, 1)):
+        before = trail_rows(dsn)
+        status, body = call(scenario.url(url, 0), scenario, token)
+        if status != 201:
+            raise BenchError(f"{scenario.key}: answered {status}: {body[:500]!r}")
+        if trail_rows(dsn) - before != expected:
+            raise BenchError(f"{scenario.key}: expected {expected} new trail row(s)")
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select actor_id::text from audit.record_changes order by id desc limit 1"
+        ).fetchone()
+    if row is None or row[0] != USER:
+        raise BenchError(f"the trail names {row} as the writer, not {USER}")
+
+
+def measure_audit(dsn: str, options: argparse.Namespace) -> dict[str, Timing]:
+    """POST into the plain and the tracked table on one server, in alternating rounds."""
+    token = user_token(USER)
+    server = start_fluxbase(dsn, 1, options.pool_size)
+    try:
+        verify_tracking(dsn, server.url, token)
+        timings: dict[str, list[Timing]] = {POST.key: [], POST_TRACKED.key: []}
+        for scenario in (POST, POST_TRACKED):
+            run_wrk(scenario.url(server.url, 0), scenario, token, options.warmup, options)
+        for round_number in range(options.rounds):
+            order = (POST, POST_TRACKED) if round_number % 2 else (POST_TRACKED, POST)
+            for scenario in order:
+                url = scenario.url(server.url, 0)
+                timings[scenario.key].append(run_wrk(url, scenario, token, options.duration, options))
+        result = {key: median_timing(measured) for key, measured in timings.items()}
+        for key, measured in timings.items():
+            print(
+                f"  {key:12} {result[key].requests_per_second:8,.0f} req/s  p99 {result[key].p99_ms:5.1f} ms"
+                "  (rounds: " + ", ".join(f"{t.requests_per_second:,.0f}" for t in measured) + ")",
+                flush=True,
+            )
+        return result
+    finally:
+        server.terminate()
+
+
+def audit_report(
+    result: dict[str, Timing], machine: list[str], load: str, rows: int, options: argparse.Namespace
+) -> str:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    plain, tracked = result[POST.key], result[POST_TRACKED.key]
+    ratio = tracked.requests_per_second / plain.requests_per_second
+    met = "met" if ratio >= AUDIT_RATIO_GOAL else "**missed**"
+    lines = [
+        AUDIT_BEGIN,
+        f"Measured {now} with `make bench-audit` (part of `make bench`): one `fluxbase serve` worker, "
+        f"wrk with {options.threads} threads and {options.connections} connections; a {options.warmup} s "
+        f"warm-up per table, then {options.rounds} runs of {options.duration} s alternating between "
+        f"the tables; the median run. The tracked table's trail held {rows:,} rows at the end:",
+        "",
+        *machine,
+        f"- load average (1 min) before and after: {load}",
+        "",
+        f"`POST /rest/v1/todos` and `POST /rest/v1/tracked_todos`, `{POST.body}`, `Prefer: {POST.prefer}`",
+        "",
+        "| table | req/s | p50 / p90 / p99 ms |",
+        "|---|---:|---:|",
+    ]
+    for name, timing in (("todos (untracked)", plain), ("tracked_todos (audit trigger)", tracked)):
+        lines.append(
+            f"| {name} | {timing.requests_per_second:,.0f} "
+            f"| {timing.p50_ms:.1f} / {timing.p90_ms:.1f} / {timing.p99_ms:.1f} |"
+        )
+    lines += [
+        "",
+        f"- Tracked writes at >= {AUDIT_RATIO_GOAL:.0%} of untracked ones: {ratio:.1%}, {met}.",
+        "",
+        AUDIT_END,
+    ]
+    return "\n".join(lines)
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -454,6 +559,12 @@ def main() -> int:
     parser.add_argument("--pool-size", type=int, default=10, help="database connections per worker")
     parser.add_argument("--profile", action="store_true", help="py-spy the 1-worker Fluxbase runs")
     parser.add_argument("--no-report", action="store_true", help=f"do not rewrite {REPORT.name}")
+    parser.add_argument(
+        "--mode",
+        choices=("rest", "audit"),
+        default="rest",
+        help="rest: Fluxbase against the baseline; audit: POST with and without an audit trail",
+    )
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is missing: run `make bench` (it installs it) or apt-get install wrk", file=sys.stderr)
@@ -472,6 +583,16 @@ def main() -> int:
             )
         machine = machine_description(dsn)
         load_before = os.getloadavg()[0]
+        if options.mode == "audit":
+            print("1 worker: POST without and with an audit trail", flush=True)
+            result = measure_audit(dsn, options)
+            section = audit_report(
+                result, machine, f"{load_before:.2f}, {os.getloadavg()[0]:.2f}", trail_rows(dsn), options
+            )
+            print(section)
+            if not options.no_report:
+                write_report(section, AUDIT_BEGIN, AUDIT_END)
+            return 0
         runs = []
         for workers in (int(n) for n in options.workers.split(",")):
             print(f"{workers} worker(s): Fluxbase and baseline", flush=True)

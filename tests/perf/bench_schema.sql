@@ -35,3 +35,16 @@ select ('00000000-0000-0000-0000-' || lpad(u::text, 12, '0'))::uuid, 2 * u - (t 
        'todo ' || t || ' of user ' || u, t % 3 = 0
 from generate_series(1, 100) as u, generate_series(1, 100) as t;
 analyze public.projects, public.todos;
+
+-- The audit benchmark's twin of todos (bench_rest.py --mode audit): the same columns, keys,
+-- policy, grants and rows, with every change recorded by audit.enable_tracking's trigger.
+create table public.tracked_todos (like public.todos including all);
+alter table public.tracked_todos add foreign key (project_id) references public.projects (id);
+alter table public.tracked_todos enable row level security;
+create policy own_tracked_todos on public.tracked_todos for all to authenticated
+  using (user_id = auth.uid()) with check (user_id = auth.uid());
+grant select, insert on public.tracked_todos to authenticated;
+insert into public.tracked_todos (user_id, project_id, title, done)
+select user_id, project_id, title, done from public.todos order by id;
+select audit.enable_tracking('public.tracked_todos');
+analyze public.tracked_todos;

@@ -145,6 +145,9 @@ def test_the_first_hour_as_the_readme_says(user_env: dict[str, str], tmp_path: P
         " Ship the first feature\n(1 row)",  # psql --role authenticated as Ada
         '{"keys":[]}',
         '"task":"Ship the first feature"',  # the data API one-liner
+        "todos_policies.sql .. ok",  # fluxbase test on the example's policy suite
+        "Result: PASS",
+        "UPDATE|t|readme-1|true",  # Ada's PATCH in the audit trail, with its request id
         '"access_token"',  # the first administrator's signup, then login
     ]
     position = 0
@@ -165,7 +168,7 @@ def test_the_first_hour_as_the_readme_says(user_env: dict[str, str], tmp_path: P
         assert rows.returncode == 0, rows.stderr
         assert rows.stdout.splitlines() == [
             "Sign up, then add todos of your own|t",
-            "Ship the first feature|f",
+            "Ship the first feature|t",  # completed in the audit trail's example
         ]
     finally:
         server.stop()

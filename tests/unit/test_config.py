@@ -284,7 +284,7 @@ def test_min_connections_above_max(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("10m", 600), ("1h", 3600), (5, 5.0)]
+    ("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("10m", 600), ("1h", 3600), ("30d", 2592000), (5, 5.0)]
 )
 def test_parse_duration(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -298,7 +298,9 @@ def test_api_schemas_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     assert config.api.tx_override is True
 
 
-@pytest.mark.parametrize("schema", ["auth", "storage", "pg_catalog", "pg_temp_3", "fluxbase_migrations"])
+@pytest.mark.parametrize(
+    "schema", ["auth", "storage", "pg_catalog", "pg_temp_3", "fluxbase_migrations", "tests", "audit"]
+)
 def test_internal_schemas_can_never_be_exposed(schema: str, tmp_path: Path) -> None:
     path = write(tmp_path, f"api:\n  schemas: [public, {schema}]\n")
     with pytest.raises(ConfigError) as error:
@@ -370,3 +372,27 @@ def test_a_signing_key_that_does_not_fit_the_algorithm_is_refused(
     assert "RS256 needs an RSA private key" in problem
     env["FLUXBASE_AUTH_JWT_ALGORITHM"] = "ES256"
     assert load_config(env=env).auth.jwt_algorithm == "ES256"
+
+
+def test_app_migrations_sit_beside_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(env={}).app_migrations_dir == tmp_path / "db"  # no file: the working directory
+    project = tmp_path / "project"
+    project.mkdir()
+    path = write(project, "audit:\n  retention: 7d\n  prune_interval: 10m\n")
+    config = load_config(path, env={})
+    assert config.app_migrations_dir == project / "db"
+    assert (config.audit.retention, config.audit.prune_interval) == (7 * 86400, 600)
+    moved = load_config(path, env={"FLUXBASE_APP_MIGRATIONS": "sql/app"})
+    assert moved.app_migrations_dir == project / "sql" / "app"
+    absolute = load_config(path, env={"FLUXBASE_APP_MIGRATIONS": str(tmp_path / "elsewhere")})
+    assert absolute.app_migrations_dir == tmp_path / "elsewhere"
+
+
+def test_audit_retention_must_be_a_duration(tmp_path: Path) -> None:
+    path = write(tmp_path, "audit:\n  retention: forever\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert problems(error) == [
+        f"{path}: audit.retention: expected a duration such as 30s, 10m or 1h, got 'forever'"
+    ]

@@ -1,13 +1,16 @@
-"""Migrations: the sqitch plan in migrations/, recorded in sqitch's own registry, then sql/ re-applied.
+"""Migrations: Fluxbase's sqitch plan, then sql/ re-applied, then the application's own plan.
 
-migrations/ holds versioned, stateful DDL in sqitch layout.  `fluxbase
-migrate` applies the same plan and scripts itself and records every change
-in sqitch's registry (schema `sqitch`, the tables and change ids sqitch
-computes), so a DBA may use `sqitch deploy`/`revert`/`status` and
-`fluxbase migrate` on one database in any order: each sees what the other
-did.  sql/ holds idempotent logic (functions, grants, policies) that every
-run re-applies.  Both tools take the same PostgreSQL advisory lock, so
-replicas and a DBA starting at once take turns.
+migrations/ holds Fluxbase's versioned, stateful DDL in sqitch layout; an
+application's tables, policies and functions live in a sqitch project of its
+own (config `app.migrations`, default ./db/ beside fluxbase.yaml).  `fluxbase
+migrate` applies both plans itself and records every change in sqitch's
+registry (schema `sqitch`, the tables and change ids sqitch computes), each
+under its own project name, so a DBA may use `sqitch deploy`/`revert`/`status`
+in either folder and `fluxbase migrate` on one database in any order: each
+sees what the other did.  sql/ holds idempotent logic (functions, grants)
+that every run re-applies, before the application's changes, which may use
+it.  Both tools take the same PostgreSQL advisory lock, so replicas and a DBA
+starting at once take turns.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import getpass
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import socket
 from collections.abc import Iterator
@@ -29,136 +31,40 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from fluxbase.db import sqitch_plan
+from fluxbase.db.sqitch_plan import Change, MigrationError, Plan, script_body
 from fluxbase.db.sqitch_registry import REGISTRY_DDL, REGISTRY_RELEASE, REGISTRY_SCHEMA
 from fluxbase.observability.logging import audit
 from fluxbase.paths import migrations_dir, sql_dir
 
 log = logging.getLogger("fluxbase.migrate")
 
-__all__ = ["REGISTRY_SCHEMA", "MigrationError", "Migrator", "read_plan"]
+__all__ = ["REGISTRY_SCHEMA", "MigrationError", "Migrator", "read_plan", "script_body"]
 
 # sqitch's own pg_advisory_lock key (App::Sqitch::Engine::pg), so that `sqitch deploy`
 # and `fluxbase migrate` exclude each other as well as replicas.
 LOCK_KEY = 75474063
 AUTHENTICATOR = "authenticator"
+FLUXBASE_PROJECT = "fluxbase"
 # The yoyo registry of earlier versions: adopted into sqitch's once, then dropped.
 LEGACY_REGISTRY = "fluxbase_migrations"
-
-_PLAN_LINE = re.compile(
-    r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)(?:\s+\[(?P<requires>[^\]]*)\])?"
-    r"\s+(?P<planned>\S+)\s+(?P<planner>[^<]*?)\s*<(?P<email>[^>]*)>(?:\s*#\s*(?P<note>.*))?$"
-)
-_TRANSACTION_LINE = re.compile(r"^\s*(BEGIN|COMMIT)\s*;\s*$", re.I | re.M)
-
-
-class MigrationError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change of the sqitch plan, its three scripts and the id sqitch gives it."""
-
-    name: str
-    requires: tuple[str, ...]
-    planned_at: str
-    planner_name: str
-    planner_email: str
-    note: str
-    change_id: str
-    deploy: Path
-    revert: Path
-    verify: Path
-
-    @property
-    def script_hash(self) -> str:
-        """SHA-1 of the deploy script's bytes, as sqitch records it."""
-        return hashlib.sha1(self.deploy.read_bytes()).hexdigest()  # noqa: S324 - sqitch's format
-
-
-@dataclass(frozen=True)
-class Plan:
-    project: str
-    uri: str | None
-    changes: list[Change]
 
 
 @dataclass(frozen=True)
 class ChangeStatus:
     name: str
     applied: bool
+    project: str = FLUXBASE_PROJECT
 
-
-def sqitch_change_id(
-    project: str, uri: str | None, change: str, parent: str | None,
-    planner: str, planned_at: str, requires: tuple[str, ...], note: str,
-) -> str:  # fmt: skip
-    """The change id sqitch computes (App::Sqitch::Plan::Change->id): SHA-1 of its info text."""
-    lines = [f"project {project}"]
-    if uri:
-        lines.append(f"uri {uri}")
-    lines.append(f"change {change}")
-    if parent:
-        lines.append(f"parent {parent}")
-    lines += [f"planner {planner}", f"date {planned_at}"]
-    if requires:
-        lines.append("requires\n  + " + "\n  + ".join(requires))
-    if note:
-        lines += ["", note]
-    info = "\n".join(lines).encode()
-    return hashlib.sha1(b"change %d\0" % len(info) + info).hexdigest()  # noqa: S324 - sqitch's format
+    @property
+    def label(self) -> str:
+        """The change as the CLI names it: an application's changes carry their project."""
+        return self.name if self.project == FLUXBASE_PROJECT else f"{self.project}:{self.name}"
 
 
 def read_plan(folder: Path | None = None) -> Plan:
-    """The project and its changes of sqitch.plan in order."""
-    folder = folder or migrations_dir()
-    project, uri = "", None
-    changes: list[Change] = []
-    for number, line in enumerate((folder / "sqitch.plan").read_text(encoding="utf-8").splitlines(), 1):
-        stripped = line.strip()
-        if stripped.startswith("%project="):
-            project = stripped.split("=", 1)[1]
-        elif stripped.startswith("%uri="):
-            uri = stripped.split("=", 1)[1]
-        if not stripped or stripped.startswith(("%", "#")):
-            continue
-        if stripped.startswith("@"):
-            # Tags would need sqitch's tags table kept too; refuse rather than disagree with sqitch.
-            raise MigrationError(f"sqitch.plan:{number}: tags are not supported by fluxbase migrate")
-        match = _PLAN_LINE.match(stripped)
-        if not match:
-            raise MigrationError(f"sqitch.plan:{number}: cannot read {stripped!r}")
-        name = match.group("name")
-        if any(c.name == name for c in changes):
-            raise MigrationError(f"sqitch.plan:{number}: reworked change {name!r} is not supported")
-        requires = tuple((match.group("requires") or "").split())
-        if any(":" in r or r.startswith("!") for r in requires):
-            raise MigrationError(
-                f"sqitch.plan:{number}: conflicts and cross-project dependencies are not supported"
-            )
-        planner_name, planner_email = match.group("planner"), match.group("email")
-        note = (match.group("note") or "").strip()
-        change_id = sqitch_change_id(
-            project, uri, name, changes[-1].change_id if changes else None,
-            f"{planner_name} <{planner_email}>", match.group("planned"), requires, note,
-        )  # fmt: skip
-        changes.append(
-            Change(
-                name=name, requires=requires, planned_at=match.group("planned"),
-                planner_name=planner_name, planner_email=planner_email, note=note, change_id=change_id,
-                deploy=folder / "deploy" / f"{name}.sql",
-                revert=folder / "revert" / f"{name}.sql",
-                verify=folder / "verify" / f"{name}.sql",
-            )
-        )  # fmt: skip
-    if not project:
-        raise MigrationError("sqitch.plan: no %project pragma")
-    return Plan(project, uri, changes)
-
-
-def script_body(path: Path) -> str:
-    """A sqitch script without its BEGIN/COMMIT lines: each change runs in a transaction of ours."""
-    return _TRANSACTION_LINE.sub("", path.read_text(encoding="utf-8"))
+    """Fluxbase's own plan (migrations/), or the project in `folder`."""
+    return sqitch_plan.read_plan(folder or migrations_dir())
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -185,16 +91,37 @@ def _committer() -> tuple[str, str]:
 
 
 class Migrator:
-    """Applies, lists and reverts the plan against one database (as its owner)."""
+    """Applies, lists and reverts Fluxbase's plan and the application's on one database, as its owner."""
 
-    def __init__(self, database_url: str, *, authenticator_password: str | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        authenticator_password: str | None = None,
+        app_migrations: Path | None = None,
+    ) -> None:
         self.database_url = database_url
         self.authenticator_password = authenticator_password
         self.plan = read_plan()
         self.changes = self.plan.changes
+        # No plan in the folder (a new project, or none at all): only Fluxbase's own changes.
+        self.app: Plan | None = None
+        if app_migrations is not None and (app_migrations / "sqitch.plan").is_file():
+            self.app = read_plan(app_migrations)
+            if self.app.project == self.plan.project:
+                raise MigrationError(
+                    f"{app_migrations / 'sqitch.plan'}: the project may not be named {self.plan.project!r}"
+                )
+
+    @property
+    def plans(self) -> list[Plan]:
+        return [self.plan] if self.app is None else [self.plan, self.app]
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.database_url, autocommit=True)
 
     @contextmanager
-    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
+    def locked(self) -> Iterator[psycopg.Connection[Any]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             # Lock first: even `create schema if not exists` collides when run concurrently.
             conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -206,7 +133,7 @@ class Migrator:
                 conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
 
     def _ensure_registry(self, conn: psycopg.Connection[Any]) -> None:
-        """sqitch's registry (created as `sqitch deploy` would), this project in it, legacy adopted."""
+        """sqitch's registry (created as `sqitch deploy` would), the projects in it, legacy adopted."""
         exists = conn.execute("select to_regclass(%s) is not null", ("sqitch.releases",)).fetchone()
         name, email = _committer()
         if not (exists and exists[0]):
@@ -215,11 +142,12 @@ class Migrator:
                 "insert into sqitch.releases (version, installer_name, installer_email) values (%s, %s, %s)",
                 (REGISTRY_RELEASE, name, email),
             )
-        conn.execute(
-            "insert into sqitch.projects (project, uri, creator_name, creator_email) "
-            "values (%s, %s, %s, %s) on conflict (project) do nothing",
-            (self.plan.project, self.plan.uri, name, email),
-        )
+        for plan in self.plans:
+            conn.execute(
+                "insert into sqitch.projects (project, uri, creator_name, creator_email) "
+                "values (%s, %s, %s, %s) on conflict (project) do nothing",
+                (plan.project, plan.uri, name, email),
+            )
         self._adopt_legacy_registry(conn)
 
     def _adopt_legacy_registry(self, conn: psycopg.Connection[Any]) -> None:
@@ -229,116 +157,140 @@ class Migrator:
         applied = {
             row[0] for row in conn.execute("select migration_id from fluxbase_migrations._yoyo_migration")
         }
+        deployed = self._deployed_ids(conn, self.plan)
         for change in self.changes:
-            if change.name in applied and not self._is_deployed(conn, change):
-                self._record_deploy(conn, change)
+            if change.name in applied and change.change_id not in deployed:
+                self._record_deploy(conn, self.plan, change)
         conn.execute(f"drop schema {LEGACY_REGISTRY} cascade")
         log.info("migration registry moved to sqitch's", extra={"adopted": sorted(applied)})
 
-    def _deployed_ids(self, conn: psycopg.Connection[Any]) -> set[str]:
-        return {
-            row[0]
-            for row in conn.execute(
-                "select change_id from sqitch.changes where project = %s",
-                (self.plan.project,),
-            )
-        }
+    def _deployed_ids(self, conn: psycopg.Connection[Any], plan: Plan) -> set[str]:
+        query = "select change_id from sqitch.changes where project = %s"
+        return {row[0] for row in conn.execute(query, (plan.project,))}
 
-    def _is_deployed(self, conn: psycopg.Connection[Any], change: Change) -> bool:
-        return change.change_id in self._deployed_ids(conn)
-
-    def _check_registry(self, deployed: set[str]) -> None:
-        """Deployed changes must be a prefix of the plan, or sqitch and we would disagree."""
-        known = {c.change_id for c in self.changes}
-        unknown = deployed - known
+    def _check_registry(self, plan: Plan, deployed: set[str]) -> None:
+        """Deployed changes must be in the plan, or sqitch and we would disagree."""
+        unknown = deployed - {c.change_id for c in plan.changes}
         if unknown:
             raise MigrationError(
-                f"the database has {len(unknown)} deployed change(s) this plan does not contain "
-                "(deployed from another plan?); see `sqitch status`"
+                f"the database has {len(unknown)} deployed change(s) of project {plan.project!r} that "
+                f"{plan.folder / 'sqitch.plan'} does not contain (an edited plan line, or deployed from "
+                "another plan?); see `sqitch status`"
             )
 
     def status(self) -> list[ChangeStatus]:
-        with self._locked() as conn:
-            deployed = self._deployed_ids(conn)
-            return [ChangeStatus(c.name, c.change_id in deployed) for c in self.changes]
+        with self.locked() as conn:
+            result = []
+            for plan in self.plans:
+                deployed = self._deployed_ids(conn, plan)
+                result += [ChangeStatus(c.name, c.change_id in deployed, plan.project) for c in plan.changes]
+            return result
 
     def up(self) -> list[str]:
-        """Applies pending changes, then re-applies sql/; returns the names applied."""
-        with self._locked() as conn:
-            deployed = self._deployed_ids(conn)
-            self._check_registry(deployed)
-            applied = []
-            for change in self.changes:
-                if change.change_id in deployed:
-                    continue
-                with conn.transaction():
-                    conn.execute(script_body(change.deploy))
-                    self._record_deploy(conn, change)
-                applied.append(change.name)
-                log.info("migration applied", extra={"change": change.name})
-                audit("migration.applied", change=change.name)
-            self._apply_logic(conn)
+        """Applies Fluxbase's pending changes, re-applies sql/, then the application's pending changes.
+
+        Returns what was applied (the application's changes as project:name).  Every run ends
+        with `NOTIFY pgrst, 'reload schema'`, so servers reload their schema cache even when
+        no event trigger could be installed.
+        """
+        with self.locked() as conn:
+            applied = [c.name for c in self._deploy(conn, self.plan)]
+            if not self._apply_logic(conn):
+                return applied
+            if self.app is not None:
+                applied += [f"{self.app.project}:{c.name}" for c in self._deploy(conn, self.app)]
+            conn.execute("notify pgrst, 'reload schema'")
             return applied
 
+    def _deploy(self, conn: psycopg.Connection[Any], plan: Plan) -> list[Change]:
+        deployed = self._deployed_ids(conn, plan)
+        self._check_registry(plan, deployed)
+        applied = []
+        for change in plan.changes:
+            if change.change_id in deployed:
+                continue
+            try:
+                with conn.transaction():
+                    conn.execute(script_body(change.deploy))
+                    self._record_deploy(conn, plan, change)
+            except psycopg.Error as error:
+                raise MigrationError(
+                    f"{plan.project}:{change.name} failed, nothing of it was applied: {str(error).strip()}"
+                ) from error
+            applied.append(change)
+            log.info("migration applied", extra={"project": plan.project, "change": change.name})
+            audit("migration.applied", project=plan.project, change=change.name)
+        return applied
+
     def down(self, count: int | None = 1) -> list[str]:
-        """Reverts the last `count` applied changes (all of them when None)."""
-        with self._locked() as conn:
-            deployed = self._deployed_ids(conn)
-            self._check_registry(deployed)
-            applied = [c for c in reversed(self.changes) if c.change_id in deployed]
+        """Reverts the last `count` applied changes (all when None), the application's first."""
+        with self.locked() as conn:
+            applied: list[tuple[Plan, Change]] = []
+            for plan in reversed(self.plans):
+                deployed = self._deployed_ids(conn, plan)
+                self._check_registry(plan, deployed)
+                applied += [(plan, c) for c in reversed(plan.changes) if c.change_id in deployed]
             chosen = applied if count is None else applied[:count]
-            for change in chosen:
+            for plan, change in chosen:
                 with conn.transaction():
                     conn.execute(script_body(change.revert))
-                    self._record_revert(conn, change)
-                log.info("migration reverted", extra={"change": change.name})
-                audit("migration.reverted", change=change.name)
-            return [c.name for c in chosen]
+                    self._record_revert(conn, plan, change)
+                log.info("migration reverted", extra={"project": plan.project, "change": change.name})
+                audit("migration.reverted", project=plan.project, change=change.name)
+            if chosen:
+                conn.execute("notify pgrst, 'reload schema'")
+            return [ChangeStatus(c.name, False, p.project).label for p, c in chosen]
 
-    def _record_deploy(self, conn: psycopg.Connection[Any], change: Change) -> None:
+    def forget_app(self, conn: psycopg.Connection[Any]) -> None:
+        """Records the application's changes as reverted without running their scripts (db reset)."""
+        if self.app is None:
+            return
+        deployed = self._deployed_ids(conn, self.app)
+        for change in reversed(self.app.changes):
+            if change.change_id in deployed:
+                self._record_revert(conn, self.app, change)
+
+    def _record_deploy(self, conn: psycopg.Connection[Any], plan: Plan, change: Change) -> None:
         """What sqitch's log_deploy_change writes: the change, its dependencies, a deploy event."""
         name, email = _committer()
         conn.execute(
             "insert into sqitch.changes (change_id, script_hash, change, project, note, "
             "committer_name, committer_email, planned_at, planner_name, planner_email) "
             "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (change.change_id, change.script_hash, change.name, self.plan.project, change.note,
+            (change.change_id, change.script_hash, change.name, plan.project, change.note,
              name, email, change.planned_at, change.planner_name, change.planner_email),
         )  # fmt: skip
-        by_name = {c.name: c.change_id for c in self.changes}
+        by_name = {c.name: c.change_id for c in plan.changes}
         for required in change.requires:
             conn.execute(
                 "insert into sqitch.dependencies (change_id, type, dependency, dependency_id) "
                 "values (%s, 'require', %s, %s)",
                 (change.change_id, required, by_name[required]),
             )
-        self._log_event(conn, "deploy", change)
+        self._log_event(conn, plan, "deploy", change)
 
-    def _record_revert(self, conn: psycopg.Connection[Any], change: Change) -> None:
-        conn.execute(
-            "delete from sqitch.dependencies where change_id = %s",
-            (change.change_id,),
-        )
-        conn.execute(
-            "delete from sqitch.changes where change_id = %s",
-            (change.change_id,),
-        )
-        self._log_event(conn, "revert", change)
+    def _record_revert(self, conn: psycopg.Connection[Any], plan: Plan, change: Change) -> None:
+        conn.execute("delete from sqitch.dependencies where change_id = %s", (change.change_id,))
+        conn.execute("delete from sqitch.changes where change_id = %s", (change.change_id,))
+        self._log_event(conn, plan, "revert", change)
 
-    def _log_event(self, conn: psycopg.Connection[Any], event: str, change: Change) -> None:
+    def _log_event(self, conn: psycopg.Connection[Any], plan: Plan, event: str, change: Change) -> None:
         name, email = _committer()
         conn.execute(
             "insert into sqitch.events (event, change_id, change, project, note, requires, "
             "committer_name, committer_email, planned_at, planner_name, planner_email) "
             "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (event, change.change_id, change.name, self.plan.project, change.note, list(change.requires),
+            (event, change.change_id, change.name, plan.project, change.note, list(change.requires),
              name, email, change.planned_at, change.planner_name, change.planner_email),
         )  # fmt: skip
 
-    def _apply_logic(self, conn: psycopg.Connection[Any]) -> None:
-        """Re-applies every sql/ file in one transaction, then lets the server read the registry."""
-        if not self.changes or len(self._deployed_ids(conn)) != len(self.changes):
-            return
+    def _apply_logic(self, conn: psycopg.Connection[Any]) -> bool:
+        """Re-applies every sql/ file in one transaction, then lets the server read the registry.
+
+        False (and nothing done) while Fluxbase's own plan is not fully deployed.
+        """
+        if not self.changes or len(self._deployed_ids(conn, self.plan)) != len(self.changes):
+            return False
         with conn.transaction():
             for path in sorted(sql_dir().glob("*.sql")):
                 conn.execute(path.read_text(encoding="utf-8"))
@@ -352,6 +304,7 @@ class Migrator:
                         sql.Literal(scram_verifier(self.authenticator_password)),
                     )
                 )
+        return True
 
 
 def derive_authenticator_password(jwt_secret: str) -> str:

@@ -28,18 +28,20 @@ from fluxbase.db.errors import (
     PoolTimeout,
 )
 from fluxbase.observability import metrics
+from fluxbase.observability.logging import request_id_var
 
 log = logging.getLogger("fluxbase.db")
 
 API_ROLES = frozenset({"anon", "authenticated", "service_role"})
 
 # One round trip for every setting; `true` makes each local to the transaction. A null
-# search_path keeps the connection's own.
+# search_path keeps the connection's own. `request.id` is the X-Request-ID the client got
+# back (audit trails record it, so a row change leads to its request's log lines).
 SET_REQUEST_CONTEXT = (
     "select set_config('search_path', coalesce($6, current_setting('search_path')), true), "
     "set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
-    "set_config('request.headers', $5, true)"
+    "set_config('request.headers', $5, true), set_config('request.id', $7, true)"
 )
 
 # Besides a closed connection: errors after which the session is certainly gone.
@@ -87,6 +89,8 @@ class RequestContext:
     path: str = "/"
     headers: Mapping[str, str] = field(default_factory=dict)
     search_path: str | None = None  # already quoted identifiers, comma-separated
+    # None: the id of the HTTP request being served (the logging context's), if any.
+    request_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in API_ROLES:
@@ -202,6 +206,7 @@ async def _begin(connection: Any, context: RequestContext | None, read_only: boo
                 context.path,
                 orjson.dumps(dict(context.headers)).decode(),
                 context.search_path,
+                context.request_id or request_id_var.get() or "",
             )
 
 

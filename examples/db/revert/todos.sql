@@ -1,0 +1,7 @@
+-- Revert app:todos from pg
+
+BEGIN;
+
+drop table public.todos;
+
+COMMIT;
