@@ -3,6 +3,9 @@
 #   system-deps.sh run   PostgreSQL server binaries (for the embedded database)
 #   system-deps.sh test  the above plus pgTAP, pg_prove, sqitch and redis-server (shared rate limits)
 #   system-deps.sh bench the server binaries plus wrk (the load generator of `make bench`)
+#   (test also brings the deployment checkers: nginx for `nginx -t` and the scale-out test,
+#   promtool from prometheus, wrk for the rolling-restart load)
+#   system-deps.sh containers  podman (runc, cgroupfs) and mmdebstrap for `make test-containers`
 # Debian/Ubuntu through apt-get; elsewhere it says what to install.
 set -euo pipefail
 
@@ -28,6 +31,17 @@ if [ "$mode" = test ]; then
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+fi
+
+if [ "$mode" = containers ]; then
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 fi
 
 if [ "$mode" = bench ]; then
