@@ -4,7 +4,7 @@
 #   system-deps.sh test  the above plus pgTAP, pg_prove, sqitch and redis-server (shared rate limits)
 #   system-deps.sh bench the server binaries plus wrk (the load generator of `make bench`)
 #   (test also brings the deployment checkers: nginx for `nginx -t` and the scale-out test,
-#   promtool from prometheus, wrk for the rolling-restart load)
+#   promtool from prometheus, wrk for the rolling-restart load, awscli for backup.sh s3)
 #   system-deps.sh containers  podman (runc, cgroupfs) and mmdebstrap for `make test-containers`
 # Debian/Ubuntu through apt-get; elsewhere it says what to install.
 set -euo pipefail
@@ -35,6 +35,7 @@ if [ "$mode" = test ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v aws >/dev/null 2>&1 || missing+=(awscli)
 fi
 
 if [ "$mode" = containers ]; then

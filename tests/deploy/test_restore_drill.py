@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +21,7 @@ import pytest
 from deploy_support import DEPLOY, tool
 
 from fluxbase.db.migrate import Migrator
-from harness import AUTHENTICATOR_PASSWORD, PostgresServer
+from harness import AUTHENTICATOR_PASSWORD, PostgresServer, free_port
 
 SCRIPTS = DEPLOY / "scripts"
 
@@ -251,3 +254,83 @@ def test_backup_and_restore_refuse_bad_arguments(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2 and "RETENTION_DAYS" in result.stderr
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real moto_server process (S3's API on 127.0.0.1) with an empty bucket."""
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or tool("moto_server")
+    port = free_port()
+    process = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    env = {
+        "BACKUP_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+        "BACKUP_S3_BUCKET": "fluxbase-backups-drill",
+        "BACKUP_S3_PREFIX": "nightly",
+        "AWS_ACCESS_KEY_ID": "drill",
+        "AWS_SECRET_ACCESS_KEY": "drill-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "moto_server did not listen within 30 s"
+                time.sleep(0.2)
+        aws(env, "mb", "s3://fluxbase-backups-drill")
+        yield env
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def aws(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [tool("aws"), "--endpoint-url", env["BACKUP_S3_ENDPOINT"], "s3", *args],
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_an_s3_backup_restores_on_a_machine_that_kept_nothing(
+    application: dict[str, Any], local_postgres: PostgresServer, s3_server: dict[str, str], tmp_path: Path
+) -> None:
+    """backup.sh s3 uploads; the local copies, the database and the files are lost; restore.sh
+    <stamp> s3 downloads, checks and restores. Old backups in the bucket expire."""
+    dsn, role, storage = application["dsn"], application["role"], application["storage"]
+    before = snapshot(dsn, role)
+    files_before = files_of(storage)
+    old = tmp_path / "old.txt"
+    old.write_text("a backup from long ago")
+    aws(s3_server, "cp", str(old), "s3://fluxbase-backups-drill/nightly/20000101_000000/database.dump")
+    env = {
+        **s3_server,
+        "DATABASE_URL": dsn,
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "FLUXBASE_CONFIG_FILES": "",
+        "FLUXBASE_STORAGE_LOCAL_PATH": str(storage),
+    }
+    stamp = run_script("backup.sh", "s3", env=env).stdout.strip().splitlines()[-1]
+    listing = aws(s3_server, "ls", "--recursive", "s3://fluxbase-backups-drill/nightly/")
+    uploaded = {line.split()[-1] for line in listing.splitlines()}
+    assert uploaded == {
+        f"nightly/{stamp}/{name}"
+        for name in ("SHA256SUMS", "config.tar.gz", "database.dump", "manifest", "roles.sql",
+                     "storage.path", "storage.tar.gz")
+    }  # fmt: skip
+
+    shutil.rmtree(tmp_path / "backups")
+    local_postgres.drop_database(dsn)
+    shutil.rmtree(storage)
+    run_script("restore.sh", stamp, "s3", env={**env, "RESTORE_SKIP": "config"})
+    assert snapshot(dsn, role) == before
+    assert files_of(storage) == files_before
