@@ -6,6 +6,7 @@
 #   (test also brings the deployment checkers: nginx for `nginx -t` and the scale-out test,
 #   promtool from prometheus, wrk for the rolling-restart load, awscli for backup.sh s3)
 #   system-deps.sh containers  podman (runc, cgroupfs) and mmdebstrap for `make test-containers`
+#   system-deps.sh node  Node.js and npm (the storage-js conformance suite runs under Node 20)
 # Debian/Ubuntu through apt-get; elsewhere it says what to install.
 set -euo pipefail
 
@@ -45,6 +46,11 @@ if [ "$mode" = containers ]; then
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 fi
 
+if [ "$mode" = node ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
+
 if [ "$mode" = bench ]; then
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 fi
@@ -76,5 +82,9 @@ if [ "$mode" = test ]; then
   sharedir=$("$bin/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$version")
   if [ ! -f "$sharedir/extension/pgtap.control" ]; then
     install "postgresql-$version-pgtap"
+  fi
+  # PostGIS: the data API's application/geo+json output is tested against the real extension.
+  if [ ! -f "$sharedir/extension/postgis.control" ]; then
+    install "postgresql-$version-postgis-3"
   fi
 fi

@@ -41,6 +41,7 @@ from fluxbase.security.ratelimit import rate_limit_middleware
 from fluxbase.security.ratelimit_store import LimitStore, make_store
 from fluxbase.security.request_limits import request_limits_middleware
 from fluxbase.security.signing_keys import load_signing_keys
+from fluxbase.storage import handlers as storage_handlers
 
 log = logging.getLogger("fluxbase.app")
 
@@ -91,6 +92,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     admin_routes.add_routes(app)
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
+    storage_handlers.add_routes(app)
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
@@ -137,6 +139,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
             await store.close()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(storage_handlers.storage_context(config, DATABASE))
     if config.realtime.enabled:
         # After `resources`: the listener reads through the pool, and stops before it closes.
         app.cleanup_ctx.append(realtime_handlers.realtime_context(config.realtime, dsn, DATABASE))

@@ -133,6 +133,8 @@ class ApiConfig:
     extra_search_path: tuple[str, ...] = ("public", "extensions")
     max_rows: int | None = None
     aggregates_enabled: bool = False
+    # PostgREST 12 or 13 where their behaviour differs (to-many spreads).
+    postgrest_version: int = 13
     plan_enabled: bool = False
     tx_override: bool = True
     pre_request: str | None = None
@@ -251,13 +253,17 @@ class S3Config:
     secret_key: str | None = field(default=None, repr=False)
     bucket: str | None = None
     region: str = "us-east-1"
+    # MinIO, moto and most self-hosted S3s need path-style URLs (endpoint/bucket/key).
+    force_path_style: bool = False
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     provider: str = "local"
-    local_path: str | None = None
+    local_path: str | None = None  # default: <data_dir>/storage
     s3: S3Config = S3Config()
+    # The largest object anyone may store; a bucket's file_size_limit can only lower it.
+    max_file_size: int = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -556,6 +562,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         storage=StorageConfig(
             provider=storage.get("provider", "local"),
             local_path=storage.get("local_path"),
+            max_file_size=storage.get("max_file_size", StorageConfig.max_file_size),
             s3=S3Config(**storage.get("s3", {})),
         ),
         log=LogConfig(**section("log")),
