@@ -89,7 +89,7 @@ def ensure_base_image() -> None:
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
+def image() -> Iterator[str]:
     """deploy/Dockerfile built with the bootstrapped base for both BASE_IMAGE and NODE_IMAGE
     (no admin/ yet, so the dashboard stage runs no npm)."""
     ensure_base_image()
@@ -99,7 +99,9 @@ def image() -> str:
         "--secret", f"id=ca_bundle,src={CA_BUNDLE}", "-t", IMAGE, str(ROOT),
         timeout=900,
     )  # fmt: skip
-    return IMAGE
+    yield IMAGE
+    # Each build leaves its stages behind as untagged images: keep the cache from growing.
+    podman("image", "prune", "--force", check=False)
 
 
 @pytest.fixture(scope="module")
