@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-nightly bench bench-rest bench-audit bench-realtime bench-storage bench-dashboard lint typecheck pytest install system-deps node-deps ui e2e-deps clean
+.PHONY: run test test-nightly test-containers bench bench-rest bench-audit bench-realtime bench-storage \
+	bench-dashboard lint typecheck pytest install system-deps node-deps ui e2e-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +112,12 @@ test: lint typecheck pytest
 # Redis), each bounded in time; `make test` skips them.
 test-nightly: $(STAMP) system-deps
 	FLUXBASE_NIGHTLY=1 $(BIN)/pytest -m nightly tests/security
+
+# The image for real: deploy/Dockerfile built with podman on a Debian base made by mmdebstrap,
+# then run against a PostgreSQL on this host (/ready, --config-test, non-root, SIGTERM). Minutes.
+test-containers: $(STAMP)
+	bash deploy/scripts/system-deps.sh containers
+	FLUXBASE_CONTAINER_TESTS=1 $(BIN)/pytest -m containers tests/deploy/test_container.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache server/*.egg-info

@@ -3,6 +3,9 @@
 #   system-deps.sh run   PostgreSQL server binaries (for the embedded database)
 #   system-deps.sh test  the above plus pgTAP, pg_prove, sqitch and redis-server (shared rate limits)
 #   system-deps.sh bench the server binaries plus wrk (the load generator of `make bench`)
+#   (test also brings the deployment checkers: nginx for `nginx -t` and the scale-out test,
+#   promtool from prometheus, wrk for the rolling-restart load, awscli for backup.sh s3)
+#   system-deps.sh containers  podman (runc, cgroupfs) and mmdebstrap for `make test-containers`
 #   system-deps.sh node  Node.js and npm (the Node conformance suites; building the dashboard under admin/)
 #   system-deps.sh e2e   Debian's chromium (the dashboard's browser tests; never a downloaded browser)
 # Debian/Ubuntu through apt-get; elsewhere it says what to install.
@@ -30,6 +33,18 @@ if [ "$mode" = test ]; then
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v aws >/dev/null 2>&1 || missing+=(awscli)
+fi
+
+if [ "$mode" = containers ]; then
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 fi
 
 if [ "$mode" = node ]; then
