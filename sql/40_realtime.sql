@@ -9,7 +9,9 @@
 -- below that `authenticator` alone may execute; the API roles have no
 -- privilege on the table or on these functions.
 
--- Runs as its owner so that writers need no privilege on realtime.log.
+-- Runs as its owner so that writers need no privilege on realtime.log.  Also the
+-- statement-level AFTER TRUNCATE trigger: one row with no record (a truncate
+-- reveals no row data).
 create or replace function realtime.capture() returns trigger
   language plpgsql
   security definer
@@ -50,9 +52,15 @@ create or replace function realtime.enable(target regclass) returns void
               hint = 'realtime checks each change by its primary key; add one first';
     end if;
     execute pg_catalog.format('drop trigger if exists fluxbase_realtime on %s', target);
+    execute pg_catalog.format('drop trigger if exists fluxbase_realtime_truncate on %s', target);
     execute pg_catalog.format(
       'create trigger fluxbase_realtime after insert or update or delete on %s '
       'for each row execute function realtime.capture()',
+      target
+    );
+    execute pg_catalog.format(
+      'create trigger fluxbase_realtime_truncate after truncate on %s '
+      'for each statement execute function realtime.capture()',
       target
     );
   end
@@ -65,6 +73,7 @@ create or replace function realtime.disable(target regclass) returns void
   as $$
   begin
     execute pg_catalog.format('drop trigger if exists fluxbase_realtime on %s', target);
+    execute pg_catalog.format('drop trigger if exists fluxbase_realtime_truncate on %s', target);
   end
   $$;
 revoke all on function realtime.disable(regclass) from public;

@@ -406,7 +406,7 @@ class Session:
             event, schema, table = raw.get("event", "*"), raw.get("schema"), raw.get("table")
             filter_text = raw.get("filter") or ""
             if event not in CHANGE_EVENTS:
-                raise BindingError(f"invalid event {event!r}: expected *, INSERT, UPDATE or DELETE")
+                raise BindingError(f"invalid event {event!r}: expected *, INSERT, UPDATE, DELETE or TRUNCATE")
             if not isinstance(schema, str) or not schema:
                 raise BindingError("postgres_changes binding needs a schema")
             if table is not None and not isinstance(table, str):

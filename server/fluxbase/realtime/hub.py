@@ -29,6 +29,7 @@ from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
 from fluxbase.realtime.filters import Filter
 from fluxbase.realtime.listener import Change
+from fluxbase.realtime.truncate import TRUNCATE, truncate_deliveries
 from fluxbase.security.authenticate import Caller
 
 log = logging.getLogger("fluxbase.realtime")
@@ -44,7 +45,7 @@ GROUPS_PER_CALL: Final = 500
 MIN_GROUPS_PER_CALL: Final = 50
 # Waits before retrying a visibility check that found no free or reachable connection.
 AUTHORIZE_RETRIES: Final = (0.1, 0.5, 2.0)
-CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
+CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE", TRUNCATE})
 
 
 class SlowClientError(Exception):
@@ -279,10 +280,20 @@ class Hub:
         if not by_table:
             return
         work: list[tuple[TableInfo, list[Change], list[_Group]]] = []
+        truncates: list[Awaitable[list[tuple[int, Binding, Any]]]] = []
         for oid, table_changes in by_table.items():
             info = await self.table_info(oid)
             if info is None or not info.primary_key:
                 continue
+            if any(change.type == TRUNCATE for change in table_changes):
+                # No row to check: truncate.py decides, by the roles' grants alone.
+                truncated = [change for change in table_changes if change.type == TRUNCATE]
+                table_changes = [change for change in table_changes if change.type != TRUNCATE]
+                truncates.append(
+                    truncate_deliveries(
+                        self.database, info.schema, info.name, oid, truncated, self.tables.get(oid, ())
+                    )
+                )
             events = {binding.event for binding in self.tables.get(oid, ())}
             if "*" not in events:
                 table_changes = [change for change in table_changes if change.type in events]
@@ -295,7 +306,8 @@ class Hub:
                 work.append((info, table_changes, list(groups.values())))
         semaphore = asyncio.Semaphore(CHECK_CONCURRENCY)
         results = await asyncio.gather(
-            *(self._authorize_table(info, rows, groups, semaphore) for info, rows, groups in work)
+            *(self._authorize_table(info, rows, groups, semaphore) for info, rows, groups in work),
+            *truncates,
         )
         # Sent in log order, whatever order the checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])

@@ -1,0 +1,66 @@
+"""Realtime as Supabase Realtime behaves, round two (issue 11): TRUNCATE events, presence of a replica
+that died, broadcasts larger than a NOTIFY payload."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from realtime_support import ALICE, BOB, SERVICE_KEY, Served, open_socket, user_token
+
+
+def _binding(event: str, table: str, **extra: str) -> dict[str, list[dict[str, str]]]:
+    return {"postgres_changes": [{"event": event, "schema": "public", "table": table, **extra}]}
+
+
+async def test_truncate_reaches_star_and_truncate_bindings_with_no_row_data(served: Served) -> None:
+    served.sql(
+        """
+        create table if not exists public.ledger (id bigint primary key, owner uuid, amount int);
+        alter table public.ledger enable row level security;
+        drop policy if exists ledger_owner on public.ledger;
+        create policy ledger_owner on public.ledger for select to authenticated using (owner = auth.uid());
+        grant select on public.ledger to authenticated;
+        revoke all on public.ledger from anon;
+        select realtime.enable('public.ledger');
+        """
+    )
+    served.sql("insert into public.ledger values (1, %s, 10), (2, %s, 20)", ALICE, BOB)
+    async with aiohttp.ClientSession() as session:
+        alice = await open_socket(session, served.ws_url())
+        assert (await alice.join("realtime:l", _binding("*", "ledger"), user_token(ALICE)))["status"] == "ok"
+        only_truncate = await open_socket(session, served.ws_url())
+        reply = await only_truncate.join("realtime:l", _binding("TRUNCATE", "ledger"), user_token(BOB))
+        assert reply["status"] == "ok"
+        assert reply["response"]["postgres_changes"][0]["event"] == "TRUNCATE"
+        filtered = await open_socket(session, served.ws_url())
+        reply = await filtered.join(
+            "realtime:l", _binding("*", "ledger", filter="amount=gt.100"), user_token(BOB)
+        )
+        assert reply["status"] == "ok"
+        inserts = await open_socket(session, served.ws_url())
+        assert (await inserts.join("realtime:l", _binding("INSERT", "ledger"), user_token(ALICE)))[
+            "status"
+        ] == "ok"
+        service = await open_socket(session, served.ws_url(key=SERVICE_KEY))
+        assert (await service.join("realtime:l", _binding("*", "ledger")))["status"] == "ok"
+        # anon may not select the key: it hears of nothing on this table, truncates included.
+        anon = await open_socket(session, served.ws_url())
+        await anon.join("realtime:l", _binding("*", "ledger"))
+
+        served.sql("truncate public.ledger")
+        for socket in (alice, only_truncate, filtered, service):
+            [change] = await socket.changes(1)
+            data = change["data"]
+            assert data["type"] == "TRUNCATE"
+            assert (data["schema"], data["table"]) == ("public", "ledger")
+            assert data["commit_timestamp"].endswith("Z") and data["errors"] is None
+            assert "record" not in data and "old_record" not in data and data["columns"] == []
+            assert change["ids"]
+        assert await inserts.quiet(wait=0.5) == []
+        assert await anon.quiet(wait=0.1) == []
+        # Row events keep flowing after a truncate, in log order.
+        served.sql("insert into public.ledger values (3, %s, 30)", ALICE)
+        [after] = await alice.changes(1)
+        assert after["data"]["type"] == "INSERT" and after["data"]["record"]["id"] == 3
+        for socket in (alice, only_truncate, filtered, inserts, service, anon):
+            await socket.close()
