@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from realtime_support import ALICE, BOB, SERVICE_KEY, Served, open_socket, user_token
+from realtime_support import ALICE, BOB, SERVICE_KEY, Served, open_socket, serve, user_token
 
 
 def _binding(event: str, table: str, **extra: str) -> dict[str, list[dict[str, str]]]:
@@ -64,3 +64,39 @@ async def test_truncate_reaches_star_and_truncate_bindings_with_no_row_data(serv
         assert after["data"]["type"] == "INSERT" and after["data"]["record"]["id"] == 3
         for socket in (alice, only_truncate, filtered, inserts, service, anon):
             await socket.close()
+
+
+async def test_broadcasts_larger_than_notify_reach_every_replica_in_order(realtime_dsn: str) -> None:
+    big = {"blob": "x" * 200_000}
+    async for served_a in serve(realtime_dsn, max_message_size=300_000):
+        async for served_b in serve(realtime_dsn, max_message_size=300_000):
+            async with aiohttp.ClientSession() as session:
+                sender = await open_socket(session, served_a.ws_url())
+                await sender.join("realtime:big", {"broadcast": {"self": True, "ack": True}})
+                receiver = await open_socket(session, served_b.ws_url())
+                await receiver.join("realtime:big", {})
+                ref = await sender.push(
+                    "realtime:big", "broadcast", {"type": "broadcast", "event": "large", "payload": big}
+                )
+                assert (await sender.reply(ref))["status"] == "ok"
+                await sender.push(
+                    "realtime:big", "broadcast", {"type": "broadcast", "event": "small", "payload": {}}
+                )
+                for socket in (receiver, sender):
+                    first = await socket.expect("broadcast", "realtime:big")
+                    assert first["payload"]["event"] == "large" and first["payload"]["payload"] == big
+                    second = await socket.expect("broadcast", "realtime:big")
+                    assert second["payload"]["event"] == "small"
+                # Over realtime.max_message_size: a clear error, nothing relayed.
+                too_big = {"messages": [{"topic": "big", "event": "huge", "payload": {"b": "y" * 310_000}}]}
+                async with session.post(
+                    f"{served_a.http_url}/realtime/v1/api/broadcast",
+                    json=too_big,
+                    headers={"apikey": SERVICE_KEY, "Authorization": f"Bearer {SERVICE_KEY}"},
+                ) as response:
+                    assert response.status == 413
+                    body = await response.json()
+                    assert "realtime.max_message_size" in str(body)
+                assert await receiver.quiet("broadcast", wait=0.5) == []
+                await sender.close()
+                await receiver.close()

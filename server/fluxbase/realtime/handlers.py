@@ -84,6 +84,7 @@ def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[
     async def context(app: web.Application) -> AsyncIterator[None]:
         database = app[database_key]
         hub = Hub(database)
+        hub.max_relayed_bytes = config.max_message_size
         listener = ChangeListener(
             dsn,
             database.pool,

@@ -34,8 +34,9 @@ from fluxbase.security.authenticate import Caller
 
 log = logging.getLogger("fluxbase.realtime")
 
-# NOTIFY payloads must stay under 8000 bytes; the envelope needs a little room.
-MAX_RELAYED_BYTES: Final = 7800
+# The largest broadcast or presence message relayed between replicas, by default: larger than a
+# NOTIFY payload, such messages travel through realtime.relay (relay.py). realtime.max_message_size.
+MAX_RELAYED_BYTES: Final = 5 * 1024 * 1024
 # How many visibility-check statements of one batch run at once (each on its own connection).
 CHECK_CONCURRENCY: Final = 4
 # Subscriber groups checked by one realtime.visible_changes() call: at most GROUPS_PER_CALL, so
@@ -192,6 +193,7 @@ class Hub:
         # Presence of every replica: topic -> key -> presence ref -> meta.
         self.presence: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self._publish = publish
+        self.max_relayed_bytes = MAX_RELAYED_BYTES
         self._background: set[asyncio.Task[None]] = set()
         self._binding_ids = itertools.count(1)
         self._presence_refs = itertools.count(1)
@@ -490,8 +492,12 @@ class Hub:
         return {key: list(metas.values()) for key, metas in self.presence.get(topic, {}).items() if metas}
 
     async def _relay(self, message: dict[str, Any]) -> None:
-        if len(orjson.dumps(message)) > MAX_RELAYED_BYTES:
-            raise ValueError(f"message too large to relay (limit about {MAX_RELAYED_BYTES} bytes)")
+        size = len(orjson.dumps(message))
+        if size > self.max_relayed_bytes:
+            raise ValueError(
+                f"message too large: {size} bytes, more than realtime.max_message_size"
+                f" ({self.max_relayed_bytes} bytes)"
+            )
         if self._publish is None:
             self.on_relayed(message)
             return
