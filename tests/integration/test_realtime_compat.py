@@ -3,6 +3,9 @@ that died, broadcasts larger than a NOTIFY payload."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import aiohttp
 
 from realtime_support import ALICE, BOB, SERVICE_KEY, Served, open_socket, serve, user_token
@@ -100,3 +103,55 @@ async def test_broadcasts_larger_than_notify_reach_every_replica_in_order(realti
                 assert await receiver.quiet("broadcast", wait=0.5) == []
                 await sender.close()
                 await receiver.close()
+
+
+def _notify_presence(served: Served, node: str, topic: str, key: str, ref: str) -> None:
+    message = {
+        "k": "p",
+        "t": topic,
+        "n": node,
+        "key": key,
+        "join": {ref: {"who": key, "phx_ref": ref}},
+        "leave": {},
+    }
+    served.sql("select pg_notify('fluxbase_broadcast', %s)", json.dumps(message))
+
+
+async def test_presence_of_a_replica_that_stops_heartbeating_is_removed_after_its_lease(
+    realtime_dsn: str,
+) -> None:
+    async for served_a in serve(realtime_dsn, presence_lease=1.0):
+        async for served_b in serve(realtime_dsn, presence_lease=1.0):
+            async with aiohttp.ClientSession() as session:
+                watcher = await open_socket(session, served_a.ws_url())
+                await watcher.join("realtime:room", {})
+                await watcher.expect("presence_state", "realtime:room")
+                # A live replica (b) tracks a member and keeps heartbeating.
+                tracker = await open_socket(session, served_b.ws_url())
+                await tracker.join("realtime:room", {"presence": {"key": "alive"}})
+                ref = await tracker.push(
+                    "realtime:room", "presence", {"event": "track", "payload": {"on": "b"}}
+                )
+                assert (await tracker.reply(ref))["status"] == "ok"
+                diff = await watcher.expect("presence_diff", "realtime:room")
+                assert list(diff["payload"]["joins"]) == ["alive"]
+                # A replica that crashed: it tracked a member, then was never heard from again.
+                _notify_presence(served_a, "dead-node", "realtime:room", "ghost", "dead-1")
+                diff = await watcher.expect("presence_diff", "realtime:room")
+                assert list(diff["payload"]["joins"]) == ["ghost"]
+                started = asyncio.get_running_loop().time()
+                diff = await watcher.expect("presence_diff", "realtime:room", timeout=5.0)
+                assert diff["payload"]["leaves"] == {
+                    "ghost": {"metas": [{"who": "ghost", "phx_ref": "dead-1"}]}
+                }
+                assert diff["payload"]["joins"] == {}
+                # Within the lease plus one heartbeat period, and not before the lease.
+                assert 0.5 <= asyncio.get_running_loop().time() - started <= 2.5
+                # The live replica's member stays; a late joiner sees it and not the ghost.
+                late = await open_socket(session, served_a.ws_url())
+                await late.join("realtime:room", {})
+                state = await late.expect("presence_state", "realtime:room")
+                assert set(state["payload"]) == {"alive"}
+                assert await watcher.quiet("presence_diff", wait=1.5) == []
+                for socket in (watcher, tracker, late):
+                    await socket.close()

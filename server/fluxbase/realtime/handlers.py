@@ -97,7 +97,9 @@ def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[
         service = RealtimeService(config, hub, listener)
         app[REALTIME] = service
         await listener.start()
+        hub.start_leases(config.presence_lease)
         yield
+        await hub.stop_leases()
         for socket in list(service.sockets):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

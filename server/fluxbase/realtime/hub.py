@@ -29,6 +29,7 @@ from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
 from fluxbase.realtime.filters import Filter
 from fluxbase.realtime.listener import Change
+from fluxbase.realtime.presence_leases import HEARTBEAT_KIND, PresenceLeases
 from fluxbase.realtime.truncate import TRUNCATE, truncate_deliveries
 from fluxbase.security.authenticate import Caller
 
@@ -194,12 +195,27 @@ class Hub:
         self.presence: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self._publish = publish
         self.max_relayed_bytes = MAX_RELAYED_BYTES
+        self.leases: PresenceLeases | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._binding_ids = itertools.count(1)
         self._presence_refs = itertools.count(1)
 
     def set_publisher(self, publish: Callable[[dict[str, Any]], Any]) -> None:
         self._publish = publish
+
+    def start_leases(self, lease: float) -> None:
+        """Heartbeats this replica and drops the presence of replicas silent for `lease` seconds."""
+        self.leases = PresenceLeases(self.node, lease, self._relay, self._drop_member)
+        self.leases.start()
+
+    async def stop_leases(self) -> None:
+        if self.leases is not None:
+            await self.leases.stop()
+
+    def _drop_member(self, topic: str, key: str, ref: str) -> None:
+        meta = self.presence.get(topic, {}).get(key, {}).get(ref)
+        if meta is not None:
+            self._apply_presence(topic, {"key": key, "join": {}, "leave": {ref: meta}})
 
     # ----------------------------------------------------------------------------------------
     # Channels
@@ -469,6 +485,7 @@ class Hub:
             {
                 "k": "p",
                 "t": channel.topic,
+                "n": self.node,
                 "key": channel.presence_key,
                 "join": {ref: {**meta, "phx_ref": ref}},
                 "leave": previous,
@@ -481,7 +498,14 @@ class Hub:
         if previous:
             with contextlib.suppress(Exception):
                 await self._relay(
-                    {"k": "p", "t": channel.topic, "key": channel.presence_key, "join": {}, "leave": previous}
+                    {
+                        "k": "p",
+                        "t": channel.topic,
+                        "n": self.node,
+                        "key": channel.presence_key,
+                        "join": {},
+                        "leave": previous,
+                    }
                 )
 
     def _own_presence(self, channel: Channel) -> dict[str, dict[str, Any]]:
@@ -508,6 +532,10 @@ class Hub:
         kind, topic = message.get("k"), message.get("t")
         if not isinstance(topic, str):
             return
+        if self.leases is not None and "n" in message:
+            self.leases.heard(message["n"])
+        if kind == HEARTBEAT_KIND:
+            return
         if kind == "b":
             self._deliver_broadcast(topic, message)
         elif kind == "p":
@@ -528,7 +556,14 @@ class Hub:
         for channel in list(self.topics.get(topic, ())):
             own = self._own_presence(channel)
             if own and self._publish is not None:
-                message = {"k": "p", "t": topic, "key": channel.presence_key, "join": own, "leave": {}}
+                message = {
+                    "k": "p",
+                    "t": topic,
+                    "n": self.node,
+                    "key": channel.presence_key,
+                    "join": own,
+                    "leave": {},
+                }
                 task = asyncio.get_running_loop().create_task(self._relay(message))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
@@ -560,6 +595,9 @@ class Hub:
         leaves = {ref: meta for ref, meta in leaves.items() if metas.pop(ref, None) is not None}
         joins = {ref: meta for ref, meta in joins.items() if ref not in metas}
         metas.update(joins)
+        if self.leases is not None:
+            self.leases.joined(message.get("n"), topic, key, list(joins))
+            self.leases.left(list(leaves))
         if not metas:
             self.presence[topic].pop(key, None)
             if not self.presence[topic]:
