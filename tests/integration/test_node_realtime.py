@@ -81,6 +81,7 @@ def test_supabase_js_realtime_suite(postgres: PostgresServer) -> None:
             FLUXBASE_AUTH_AUTOCONFIRM="true",
             FLUXBASE_AUTH_SESSION_CHECK_INTERVAL="500ms",
             FLUXBASE_REALTIME_PRESENCE_LEASE="1500ms",
+            FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER="3",
         )
         server = start_server(env, "serve", "--no-migrate")
         try:

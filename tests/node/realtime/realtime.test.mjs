@@ -223,3 +223,37 @@ test('a channel of a session signed out elsewhere is closed and receives nothing
   await service.from('notes').insert({ owner: alice.user.id, title: 'after' });
   assert.deepEqual(await inbox.quiet(700), []);
 });
+
+test('an insert quickly followed by a delete delivers both to the owner, under RLS', async () => {
+  const alice = await signedUp();
+  await alice.client.realtime.setAuth(alice.session.access_token);
+  const { inbox, channel } = changes(alice.client, 'fleeting', { event: '*', table: 'notes' });
+  await subscribed(channel);
+  const { data, error } = await service
+    .from('notes')
+    .insert({ owner: alice.user.id, title: 'fleeting' })
+    .select('id')
+    .single();
+  assert.equal(error, null);
+  await service.from('notes').delete().eq('id', data.id);
+  const [inserted, deleted] = await inbox.next(2);
+  assert.equal(inserted.eventType, 'INSERT');
+  assert.equal(inserted.new.title, 'fleeting');
+  assert.equal(deleted.eventType, 'DELETE');
+  assert.deepEqual(deleted.old, { id: data.id });
+});
+
+test('the per-user socket cap counts the users a socket acts for through its channels', async () => {
+  const carol = await signedUp();
+  const sockets = [];
+  // FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER is 3 on this server: three anon-key sockets may
+  // act for Carol through a join, the fourth is refused.
+  for (let i = 0; i < 3; i += 1) {
+    const client = supabase();
+    await client.realtime.setAuth(carol.session.access_token);
+    sockets.push(await subscribed(client.channel(`carol-${i}`)));
+  }
+  const fourth = supabase();
+  await fourth.realtime.setAuth(carol.session.access_token);
+  await assert.rejects(subscribed(fourth.channel('carol-4')), /too many connections/);
+});
