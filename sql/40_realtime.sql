@@ -9,7 +9,9 @@
 -- below that `authenticator` alone may execute; the API roles have no
 -- privilege on the table or on these functions.
 
--- Runs as its owner so that writers need no privilege on realtime.log.
+-- Runs as its owner so that writers need no privilege on realtime.log.  Also the
+-- statement-level AFTER TRUNCATE trigger: one row with no record (a truncate
+-- reveals no row data).
 create or replace function realtime.capture() returns trigger
   language plpgsql
   security definer
@@ -50,9 +52,15 @@ create or replace function realtime.enable(target regclass) returns void
               hint = 'realtime checks each change by its primary key; add one first';
     end if;
     execute pg_catalog.format('drop trigger if exists fluxbase_realtime on %s', target);
+    execute pg_catalog.format('drop trigger if exists fluxbase_realtime_truncate on %s', target);
     execute pg_catalog.format(
       'create trigger fluxbase_realtime after insert or update or delete on %s '
       'for each row execute function realtime.capture()',
+      target
+    );
+    execute pg_catalog.format(
+      'create trigger fluxbase_realtime_truncate after truncate on %s '
+      'for each statement execute function realtime.capture()',
       target
     );
   end
@@ -65,6 +73,7 @@ create or replace function realtime.disable(target regclass) returns void
   as $$
   begin
     execute pg_catalog.format('drop trigger if exists fluxbase_realtime on %s', target);
+    execute pg_catalog.format('drop trigger if exists fluxbase_realtime_truncate on %s', target);
   end
   $$;
 revoke all on function realtime.disable(regclass) from public;
@@ -295,10 +304,10 @@ revoke all on function realtime.check_binding(regclass, text, jsonb, text[]) fro
 --  * the group's role may select the primary key and every column the filter reads
 --    (grants revoked after the join count at once);
 --  * under RLS, unless the role bypasses it: the record passes the role's SELECT policies as it
---    was written, and a row inserted or updated is still visible now, PostgreSQL applying RLS
---    itself to a re-read by primary key (a DELETE passes on the policies alone: the row is gone).
---    Checking the logged record keeps values from before a visibility change (a row moved
---    from one owner to another) from reaching the new reader.
+--    was written (the old row for a DELETE).  Only the logged version decides: a subscriber who
+--    could read that version gets the event even if the row changed or vanished before delivery
+--    (an insert quickly followed by a delete delivers both), and values from before a
+--    visibility change (a row moved from one owner to another) never reach the new reader.
 -- For the policy check the function switches, transaction-locally, to the group's role and
 -- claims; they are put back as they were before returning.
 --
@@ -331,7 +340,6 @@ create or replace function realtime.visible_changes(
     shape_filters jsonb;
     one_filter jsonb;
     found_matches jsonb;
-    live_query text;
     policy_query text;
     group_item jsonb;
     group_no bigint;
@@ -411,14 +419,6 @@ create or replace function realtime.visible_changes(
         end loop;
       end;
     end loop;
-
-    -- The deleted row is gone: its DELETE passes on the policy check alone.
-    live_query := pg_catalog.format(
-      'select pg_catalog.array_agg(k._fb_i::integer order by k._fb_i) '
-      'from pg_catalog.jsonb_array_elements($1) with ordinality as k(_fb_change, _fb_i) '
-      'where k._fb_i operator(pg_catalog.=) any($2) and (k._fb_change->>''t'' = ''DELETE'' '
-      'or exists (select from %I.%I t where %s))',
-      rel_schema, rel_name, key_match);
 
     -- Every group at once: its role's selectable columns and RLS bypass, and its (change,
     -- binding) pairs -- the event fits, the filter matched, the role may select the filter's
@@ -506,9 +506,6 @@ create or replace function realtime.visible_changes(
                     pg_catalog.set_config('request.jwt.claims',
                                           coalesce(group_item->'claims', '{}')::text, true);
             execute policy_query into visible using changes, wanted;
-            if visible is not null then
-              execute live_query into visible using changes, visible;
-            end if;
           exception when others then
             -- Rolled back to the start of this block: role and claims are undone too.
             failed := true;

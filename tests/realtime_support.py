@@ -92,11 +92,13 @@ class Served:
             conn.execute(statement, params or None)  # type: ignore[arg-type]
 
 
-async def serve(dsn: str, **realtime: Any) -> AsyncIterator[Served]:
+async def serve(dsn: str, auth: dict[str, Any] | None = None, **realtime: Any) -> AsyncIterator[Served]:
+    """The app on a free port, with some realtime.* (keywords) and auth.* (`auth`) settings."""
     config = make_config(dsn)
     config = dataclasses.replace(
         config,
         realtime=dataclasses.replace(RealtimeConfig(), **realtime),
+        auth=dataclasses.replace(config.auth, **(auth or {})),
         database=dataclasses.replace(config.database, max_connections=10),
     )
     app = build_app(config, Runtime(dsn, AUTHENTICATOR_PASSWORD))

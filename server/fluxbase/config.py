@@ -259,6 +259,8 @@ class RealtimeConfig:
     send_queue_size: int = 1000
     log_retention: float = 3600.0
     prune_interval: float = 60.0
+    # A replica not heard from for this long has its presence members removed everywhere.
+    presence_lease: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -599,7 +601,9 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
             trusted_proxies=tuple(security.get("trusted_proxies", ())),
         ),
         realtime=RealtimeConfig(
-            **durations(section("realtime"), ("ping_interval", "log_retention", "prune_interval"))
+            **durations(
+                section("realtime"), ("ping_interval", "log_retention", "prune_interval", "presence_lease")
+            )
         ),
         storage=StorageConfig(
             provider=storage.get("provider", "local"),

@@ -25,6 +25,13 @@ from fluxbase.db.pool import Database
 from fluxbase.errors import json_response
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
+from fluxbase.realtime.credentials import (
+    SESSION_ENDED,
+    SocketUsers,
+    UserCapExceeded,
+    session_ended,
+    watch_sessions,
+)
 from fluxbase.realtime.errors import database_unavailable_reason
 from fluxbase.realtime.filters import FilterError, parse_filter
 from fluxbase.realtime.hub import CHANGE_EVENTS, Binding, Channel, Client, Hub
@@ -77,6 +84,7 @@ def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[
     async def context(app: web.Application) -> AsyncIterator[None]:
         database = app[database_key]
         hub = Hub(database)
+        hub.max_relayed_bytes = config.max_message_size
         listener = ChangeListener(
             dsn,
             database.pool,
@@ -89,7 +97,9 @@ def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[
         service = RealtimeService(config, hub, listener)
         app[REALTIME] = service
         await listener.start()
+        hub.start_leases(config.presence_lease)
         yield
+        await hub.stop_leases()
         for socket in list(service.sockets):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
@@ -149,8 +159,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     service.sockets.add(ws)
     service.per_ip[ip] += 1
-    if user is not None:
-        service.per_user[user] += 1
+    users = SocketUsers(service.per_user, config.max_connections_per_user)
+    users.acquire(user)
     metrics.realtime_connections.inc()
 
     def overflow(_client: Client) -> None:
@@ -158,8 +168,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         asyncio.get_running_loop().create_task(_close_slow(ws, request))
 
     client = Client(vsn, caller, ip=ip, queue_size=config.send_queue_size, on_overflow=overflow)
-    session = Session(service, client, ws, request.app[AUTHENTICATOR])
+    session = Session(service, client, ws, request.app[AUTHENTICATOR], users)
     writer = asyncio.create_task(_write(ws, client))
+    session_watch = asyncio.create_task(session.watch_sessions())
     key_watch = None
     if caller.api_key is not None:
         key_watch = asyncio.create_task(_close_when_revoked(ws, request, caller.api_key.id))
@@ -168,6 +179,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     finally:
         if key_watch is not None:
             key_watch.cancel()
+        session_watch.cancel()
         client.closed = True
         for channel in list(client.channels.values()):
             await service.hub.remove_channel(channel)
@@ -177,8 +189,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             await writer
         service.sockets.discard(ws)
         _decrement(service.per_ip, ip)
-        if user is not None:
-            _decrement(service.per_user, user)
+        users.release_all()
         metrics.realtime_connections.dec()
     return ws
 
@@ -231,12 +242,28 @@ class Session:
         client: Client,
         ws: web.WebSocketResponse,
         authenticator: Authenticator,
+        users: SocketUsers,
     ) -> None:
         self.service = service
         self.authenticator = authenticator
+        self.users = users
         self.hub = service.hub
         self.client = client
         self.ws = ws
+
+    async def watch_sessions(self) -> None:
+        """Closes each channel whose token's session has ended (sign-out, ban, refresh reuse)."""
+
+        def ended(item: object) -> None:
+            assert isinstance(item, Channel)
+            self._close_channel(item, SESSION_ENDED)
+
+        await watch_sessions(
+            self.authenticator.revocations,
+            lambda: ((channel, channel.caller) for channel in self.client.channels.values()),
+            ended,
+            lambda: not self.ws.closed,
+        )
 
     async def run(self) -> None:
         async for frame in self.ws:
@@ -315,6 +342,9 @@ class Session:
             except AuthenticationError as exc:
                 self.client.push(phoenix.reply_error(message, f"Unauthorized: {exc.reason}"))
                 return
+        elif session_ended(self.authenticator.revocations, caller):
+            self.client.push(phoenix.reply_error(message, f"Unauthorized: {SESSION_ENDED}"))
+            return
         if config.get("private"):
             self.client.push(
                 phoenix.reply_error(message, "private channels are not supported by this server")
@@ -350,6 +380,11 @@ class Session:
         except BindingError as exc:
             self.client.push(phoenix.reply_error(message, str(exc)))
             return
+        try:
+            self.users.acquire(caller.user_id)
+        except UserCapExceeded as exc:
+            self.client.push(phoenix.reply_error(message, str(exc)))
+            return
         first_here = channel.topic not in self.hub.topics
         self.client.channels[channel.topic] = channel
         self.hub.add_channel(channel)
@@ -374,7 +409,7 @@ class Session:
             event, schema, table = raw.get("event", "*"), raw.get("schema"), raw.get("table")
             filter_text = raw.get("filter") or ""
             if event not in CHANGE_EVENTS:
-                raise BindingError(f"invalid event {event!r}: expected *, INSERT, UPDATE or DELETE")
+                raise BindingError(f"invalid event {event!r}: expected *, INSERT, UPDATE, DELETE or TRUNCATE")
             if not isinstance(schema, str) or not schema:
                 raise BindingError("postgres_changes binding needs a schema")
             if table is not None and not isinstance(table, str):
@@ -410,7 +445,8 @@ class Session:
         return echoed
 
     async def leave(self, channel: Channel) -> None:
-        self.client.channels.pop(channel.topic, None)
+        if self.client.channels.pop(channel.topic, None) is channel:
+            self.users.release(channel.caller.user_id)
         await self.hub.remove_channel(channel)
 
     def refresh_token(self, channel: Channel, message: phoenix.Message) -> None:
@@ -426,6 +462,11 @@ class Session:
             caller = self.authenticator.verify(token)
         except AuthenticationError as exc:
             self._close_channel(channel, f"Invalid token: {exc.reason}")
+            return
+        try:
+            self.users.swap(channel.caller.user_id, caller.user_id)
+        except UserCapExceeded as exc:
+            self._close_channel(channel, str(exc))
             return
         # The group key follows the channel's caller, so the next batch is checked as the new one.
         channel.caller = caller
@@ -449,6 +490,7 @@ class Session:
         self.client.push(phoenix.system_error(channel.topic, channel.join_ref, reason))
         self.client.push(phoenix.phx_close(channel.topic, channel.join_ref))
         self.client.channels.pop(channel.topic, None)
+        self.users.release(channel.caller.user_id)
         asyncio.get_running_loop().create_task(self.hub.remove_channel(channel))
 
     # ----------------------------------------------------------------------------------------

@@ -29,12 +29,15 @@ from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
 from fluxbase.realtime.filters import Filter
 from fluxbase.realtime.listener import Change
+from fluxbase.realtime.presence_leases import HEARTBEAT_KIND, PresenceLeases
+from fluxbase.realtime.truncate import TRUNCATE, truncate_deliveries
 from fluxbase.security.authenticate import Caller
 
 log = logging.getLogger("fluxbase.realtime")
 
-# NOTIFY payloads must stay under 8000 bytes; the envelope needs a little room.
-MAX_RELAYED_BYTES: Final = 7800
+# The largest broadcast or presence message relayed between replicas, by default: larger than a
+# NOTIFY payload, such messages travel through realtime.relay (relay.py). realtime.max_message_size.
+MAX_RELAYED_BYTES: Final = 5 * 1024 * 1024
 # How many visibility-check statements of one batch run at once (each on its own connection).
 CHECK_CONCURRENCY: Final = 4
 # Subscriber groups checked by one realtime.visible_changes() call: at most GROUPS_PER_CALL, so
@@ -44,7 +47,7 @@ GROUPS_PER_CALL: Final = 500
 MIN_GROUPS_PER_CALL: Final = 50
 # Waits before retrying a visibility check that found no free or reachable connection.
 AUTHORIZE_RETRIES: Final = (0.1, 0.5, 2.0)
-CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
+CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE", TRUNCATE})
 
 
 class SlowClientError(Exception):
@@ -191,12 +194,28 @@ class Hub:
         # Presence of every replica: topic -> key -> presence ref -> meta.
         self.presence: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self._publish = publish
+        self.max_relayed_bytes = MAX_RELAYED_BYTES
+        self.leases: PresenceLeases | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._binding_ids = itertools.count(1)
         self._presence_refs = itertools.count(1)
 
     def set_publisher(self, publish: Callable[[dict[str, Any]], Any]) -> None:
         self._publish = publish
+
+    def start_leases(self, lease: float) -> None:
+        """Heartbeats this replica and drops the presence of replicas silent for `lease` seconds."""
+        self.leases = PresenceLeases(self.node, lease, self._relay, self._drop_member)
+        self.leases.start()
+
+    async def stop_leases(self) -> None:
+        if self.leases is not None:
+            await self.leases.stop()
+
+    def _drop_member(self, topic: str, key: str, ref: str) -> None:
+        meta = self.presence.get(topic, {}).get(key, {}).get(ref)
+        if meta is not None:
+            self._apply_presence(topic, {"key": key, "join": {}, "leave": {ref: meta}})
 
     # ----------------------------------------------------------------------------------------
     # Channels
@@ -279,10 +298,20 @@ class Hub:
         if not by_table:
             return
         work: list[tuple[TableInfo, list[Change], list[_Group]]] = []
+        truncates: list[Awaitable[list[tuple[int, Binding, Any]]]] = []
         for oid, table_changes in by_table.items():
             info = await self.table_info(oid)
             if info is None or not info.primary_key:
                 continue
+            if any(change.type == TRUNCATE for change in table_changes):
+                # No row to check: truncate.py decides, by the roles' grants alone.
+                truncated = [change for change in table_changes if change.type == TRUNCATE]
+                table_changes = [change for change in table_changes if change.type != TRUNCATE]
+                truncates.append(
+                    truncate_deliveries(
+                        self.database, info.schema, info.name, oid, truncated, self.tables.get(oid, ())
+                    )
+                )
             events = {binding.event for binding in self.tables.get(oid, ())}
             if "*" not in events:
                 table_changes = [change for change in table_changes if change.type in events]
@@ -295,7 +324,8 @@ class Hub:
                 work.append((info, table_changes, list(groups.values())))
         semaphore = asyncio.Semaphore(CHECK_CONCURRENCY)
         results = await asyncio.gather(
-            *(self._authorize_table(info, rows, groups, semaphore) for info, rows, groups in work)
+            *(self._authorize_table(info, rows, groups, semaphore) for info, rows, groups in work),
+            *truncates,
         )
         # Sent in log order, whatever order the checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])
@@ -455,6 +485,7 @@ class Hub:
             {
                 "k": "p",
                 "t": channel.topic,
+                "n": self.node,
                 "key": channel.presence_key,
                 "join": {ref: {**meta, "phx_ref": ref}},
                 "leave": previous,
@@ -467,7 +498,14 @@ class Hub:
         if previous:
             with contextlib.suppress(Exception):
                 await self._relay(
-                    {"k": "p", "t": channel.topic, "key": channel.presence_key, "join": {}, "leave": previous}
+                    {
+                        "k": "p",
+                        "t": channel.topic,
+                        "n": self.node,
+                        "key": channel.presence_key,
+                        "join": {},
+                        "leave": previous,
+                    }
                 )
 
     def _own_presence(self, channel: Channel) -> dict[str, dict[str, Any]]:
@@ -478,8 +516,12 @@ class Hub:
         return {key: list(metas.values()) for key, metas in self.presence.get(topic, {}).items() if metas}
 
     async def _relay(self, message: dict[str, Any]) -> None:
-        if len(orjson.dumps(message)) > MAX_RELAYED_BYTES:
-            raise ValueError(f"message too large to relay (limit about {MAX_RELAYED_BYTES} bytes)")
+        size = len(orjson.dumps(message))
+        if size > self.max_relayed_bytes:
+            raise ValueError(
+                f"message too large: {size} bytes, more than realtime.max_message_size"
+                f" ({self.max_relayed_bytes} bytes)"
+            )
         if self._publish is None:
             self.on_relayed(message)
             return
@@ -489,6 +531,10 @@ class Hub:
         """A broadcast or presence message from any replica (this one included)."""
         kind, topic = message.get("k"), message.get("t")
         if not isinstance(topic, str):
+            return
+        if self.leases is not None and "n" in message:
+            self.leases.heard(message["n"])
+        if kind == HEARTBEAT_KIND:
             return
         if kind == "b":
             self._deliver_broadcast(topic, message)
@@ -510,7 +556,14 @@ class Hub:
         for channel in list(self.topics.get(topic, ())):
             own = self._own_presence(channel)
             if own and self._publish is not None:
-                message = {"k": "p", "t": topic, "key": channel.presence_key, "join": own, "leave": {}}
+                message = {
+                    "k": "p",
+                    "t": topic,
+                    "n": self.node,
+                    "key": channel.presence_key,
+                    "join": own,
+                    "leave": {},
+                }
                 task = asyncio.get_running_loop().create_task(self._relay(message))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
@@ -542,6 +595,9 @@ class Hub:
         leaves = {ref: meta for ref, meta in leaves.items() if metas.pop(ref, None) is not None}
         joins = {ref: meta for ref, meta in joins.items() if ref not in metas}
         metas.update(joins)
+        if self.leases is not None:
+            self.leases.joined(message.get("n"), topic, key, list(joins))
+            self.leases.left(list(leaves))
         if not metas:
             self.presence[topic].pop(key, None)
             if not self.presence[topic]:

@@ -28,12 +28,16 @@ from fluxbase.background import stop_tasks
 from fluxbase.db.errors import CONNECTION_ERRORS
 from fluxbase.observability import metrics
 from fluxbase.realtime.phoenix import ChangeType
+from fluxbase.realtime.relay import OrderedRelay
+from fluxbase.realtime.relay import publish as relay_publish
 
 log = logging.getLogger("fluxbase.realtime")
 
 CHANGES_CHANNEL: Final = "fluxbase_realtime"
 BROADCAST_CHANNEL: Final = "fluxbase_broadcast"
 BATCH_SIZE: Final = 500
+# NOTIFY payloads must stay under 8000 bytes; larger messages go through realtime.relay.
+NOTIFY_LIMIT: Final = 7800
 # Rows of a transaction that was still running behind an older one become readable only when
 # that older one ends, which sends no notification: the timer catches them.
 POLL_INTERVAL: Final = 0.5
@@ -87,6 +91,7 @@ class ChangeListener:
         self._pool = pool
         self._on_changes = on_changes
         self._on_message = on_message
+        self._relay = OrderedRelay(pool, on_message)
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._connection: asyncpg.Connection | None = None
@@ -111,6 +116,7 @@ class ChangeListener:
             await self._initialise()
         except Exception as exc:
             log.warning("realtime: listener not started yet; retrying", extra={"reason": type(exc).__name__})
+        self._relay.start()
         self._task = asyncio.create_task(self._run(), name="realtime-listener")
         self._pruner = asyncio.create_task(self._prune(), name="realtime-prune")
 
@@ -122,7 +128,7 @@ class ChangeListener:
             await self._connect()
 
     async def close(self) -> None:
-        await stop_tasks((self._task, self._pruner))
+        await stop_tasks((self._task, self._pruner, self._relay.task))
         await self._disconnect()
 
     async def _connect(self) -> None:
@@ -147,13 +153,7 @@ class ChangeListener:
 
     def _notified(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
         if channel == BROADCAST_CHANNEL:
-            try:
-                message = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                log.warning("realtime: undecodable broadcast notification dropped")
-                return
-            if isinstance(message, dict):
-                self._on_message(message)
+            self._relay.feed(payload)
             return
         self._wake.set()
 
@@ -258,8 +258,5 @@ class ChangeListener:
                 log.info("realtime: change log pruned", extra={"rows": removed})
 
     async def publish(self, message: dict[str, Any]) -> None:
-        """Sends a broadcast or presence message to every replica (this one included)."""
-        async with self._pool.acquire() as connection:
-            await connection.execute(
-                "select pg_notify($1, $2)", BROADCAST_CHANNEL, orjson.dumps(message).decode()
-            )
+        """Sends a broadcast or presence message to every replica (this one included), in order."""
+        await relay_publish(self._pool, message, NOTIFY_LIMIT)

@@ -54,7 +54,7 @@ ENCODING_JSON: Final = 1
 MAX_HEADER_FIELD_BYTES: Final = 255
 
 JsonObject: TypeAlias = dict[str, Any]
-ChangeType: TypeAlias = Literal["INSERT", "UPDATE", "DELETE"]
+ChangeType: TypeAlias = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
 OutboundFrame: TypeAlias = str | bytes
 """What `encode` returns: `str` goes out as a text frame, `bytes` as a binary frame."""
 
