@@ -21,7 +21,8 @@ import pytest
 import yaml
 from deploy_support import DEPLOY, ROOT, exported_series_names, metrics_named, tool
 
-from fluxbase.config import ConfigError, config_schema, load_config
+from fluxbase.config import ConfigError, load_config
+from fluxbase.config_sources import config_schema
 
 HELM = DEPLOY / "helm" / "fluxbase"
 

@@ -40,7 +40,7 @@ def test_db_imports_no_handler_nor_the_web_error_type(module: str) -> None:
     assert not upward, f"db/{module} imports {upward}"
 
 
-@pytest.mark.parametrize("module", ["config.py", "keyfile.py", "paths.py"])
+@pytest.mark.parametrize("module", ["config.py", "config_sources.py", "keyfile.py", "paths.py"])
 def test_config_and_its_leaves_import_nothing_above_them(module: str) -> None:
     upward = {name for name in _imports(PACKAGE / module) if _under(name, HANDLERS + WEB + LOWER)}
     assert not upward, f"{module} imports {upward}"
