@@ -56,6 +56,8 @@ class RealtimeService:
     per_ip: Counter[str] = field(default_factory=Counter)
     per_user: Counter[str] = field(default_factory=Counter)
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    # Set when the server stops: sockets still arriving are refused.
+    stopping: bool = False
 
 
 REALTIME = web.AppKey("realtime", RealtimeService)
@@ -66,6 +68,9 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(path, websocket_handler)
     app.router.add_post(BROADCAST_PATH, broadcast_handler)
     app.router.add_post(BROADCAST_PATH + "/{topic}/events/{event}", broadcast_event_handler)
+    # on_shutdown runs before aiohttp waits for open connections: sockets closed here end their
+    # handlers at once instead of holding the stop for the whole shutdown_timeout.
+    app.on_shutdown.append(stop_realtime)
 
 
 def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[Database]) -> Any:
@@ -87,14 +92,35 @@ def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[
         app[REALTIME] = service
         await listener.start()
         yield
-        for socket in list(service.sockets):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    socket.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT
-                )
-        await listener.close()
+        await stop_realtime(app)
 
     return context
+
+
+async def stop_realtime(app: web.Application) -> None:
+    """Stops the listener (and its reconnect loop), then closes every socket with 1001.
+
+    The listener goes first so no batch starts while sockets close; a batch being checked is
+    cancelled, whatever its backlog. Sockets close concurrently, each bounded by CLOSE_TIMEOUT
+    (a client that does not read has its connection aborted), so the whole stop takes a few
+    seconds at most, however many sockets are open and whether or not the database answers.
+    """
+    service = app.get(REALTIME)
+    if service is None:
+        return
+    service.stopping = True
+    if service.listener is not None:
+        await service.listener.close()
+    sockets = list(service.sockets)
+    if sockets:
+        log.info("realtime: closing sockets", extra={"sockets": len(sockets)})
+        await asyncio.gather(*(_close_going_away(ws) for ws in sockets))
+
+
+async def _close_going_away(ws: web.WebSocketResponse) -> None:
+    # A close cut short by the timeout closes the transport itself (aiohttp).
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT)
 
 
 def _refuse(status: int, message: str) -> web.Response:
@@ -116,6 +142,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     config = service.config
     if not config.enabled:
         return _refuse(404, "realtime is disabled")
+    if service.stopping:
+        return _refuse(503, "server shutting down")
     try:
         vsn = phoenix.negotiate_vsn(request.query.get("vsn"))
     except phoenix.UnsupportedVsnError as exc:
