@@ -219,7 +219,9 @@ async def _write(ws: web.WebSocketResponse, client: Client) -> None:
         if frame is None or ws.closed:
             return
         try:
-            if isinstance(frame, bytes):
+            if isinstance(frame, phoenix.EncodedText):
+                await ws.send_frame(frame.data, WSMsgType.TEXT)
+            elif isinstance(frame, bytes):
                 await ws.send_bytes(frame)
             else:
                 await ws.send_str(frame)
