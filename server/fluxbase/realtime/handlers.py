@@ -164,8 +164,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if user is not None and service.per_user[user] >= config.max_connections_per_user:
         return _refuse(429, "too many connections for this user")
 
+    # No permessage-deflate (Phoenix's default too): a zlib stream pair per socket costs
+    # hundreds of KiB, and every fan-out frame would be compressed once per subscriber.
     ws = web.WebSocketResponse(
-        heartbeat=config.ping_interval, max_msg_size=config.max_message_size, autoping=True
+        heartbeat=config.ping_interval, max_msg_size=config.max_message_size, autoping=True, compress=False
     )
     await ws.prepare(request)
     service.sockets.add(ws)
@@ -178,9 +180,22 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         # The client does not read: close it without waiting on its full TCP buffer for long.
         asyncio.get_running_loop().create_task(_close_slow(ws, request))
 
-    client = Client(vsn, caller, ip=ip, queue_size=config.send_queue_size, on_overflow=overflow)
+    writer: asyncio.Task[None] | None = None
+
+    def start_writer(_client: Client) -> None:
+        # Frames are waiting and no writer runs (the last one ended on an empty queue).
+        nonlocal writer
+        writer = asyncio.get_running_loop().create_task(_write(ws, client))
+
+    client = Client(
+        vsn,
+        caller,
+        ip=ip,
+        queue_size=config.send_queue_size,
+        on_overflow=overflow,
+        on_frames=start_writer,
+    )
     session = Session(service, client, ws, request.app[AUTHENTICATOR])
-    writer = asyncio.create_task(_write(ws, client))
     try:
         await session.run()
     finally:
@@ -188,9 +203,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         for channel in list(client.channels.values()):
             await service.hub.remove_channel(channel)
         client.channels.clear()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         service.sockets.discard(ws)
         _decrement(service.per_ip, ip)
         if user is not None:
@@ -214,11 +230,11 @@ async def _close_slow(ws: web.WebSocketResponse, request: web.Request) -> None:
 
 
 async def _write(ws: web.WebSocketResponse, client: Client) -> None:
-    while True:
-        frame = await client.queue.get()
-        if frame is None or ws.closed:
-            return
+    """Sends what the client's queue holds, then ends (the next frame starts another writer)."""
+    while (frame := client.next_frame()) is not None:
         try:
+            if ws.closed:
+                raise ConnectionResetError
             if isinstance(frame, phoenix.EncodedText):
                 await ws.send_frame(frame.data, WSMsgType.TEXT)
             elif isinstance(frame, bytes):
@@ -226,6 +242,7 @@ async def _write(ws: web.WebSocketResponse, client: Client) -> None:
             else:
                 await ws.send_str(frame)
         except ConnectionError:
+            client.closed = True  # nothing more is queued for a socket that is gone
             return
 
 

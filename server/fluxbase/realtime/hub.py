@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import itertools
 import logging
@@ -52,7 +53,26 @@ class SlowClientError(Exception):
 
 
 class Client:
-    """One WebSocket: its negotiated vsn, its bounded send queue, its joined channels."""
+    """One WebSocket: its negotiated vsn, its bounded send queue, its joined channels.
+
+    An idle socket holds no queue and no writer: the queue (a deque) exists only while frames
+    wait, and `on_frames` is called when it comes into being, to start a writer that sends
+    them (next_frame) and ends when it finds the queue empty. Thousands of idle sockets then
+    cost no task and no asyncio.Queue (four deques and an Event) each.
+    """
+
+    __slots__ = (
+        "_frames",
+        "_on_frames",
+        "_on_overflow",
+        "caller",
+        "channels",
+        "closed",
+        "id",
+        "ip",
+        "queue_size",
+        "vsn",
+    )
 
     def __init__(
         self,
@@ -62,15 +82,18 @@ class Client:
         ip: str,
         queue_size: int,
         on_overflow: Callable[[Client], None],
+        on_frames: Callable[[Client], None] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.vsn = vsn
         self.caller = caller
         self.ip = ip
-        self.queue: asyncio.Queue[phoenix.OutboundFrame | None] = asyncio.Queue(queue_size)
+        self.queue_size = queue_size
+        self._frames: collections.deque[phoenix.OutboundFrame] | None = None
         self.channels: dict[str, Channel] = {}
         self.closed = False
         self._on_overflow = on_overflow
+        self._on_frames = on_frames
 
     def push(self, message: phoenix.Message) -> None:
         """Queues a message; a client whose queue is full is handed to on_overflow (closed 1008)."""
@@ -88,19 +111,38 @@ class Client:
         """Queues a frame already encoded for this client's vsn."""
         if self.closed:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = collections.deque()
+            frames.append(frame)
+            if self._on_frames is not None:
+                self._on_frames(self)
+            return
+        if len(frames) >= self.queue_size:
             self.closed = True
             metrics.realtime_slow_clients_total.inc()
             self._on_overflow(self)
+            return
+        frames.append(frame)
+
+    def next_frame(self) -> phoenix.OutboundFrame | None:
+        """The next frame to send; None when none waits (the writer then ends, the queue goes)."""
+        frames = self._frames
+        if not frames:
+            self._frames = None
+            return None
+        return frames.popleft()
+
+    @property
+    def pending(self) -> int:
+        return len(self._frames) if self._frames is not None else 0
 
     @property
     def subscription_count(self) -> int:
         return sum(1 + len(channel.bindings) for channel in self.channels.values())
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Channel:
     """A joined topic of one client, with the caller it joined (or refreshed) as."""
 
@@ -117,7 +159,7 @@ class Channel:
     presence_refs: set[str] = field(default_factory=set)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Binding:
     """One postgres_changes binding: `id` is what the client matches `ids` against."""
 
