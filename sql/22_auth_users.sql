@@ -55,7 +55,8 @@ create or replace function auth.list_users(p_page integer, p_per_page integer,
                        from (select u.id, u.created_at from auth.users u where u.deleted_at is null
                               order by u.created_at, u.id
                               limit greatest(p_per_page, 1)
-                             offset (greatest(p_page, 1) - 1) * greatest(p_per_page, 1)) page), '[]'),
+                             -- bigint: page 10^9 of 1,000 is past any table, not an overflow
+                             offset (greatest(p_page, 1)::bigint - 1) * greatest(p_per_page, 1)) page), '[]'),
            (select pg_catalog.count(*) from auth.users u where u.deleted_at is null)
   $$;
 revoke all on function auth.list_users(integer, integer)
@@ -314,9 +315,34 @@ declare
   unknown text;
   new_address text := pg_catalog.lower(pg_catalog.btrim(p_changes ->> 'email'));
   now_ timestamptz := pg_catalog.now();
+  ban interval;
 begin
   if pg_catalog.jsonb_typeof(p_changes) is distinct from 'object' then
     raise exception 'changes must be a JSON object' using errcode = '22023';
+  end if;
+  -- Values are checked before anything changes, each refusal a 22023 the server answers as the
+  -- client's mistake: a malformed interval or hash would otherwise surface as some other error.
+  if p_changes ? 'ban_duration' and (p_changes ->> 'ban_duration') is distinct from 'none' then
+    begin
+      ban := (p_changes ->> 'ban_duration')::interval;
+      perform now_ + ban;  -- 10^9 years parses, but is past any timestamp
+    exception when data_exception then
+      ban := null;
+    end;
+    if ban is null or ban <= interval '0' then
+      raise exception 'ban_duration must be a positive duration such as 24h, or none' using errcode = '22023';
+    end if;
+  end if;
+  if p_changes ? 'password_hash'
+     and (p_changes ->> 'password_hash') !~ '^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$' then
+    raise exception 'password_hash must be a bcrypt hash' using errcode = '22023';
+  end if;
+  if p_changes ? 'email' and (pg_catalog.jsonb_typeof(p_changes -> 'email') <> 'string'
+                              or new_address !~ '^[^@[:space:]]+@[^@[:space:]]+$') then
+    raise exception 'email must be an email address' using errcode = '22023';
+  end if;
+  if p_changes ? 'phone' and pg_catalog.jsonb_typeof(p_changes -> 'phone') not in ('string', 'null') then
+    raise exception 'phone must be a string' using errcode = '22023';
   end if;
   select k into unknown from pg_catalog.jsonb_object_keys(p_changes) k
    where k not in ('email', 'phone', 'password', 'password_hash', 'email_confirm', 'phone_confirm',
@@ -369,10 +395,7 @@ begin
     perform auth.end_user_sessions(p_user_id);
   end if;
   if p_changes ? 'ban_duration' then
-    perform auth.ban_user(p_user_id,
-                          case when p_changes ->> 'ban_duration' = 'none' then null
-                               else (p_changes ->> 'ban_duration')::interval end,
-                          p_actor_id, p_ip);
+    perform auth.ban_user(p_user_id, ban, p_actor_id, p_ip);
   end if;
   -- The keys that changed, never their values (a password among them).
   perform auth.write_audit_event('user_modified', p_actor_id, p_ip, true,

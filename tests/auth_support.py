@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 
 from fluxbase.app import Runtime, build_app
-from fluxbase.config import AuthConfig, SmtpConfig
+from fluxbase.config import AuthConfig, SecurityConfig, SmtpConfig
 from harness import AUTHENTICATOR_PASSWORD, free_port, make_config
 
 Client = TestClient  # type: ignore[type-arg]
@@ -96,8 +96,12 @@ async def auth_app(
     """Starts the app with some auth.* settings: `await auth_app(autoconfirm=True)`."""
     clients: list[Client] = []
 
-    async def start(*, with_smtp: bool = True, dsn: str | None = None, **auth: Any) -> Client:
+    async def start(
+        *, with_smtp: bool = True, dsn: str | None = None, security: SecurityConfig | None = None, **auth: Any
+    ) -> Client:
         config = auth_config(dsn or migrated_dsn, smtp[1] if with_smtp else None, **auth)
+        if security is not None:  # e.g. trusted_proxies, to send requests from several client IPs
+            config = dataclasses.replace(config, security=security)
         # Links in mail are built from server.base_url: it must be where this server listens.
         port = free_port()
         config = dataclasses.replace(

@@ -160,6 +160,18 @@ class AuthRateLimitConfig:
 
 
 @dataclass(frozen=True)
+class AuthLockoutConfig:
+    """Wrong passwords, counted per account and source (client IP): see auth.check_password."""
+
+    failures_per_source: int = 5
+    # Above failures_per_source, so that one source alone can never start the account's backoff.
+    failures_per_account: int = 20
+    window: float = 900.0
+    duration: float = 900.0  # the first lock; each further lock of the same scope doubles it
+    max_duration: float = 86400.0
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_algorithm: str = "HS256"  # of user access tokens; API keys are always HS256 with jwt_secret
@@ -171,6 +183,8 @@ class AuthConfig:
     disable_signup: bool = False
     anonymous_sign_ins: bool = False
     password_min_length: int = 8
+    # GoTrue's GOTRUE_PASSWORD_REQUIRED_CHARACTERS: a password holds one character of each set.
+    password_required_characters: tuple[str, ...] = ()
     bcrypt_cost: int = 10
     access_token_ttl: float = 3600.0
     refresh_reuse_window: float = 10.0
@@ -181,6 +195,7 @@ class AuthConfig:
     # Keep auth mail in the local mailbox when no SMTP server is set; None: auth/mailbox.py decides.
     local_mailbox: bool | None = None
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
+    lockout: AuthLockoutConfig = AuthLockoutConfig()
     smtp: SmtpConfig = SmtpConfig()
 
 
@@ -521,8 +536,12 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
     auth = durations(
         section("auth"), ("access_token_ttl", "refresh_reuse_window", "session_check_interval", "otp_ttl")
     )
-    if "redirect_urls" in auth:
-        auth["redirect_urls"] = tuple(auth["redirect_urls"])
+    for key in ("redirect_urls", "password_required_characters"):
+        if key in auth:
+            auth[key] = tuple(auth[key])
+    auth["lockout"] = AuthLockoutConfig(
+        **durations(dict(auth.get("lockout", {})), ("window", "duration", "max_duration"))
+    )
     auth["rate_limit"] = AuthRateLimitConfig(
         **durations(dict(auth.get("rate_limit", {})), ("sign_in_window",))
     )

@@ -10,7 +10,7 @@ import aiohttp
 import psycopg
 import pytest
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
-from supabase_auth.errors import AuthApiError
+from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
 
 from auth_support import Client, Inbox
 from fluxbase.config import AuthRateLimitConfig
@@ -216,3 +216,43 @@ async def test_pkce_magic_link_then_exchange_code_for_session(
     with pytest.raises(AuthApiError) as reused:  # the code is single use
         await client.auth.exchange_code_for_session({"auth_code": code, "code_verifier": "v" * 43})
     assert reused.value.code == "flow_state_not_found"
+
+
+async def test_weak_password_is_an_auth_weak_password_error_with_reasons(supabase: AsyncClient) -> None:
+    with pytest.raises(AuthWeakPasswordError) as weak:
+        await supabase.auth.sign_up({"email": new_email(), "password": "short"})
+    assert weak.value.status == 422 and weak.value.reasons == ["length"]
+
+
+async def test_get_user_after_the_session_ended_elsewhere_is_session_not_found(fluxbase_url: str) -> None:
+    email = new_email()
+    admin = await client_for(fluxbase_url, SERVICE_KEY)
+    await admin.auth.admin.create_user({"email": email, "password": PASSWORD, "email_confirm": True})
+    phone, laptop = await client_for(fluxbase_url), await client_for(fluxbase_url)
+    signed_in = await phone.auth.sign_in_with_password({"email": email, "password": PASSWORD})
+    assert signed_in.session is not None
+    token = signed_in.session.access_token
+    assert (await phone.auth.get_user(token)) is not None
+    await laptop.auth.sign_in_with_password({"email": email, "password": PASSWORD})
+    await laptop.auth.sign_out({"scope": "global"})  # ends the phone's session too
+    with pytest.raises(AuthApiError) as ended:
+        await phone.auth.get_user(token)
+    assert ended.value.status == 403 and ended.value.code == "session_not_found"
+    # Signed out by this very server, which refuses the token at once elsewhere: /user still says why.
+    signed_in = await phone.auth.sign_in_with_password({"email": email, "password": PASSWORD})
+    assert signed_in.session is not None
+    token = signed_in.session.access_token
+    await phone.auth.sign_out()
+    with pytest.raises(AuthApiError) as ended:
+        await phone.auth.get_user(token)
+    assert ended.value.status == 403 and ended.value.code == "session_not_found"
+
+
+async def test_list_users_pages_as_gotrue(fluxbase_url: str) -> None:
+    admin = await client_for(fluxbase_url, SERVICE_KEY)
+    for _ in range(3):
+        await admin.auth.admin.create_user({"email": new_email(), "password": PASSWORD})
+    first = await admin.auth.admin.list_users(page=1, per_page=2)
+    second = await admin.auth.admin.list_users(page=2, per_page=2)
+    assert len(first) == 2 and len(second) >= 1
+    assert not {user.id for user in first} & {user.id for user in second}

@@ -455,3 +455,24 @@ def _admin_exists(dsn: str) -> bool:
     with psycopg.connect(dsn) as conn:
         row = conn.execute("select dashboard.find_user_by_email(%s)", (ADMIN,)).fetchone()
     return row is not None and row[0] is not None
+
+
+async def test_storage_needs_the_storage_scope_and_refuses_admin_tokens(admin) -> None:
+    client, token = admin
+    without = await _key(client, token, scopes=["rest:read"], role="service_role")
+    with_storage = await _key(client, token, scopes=["storage"], role="service_role")
+    await _reload(client)
+    refused = await client.get(
+        "/storage/v1/bucket", headers={"apikey": without["key"], **bearer(without["key"])}
+    )
+    # Storage's own shape: HTTP 400 carrying the real status, as Supabase answers a refusal.
+    body = await refused.json()
+    assert refused.status == 400 and body["statusCode"] == "403" and "storage" in body["message"]
+    allowed = await client.get(
+        "/storage/v1/bucket", headers={"apikey": with_storage["key"], **bearer(with_storage["key"])}
+    )
+    assert allowed.status == 200, await allowed.text()
+    assert isinstance(await allowed.json(), list)
+    # A dashboard administrator's token is not a storage credential.
+    as_admin = await client.get("/storage/v1/bucket", headers=bearer(token))
+    assert as_admin.status == 403

@@ -167,8 +167,9 @@ async def test_logout_stops_refresh_and_access_at_once(auth_app: StartApp) -> No
     assert status == 400
     response = await api.get("/rest/v1/rpc/none", headers={**ANON, **bearer(session)})
     assert response.status == 401
-    status, _, _ = await call(api, "GET", "/user", headers=bearer(session))
-    assert status == 401
+    # GoTrue's answer for a token whose session has ended, on which auth-js drops its session.
+    status, error, _ = await call(api, "GET", "/user", headers=bearer(session))
+    assert status == 403 and error["error_code"] == "session_not_found"
 
 
 async def test_sessions_ended_elsewhere_stop_access_within_the_check_interval(
@@ -537,3 +538,93 @@ async def test_asymmetric_user_tokens_with_jwks_and_no_hs_rs_confusion(
     assert status == 401
     status, _, _ = await call(api, "GET", "/admin/users", headers=SERVICE)
     assert status == 200
+
+
+# ---------------------------------------------------------------------------
+# GoTrue's edges that clients read (issue 11)
+# ---------------------------------------------------------------------------
+
+
+async def test_get_user_of_an_ended_session_is_403_whichever_process_verified_it(
+    auth_app: StartApp,
+) -> None:
+    """auth-js drops its session on 403 session_not_found; a 401 would leave it signed in."""
+    here = await auth_app(autoconfirm=True, session_check_interval=0.2)
+    there = await auth_app(autoconfirm=True, session_check_interval=0.2)
+    for ended_by in (here, there):
+        session = await signed_up(here)
+        for api in (here, there):  # both processes have verified (and cached) the token
+            status, _, _ = await call(api, "GET", "/user", headers=bearer(session))
+            assert status == 200
+        status, _, _ = await call(ended_by, "POST", "/logout?scope=local", headers=bearer(session))
+        assert status == 204
+        await asyncio.sleep(0.6)  # the other process's session check has run
+        for api in (here, there):
+            for headers in ({}, V2024):
+                status, error, response_headers = await call(
+                    api, "GET", "/user", headers={**bearer(session), **headers}
+                )
+                assert status == 403 and response_headers["x-sb-error-code"] == "session_not_found"
+                assert "session_not_found" in (error.get("error_code"), error.get("code"))
+
+
+async def test_weak_password_errors_carry_their_reasons_in_both_shapes(auth_app: StartApp) -> None:
+    api = await auth_app(
+        autoconfirm=True, password_required_characters=("abcdefghijklmnopqrstuvwxyz", "0123456789")
+    )
+    status, legacy, _ = await call(api, "POST", "/signup", {"email": new_email(), "password": "ABC"})
+    assert status == 422 and legacy["error_code"] == "weak_password"
+    assert legacy["weak_password"] == {"reasons": ["length", "characters"]}
+    assert "at least 8 characters" in legacy["msg"] and "0123456789" in legacy["msg"]
+    status, current, _ = await call(
+        api, "POST", "/signup", {"email": new_email(), "password": "long enough but no digit"}, V2024
+    )
+    assert status == 422
+    assert current == {
+        "code": "weak_password",
+        "message": current["message"],
+        "weak_password": {"reasons": ["characters"]},
+    }
+    session = await signed_up(api, password="long enough 4 sure")
+    for path, body in (
+        ("/user", {"password": "short1"}),
+        ("/admin/users/" + session["user"]["id"], {"password": "x1"}),
+    ):
+        status, error, _ = await call(api, "PUT", path, body, SERVICE if "admin" in path else bearer(session))
+        assert status == 422 and error["weak_password"]["reasons"] == ["length"], (path, error)
+
+
+def auth_js_pagination(link: str) -> dict[str, int]:
+    """What auth-js's listUsers makes of the Link header (it reads the first number of each URL)."""
+    pages = {}
+    for part in link.split(","):
+        page = int(part.split(";")[0].split("=")[1][:1])
+        rel = part.split(";")[1].split("=")[1].strip('"')
+        pages[f"{rel}Page"] = page
+    return pages
+
+
+async def test_admin_users_link_header_lists_page_first_with_next_and_last(
+    auth_app: StartApp, fresh_dsn: str
+) -> None:
+    from fluxbase.db.migrate import Migrator
+    from harness import AUTHENTICATOR_PASSWORD
+
+    Migrator(fresh_dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
+    api = await auth_app(dsn=fresh_dsn, autoconfirm=True)
+    status, _, headers = await call(api, "GET", "/admin/users", headers=SERVICE)
+    assert status == 200 and headers["X-Total-Count"] == "0"
+    assert headers["Link"] == '</auth/v1/admin/users?page=0&per_page=50>; rel="last"'
+    for _ in range(5):
+        await signed_up(api)
+    status, body, headers = await call(api, "GET", "/admin/users?per_page=2", headers=SERVICE)
+    assert len(body["users"]) == 2 and headers["X-Total-Count"] == "5"
+    assert headers["Link"] == (
+        '</auth/v1/admin/users?page=2&per_page=2>; rel="next", '
+        '</auth/v1/admin/users?page=3&per_page=2>; rel="last"'
+    )
+    assert auth_js_pagination(headers["Link"]) == {"nextPage": 2, "lastPage": 3}
+    status, body, headers = await call(api, "GET", "/admin/users?per_page=2&page=3", headers=SERVICE)
+    assert len(body["users"]) == 1 and auth_js_pagination(headers["Link"]) == {"lastPage": 3}
+    status, body, headers = await call(api, "GET", "/admin/users?page=7&per_page=2", headers=SERVICE)
+    assert body["users"] == [] and auth_js_pagination(headers["Link"]) == {"lastPage": 3}

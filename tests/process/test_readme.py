@@ -145,6 +145,7 @@ def test_the_first_hour_as_the_readme_says(user_env: dict[str, str], tmp_path: P
         " Ship the first feature\n(1 row)",  # psql --role authenticated as Ada
         '{"keys":[]}',
         '"task":"Ship the first feature"',  # the data API one-liner
+        '"access_token"',  # the first administrator's signup, then login
     ]
     position = 0
     for text in expected:

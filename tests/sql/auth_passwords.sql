@@ -1,6 +1,6 @@
--- pgTAP: sign-up, bcrypt hashing and the password check with its lockout.
+-- pgTAP: sign-up, bcrypt hashing and the password check (its lockout: auth_lockout.sql).
 begin;
-select plan(37);
+select plan(27);
 
 -- Sign up.
 select * from auth.sign_up('Ada@Example.org', 'correct horse', '{"name": "Ada"}', 10, true, '192.0.2.1') \gset ada_
@@ -60,39 +60,7 @@ select is((select outcome from auth.check_password('imported-2y@example.org', 'U
 select is((select outcome from auth.check_password('imported-2b@example.org', 'U*V')), 'invalid_credentials',
   'and refuses a wrong password');
 
--- Lockout: 3 failures within the window lock the account.
-select * from auth.sign_up('lock@example.org', 'right pw', '{}', 10, true) \gset lock_
-select auth.check_password('lock@example.org', 'bad', null, 3, '15 minutes', '10 minutes') from generate_series(1, 2);
-select is((select failed_sign_in_attempts from auth.users where id = :'lock_user_id'), 2, 'failures are counted');
-select is((select locked_until from auth.users where id = :'lock_user_id'), null, 'below the limit nothing is locked');
-select auth.check_password('lock@example.org', 'bad', null, 3, '15 minutes', '10 minutes');
-select is((select locked_until from auth.users where id = :'lock_user_id'), now() + interval '10 minutes',
-  'the third failure locks the account for the lockout time, not forever');
-select is((select outcome from auth.check_password('lock@example.org', 'right pw', null, 3, '15 minutes', '10 minutes')),
-  'invalid_credentials', 'while locked even the right password is refused, with the usual answer');
-select ok(exists (select from audit.events where event = 'user_locked' and actor_id = :'lock_user_id'),
-  'the lock is audited');
-
--- The lock expires by itself.
-update auth.users set locked_until = now() - interval '1 second' where id = :'lock_user_id';
-select is((select outcome from auth.check_password('lock@example.org', 'right pw', null, 3, '15 minutes', '10 minutes')),
-  'ok', 'after the lock expires the right password works');
-
--- Failures older than the window start a new count; a success clears the count.
-update auth.users set failed_sign_in_attempts = 2, first_failed_sign_in_at = now() - interval '1 hour'
- where id = :'lock_user_id';
-select auth.check_password('lock@example.org', 'bad', null, 3, '15 minutes', '10 minutes');
-select is((select failed_sign_in_attempts from auth.users where id = :'lock_user_id'), 1,
-  'a failure after the window starts a new count');
-select auth.check_password('lock@example.org', 'right pw', null, 3, '15 minutes', '10 minutes');
-select is((select failed_sign_in_attempts from auth.users where id = :'lock_user_id'), 0, 'a success resets the count');
-
--- An administrator unlocks.
-select auth.check_password('lock@example.org', 'bad', null, 3, '15 minutes', '10 minutes') from generate_series(1, 3);
-select ok(auth.unlock_user(:'lock_user_id'), 'unlock_user unlocks a known user');
-select is((select outcome from auth.check_password('lock@example.org', 'right pw', null, 3, '15 minutes', '10 minutes')),
-  'ok', 'after an admin unlock the right password works at once');
-
+-- Lockout per account and source: tests/sql/auth_lockout.sql.
 select throws_ok($$select auth.check_password('lock@example.org', 'x', null, 0)$$, '22023', null,
   'a lockout needs at least one failure');
 

@@ -1,7 +1,7 @@
 -- pgTAP: one-time tokens, what users and administrators may change, and
 -- who may reach the auth tables and functions at all.
 begin;
-select plan(43);
+select plan(48);
 
 select * from auth.sign_up('cy@example.org', 'cy password', '{"name": "Cy"}', 10, false) \gset cy_
 
@@ -85,6 +85,17 @@ select throws_ok(format($$select auth.admin_update_user(%L, '{"role": "postgres"
   'a role the server cannot switch into is refused');
 select throws_ok(format($$select auth.admin_update_user(%L, '{"is_super_admin": true}')$$, :'cy_user_id'), '22023', null,
   'an unknown attribute is refused, not ignored');
+-- Malformed values are the caller's mistake (22023), refused before anything changes.
+select throws_ok(format($$select auth.admin_update_user(%L, '{"ban_duration": "soon"}')$$, :'cy_user_id'), '22023', null,
+  'a ban_duration that is no duration is refused');
+select throws_ok(format($$select auth.admin_update_user(%L, '{"ban_duration": "1000000000 years"}')$$, :'cy_user_id'),
+  '22023', null, 'a ban_duration past any timestamp is refused');
+select throws_ok(format($$select auth.admin_update_user(%L, '{"password_hash": "hunter2"}')$$, :'cy_user_id'), '22023', null,
+  'a password_hash that is not bcrypt is refused');
+select throws_ok(format($$select auth.admin_update_user(%L, '{"email": 5}')$$, :'cy_user_id'), '22023', null,
+  'an email that is not an address is refused');
+select throws_ok(format($$select auth.admin_update_user(%L, '{"phone": {"a": 1}}')$$, :'cy_user_id'), '22023', null,
+  'a phone that is not text is refused');
 
 -- Nothing of auth is reachable by the API roles, except through the functions, by service_role.
 select ok(not has_table_privilege(r, 'auth.' || t, 'select'), r || ' cannot read auth.' || t)

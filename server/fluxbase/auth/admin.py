@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -31,29 +33,49 @@ def _user_id_param(request: web.Request) -> str:
         raise AuthError(404, "user_not_found", "User not found") from exc
 
 
-def _int_param(request: web.Request, name: str, default: int) -> int:
+MAX_PER_PAGE = 1000
+MAX_PAGE = 1_000_000_000  # page * per_page stays far inside bigint
+
+
+def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise bad_request(f"{name} must be a positive integer")
+    # isdigit() alone would pass other scripts' digits ("²"), which int() then refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+        raise bad_request(f"{name} must be a whole number from 1 to {maximum}")
     return int(raw)
+
+
+def page_links(path: str, query: Mapping[str, str], page: int, per_page: int, total: int) -> str:
+    """GoTrue's Link header: the request's own query with `page` set, keys sorted as Go's
+    url.Values encodes them, so `page` comes before `per_page` (auth-js reads the first number).
+    next only while there is a further page; last is the number of pages (0 when there are none)."""
+    last = -(-total // per_page)
+
+    def url(to: int) -> str:
+        params = {**query, "page": str(to), "per_page": str(per_page)}
+        return f"{path}?{urlencode(sorted(params.items()))}"
+
+    links = [f'<{url(page + 1)}>; rel="next"'] if page < last else []
+    links.append(f'<{url(last)}>; rel="last"')
+    return ", ".join(links)
 
 
 async def list_users(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     admin_caller(request, ctx)
-    page, per_page = _int_param(request, "page", 1), min(_int_param(request, "per_page", 50), 1000)
+    page = _int_param(request, "page", 1, MAX_PAGE)
+    per_page = _int_param(request, "per_page", 50, MAX_PER_PAGE)
     async with ctx.database.transaction(service(request), read_only=True) as tx:
         row = await tx.fetchrow("select users::text, total from auth.list_users($1, $2)", page, per_page)
     assert row is not None
     total = int(row["total"])
-    last = max(1, -(-total // per_page))
-    base = f"{request.path}?per_page={per_page}&page="
-    links = [f'<{base}{page + 1}>; rel="next"'] if page < last else []
-    links.append(f'<{base}{last}>; rel="last"')
     return json_response(
         {"users": orjson.loads(row["users"]), "aud": "authenticated"},
-        headers={"X-Total-Count": str(total), "Link": ", ".join(links)},
+        headers={
+            "X-Total-Count": str(total),
+            "Link": page_links(request.path, request.query, page, per_page, total),
+        },
     )
 
 
@@ -115,7 +137,7 @@ async def update_user(request: web.Request, ctx: AuthContext) -> web.StreamRespo
     body = await read_body(request)
     if "data" in body and "user_metadata" not in body:
         body["user_metadata"] = body.pop("data")
-    if isinstance(body.get("password"), str):
+    if "password" in body:  # a number would otherwise become the password "5"
         check_password_policy(ctx.config, body["password"])
     ip = client_ip(request)
     async with ctx.database.transaction(service(request)) as tx:
@@ -170,7 +192,7 @@ async def generate_link(request: web.Request, ctx: AuthContext) -> web.StreamRes
     admin_caller(request, ctx)
     body = await read_body(request)
     kind = body.get("type")
-    if kind not in GENERATE_LINK_TYPES:
+    if not isinstance(kind, str) or kind not in GENERATE_LINK_TYPES:
         raise bad_request(f"type must be one of {', '.join(sorted(GENERATE_LINK_TYPES))}")
     email = email_field(body)
     if email is None:

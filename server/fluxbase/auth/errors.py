@@ -9,6 +9,7 @@ error sets `x-sb-error-code`.  `endpoint` wraps every auth route
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import asyncpg
 import orjson
@@ -41,13 +42,21 @@ class AuthError(Exception):
     """An answer in GoTrue's words: status, error code, message."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        # Fields GoTrue adds beside code and message in both shapes (weak_password: {reasons}).
+        self.extra = dict(extra or {})
 
 
 def error_response(request: web.Request, error: AuthError, *, oauth: bool = False) -> web.Response:
@@ -61,6 +70,7 @@ def error_response(request: web.Request, error: AuthError, *, oauth: bool = Fals
         if oauth:
             body["error"] = _OAUTH_ERRORS.get(error.code, "invalid_request")
             body["error_description"] = error.message
+    body.update(error.extra)
     return web.Response(
         body=orjson.dumps(body), status=error.status, headers=headers, content_type="application/json"
     )
@@ -95,12 +105,18 @@ def database_unavailable(error: DatabaseUnavailable) -> AuthError:
     )
 
 
+def _url_holds_nul(request: web.Request) -> bool:
+    return "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items())
+
+
 def endpoint(
     handler: Callable[[web.Request, AuthContext], Awaitable[web.StreamResponse]], *, oauth: bool = False
 ) -> Handler:
     """Renders AuthError (and the shared HttpError, database errors) in GoTrue's shape."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if _url_holds_nul(request):  # PostgreSQL text cannot hold it, and the path reaches the database
+            return error_response(request, bad_request("The URL must not contain %00"), oauth=oauth)
         try:
             return await handler(request, request.app[AUTH])
         except AuthError as error:

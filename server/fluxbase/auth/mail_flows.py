@@ -3,12 +3,11 @@ magiclink, resend, and /verify, where the mail's link or 6-digit code leads.
 
 Mail for an address a client names is sent after the answer, so neither the
 answer nor its timing tells whether the address has an account.  A flow
-started with a PKCE challenge ends its link in ?code= (see accounts.issue).
+started with a PKCE challenge ends its link in ?code= (see auth.request_mail).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -17,14 +16,12 @@ import orjson
 from aiohttp import web
 
 from fluxbase.auth.accounts import (
-    Issued,
-    find_user,
-    issue,
+    MailRequest,
     open_session,
     pkce_request,
+    request_mail,
     send_later,
     sign_up,
-    user_json,
 )
 from fluxbase.auth.context import AuthContext
 from fluxbase.auth.errors import AuthError, bad_request, unprocessable
@@ -98,29 +95,37 @@ async def signup(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if not ctx.config.autoconfirm:
         require_mail(ctx)
     limit(ctx.mail_by_ip, "auth_mail_ip", ip or "unknown")
+    if ctx.config.autoconfirm:
+        return await _signup_signed_in(request, ctx, email, password, metadata, ip)
     async with ctx.database.transaction(service(request)) as tx:
-        user_id, created = await sign_up(
-            tx, ctx, email, password, metadata, confirmed=ctx.config.autoconfirm, ip=ip
+        mail = await request_mail(
+            tx, ctx, "signup", email, ip, password=password, metadata=metadata, pkce=pkce
         )
-        issued: Issued | None = None
-        user: dict[str, Any] | None = None
-        if created and ctx.config.autoconfirm:
-            session = await open_session(tx, ctx, request, user_id, "password")
-            audit("auth.signup", user_id=user_id, ip=ip, autoconfirm=True)
-            return json_response(session)
+    audit("auth.signup", success=mail.created, user_id=mail.user_id, ip=ip)
+    _send_later(request, ctx, "confirmation", mail)
+    # The same shape whether the address was new or not; for a taken one a fresh id, so the
+    # existing one is not revealed.
+    pending_id = mail.user_id if mail.created and mail.user_id else str(uuid.uuid4())
+    return json_response(_pending_user(pending_id, email, metadata, mail.requested_at.isoformat()))
+
+
+async def _signup_signed_in(
+    request: web.Request,
+    ctx: AuthContext,
+    email: str,
+    password: str,
+    metadata: dict[str, Any],
+    ip: str | None,
+) -> web.StreamResponse:
+    """Signup with auth.autoconfirm: a session at once, and GoTrue's 422 for a taken address."""
+    async with ctx.database.transaction(service(request)) as tx:
+        user_id, created = await sign_up(tx, ctx, email, password, metadata, confirmed=True, ip=ip)
         if created:
-            issued = await issue(tx, ctx, user_id, "confirmation", email, ip, pkce)
-            user = await user_json(tx, user_id)
-    audit("auth.signup", success=created, user_id=user_id if created else None, ip=ip)
+            session = await open_session(tx, ctx, request, user_id, "password")
+    audit("auth.signup", success=created, user_id=user_id if created else None, ip=ip, autoconfirm=True)
     if not created:
-        if ctx.config.autoconfirm:
-            raise unprocessable("user_already_exists", "User already registered")
-        # Same shape as a real pending signup; a fresh id, so the existing one is not revealed.
-        now = dt.datetime.now(dt.UTC).isoformat()
-        return json_response(_pending_user(str(uuid.uuid4()), email, metadata, now))
-    assert user is not None and issued is not None
-    send_later(ctx, "confirmation", email, issued.token, request.query.get("redirect_to"), issued.code)
-    return json_response(_pending_user(user_id, email, metadata, user["confirmation_sent_at"]))
+        raise unprocessable("user_already_exists", "User already registered")
+    return json_response(session)
 
 
 async def _anonymous(
@@ -154,17 +159,25 @@ async def _mail_request(
     return email, ip
 
 
+def _send_later(request: web.Request, ctx: AuthContext, mail_kind: str, mail: MailRequest) -> None:
+    if mail.issued is not None and mail.send_to is not None:
+        send_later(
+            ctx,
+            mail_kind,
+            mail.send_to,
+            mail.issued.token,
+            request.query.get("redirect_to"),
+            mail.issued.code,
+        )
+
+
 async def recover(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     body = await read_body(request)
     pkce = pkce_request(body)
     email, ip = await _mail_request(request, ctx, body)
-    issued = None
     async with ctx.database.transaction(service(request)) as tx:
-        user_id = await find_user(tx, email)
-        if user_id is not None:
-            issued = await issue(tx, ctx, user_id, "recovery", email, ip, pkce)
-    if issued is not None:
-        send_later(ctx, "recovery", email, issued.token, request.query.get("redirect_to"), issued.code)
+        mail = await request_mail(tx, ctx, "recovery", email, ip, pkce=pkce)
+    _send_later(request, ctx, "recovery", mail)
     audit("auth.recovery_requested", ip=ip)
     return json_response({})
 
@@ -179,16 +192,12 @@ async def otp(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if not isinstance(metadata, dict):
         raise bad_request("data must be a JSON object")
     create = body.get("create_user", True) is not False and not ctx.config.disable_signup
-    issued = None
     async with ctx.database.transaction(service(request)) as tx:
-        user_id = await find_user(tx, email)
-        if user_id is None and create:
-            # A magic-link-only account: no password, so a random one nobody is told.
-            user_id, _ = await sign_up(tx, ctx, email, None, metadata, confirmed=False, ip=ip)
-        if user_id is not None:
-            issued = await issue(tx, ctx, user_id, "magic_link", email, ip, pkce)
-    if issued is not None:
-        send_later(ctx, "magic_link", email, issued.token, request.query.get("redirect_to"), issued.code)
+        # An unknown address with create_user gets a magic-link-only account: a random password.
+        mail = await request_mail(
+            tx, ctx, "magic_link", email, ip, metadata=metadata, create=create, pkce=pkce
+        )
+    _send_later(request, ctx, "magic_link", mail)
     audit("auth.otp_requested", ip=ip)
     # GoTrue answers 422 for an unknown address when create_user is false, which tells a
     # caller who has an account; the same answer for both keeps that to the mailbox owner.
@@ -201,24 +210,10 @@ async def resend(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
     if kind not in ("signup", "email_change"):
         raise bad_request("type must be signup or email_change")
     email, ip = await _mail_request(request, ctx, body)
-    to = issued = None
+    token_kind = "confirmation" if kind == "signup" else "email_change"
     async with ctx.database.transaction(service(request)) as tx:
-        user_id = await find_user(tx, email)
-        user = await user_json(tx, user_id) if user_id else None
-        if user is not None and kind == "signup" and not user.get("email_confirmed_at"):
-            to, issued = email, await issue(tx, ctx, user["id"], "confirmation", email, ip)
-        elif user is not None and kind == "email_change" and user.get("new_email"):
-            to = user["new_email"]
-            issued = await issue(tx, ctx, user["id"], "email_change", to, ip)
-    if issued is not None and to is not None:
-        send_later(
-            ctx,
-            "confirmation" if kind == "signup" else "email_change",
-            to,
-            issued.token,
-            request.query.get("redirect_to"),
-            issued.code,
-        )
+        mail = await request_mail(tx, ctx, token_kind, email, ip)
+    _send_later(request, ctx, token_kind, mail)
     audit("auth.resend_requested", ip=ip, kind=kind)
     return json_response({})
 

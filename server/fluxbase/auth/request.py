@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import uuid
 from typing import Any
 
 import orjson
@@ -53,7 +54,30 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         raise bad_request("Could not parse request body as JSON") from exc
     if not isinstance(body, dict):
         raise bad_request("Request body must be a JSON object")
+    if _holds_nul(body):
+        raise bad_request(NUL_MESSAGE)
     return body
+
+
+NUL_MESSAGE = "Text must not contain the NUL character (\\u0000)"
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any key or string in a parsed JSON value holds U+0000, which PostgreSQL text and jsonb refuse.
+
+    Iterative: orjson bounds the depth it parses, but a walk must not rely on it."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def client_ip(request: web.Request) -> str | None:
@@ -79,14 +103,25 @@ def account_key(email: str) -> str:
 
 
 def check_password_policy(config: AuthConfig, password: Any) -> str:
-    if not isinstance(password, str) or len(password) < config.password_min_length:
-        error = AuthError(
-            422, "weak_password", f"Password should be at least {config.password_min_length} characters."
+    """The password if it meets the policy; else GoTrue's weak_password error with its reasons."""
+    if password is not None and not isinstance(password, str):
+        raise bad_request("password must be a string")
+    text: str = password or ""
+    reasons, messages = [], []
+    if len(text) < config.password_min_length:
+        reasons.append("length")
+        messages.append(f"Password should be at least {config.password_min_length} characters.")
+    required = config.password_required_characters
+    if any(group and not set(group) & set(text) for group in required):
+        reasons.append("characters")
+        messages.append(f"Password should contain at least one character of each: {', '.join(required)}.")
+    if reasons:
+        raise AuthError(
+            422, "weak_password", " ".join(messages), extra={"weak_password": {"reasons": reasons}}
         )
-        raise error
-    if len(password.encode()) > 72:
+    if len(text.encode()) > 72:
         raise unprocessable("validation_failed", "Password cannot be longer than 72 bytes")
-    return password
+    return text
 
 
 def limit(limiter: RateLimiter, scope: str, key: str) -> None:
@@ -96,22 +131,31 @@ def limit(limiter: RateLimiter, scope: str, key: str) -> None:
         raise AuthError(429, "over_request_rate_limit", "Request rate limit reached", headers=error.headers)
 
 
-def _bearer_caller(request: web.Request, ctx: AuthContext) -> Caller:
+def _bearer_caller(request: web.Request, ctx: AuthContext, *, refuse_revoked: bool = True) -> Caller:
     """The verified caller of a request: GoTrue reads only Authorization: Bearer, never apikey."""
     try:
         token = bearer_token(request.headers)
         if token is None:
             raise AuthError(401, "no_authorization", "This endpoint requires a Bearer token")
-        return ctx.authenticator.verify(token)
+        return ctx.authenticator.verify(token, refuse_revoked=refuse_revoked)
     except AuthenticationError as exc:
         raise AuthError(401, "bad_jwt", f"invalid JWT: {exc.reason}") from exc
 
 
-def user_caller(request: web.Request, ctx: AuthContext) -> Caller:
-    """The signed-in user of a request: a user's access token, not an API key's."""
-    caller = _bearer_caller(request, ctx)
+def user_caller(request: web.Request, ctx: AuthContext, *, session_checked_in_db: bool = False) -> Caller:
+    """The signed-in user of a request: a user's access token, not an API key's.
+
+    A handler that reads the session from the database itself (session_checked_in_db) gets
+    the caller of an ended session too, so that it can answer GoTrue's 403 session_not_found
+    whether or not this process has already learnt that the session ended.
+    """
+    caller = _bearer_caller(request, ctx, refuse_revoked=not session_checked_in_db)
     if caller.role != "authenticated" or caller.user_id is None:
         raise AuthError(401, "bad_jwt", "invalid JWT: not a user's access token")
+    try:
+        uuid.UUID(caller.user_id)
+    except ValueError as exc:  # the secret's holder can sign any sub; the user tables key on uuid
+        raise AuthError(400, "bad_jwt", "invalid claim: sub claim must be a UUID") from exc
     request[USER_ID] = caller.user_id
     return caller
 

@@ -101,13 +101,25 @@ async def _password_grant(request: web.Request, ctx: AuthContext, body: dict[str
     ip = client_ip(request)
     try:
         limit(ctx.sign_in_by_ip, "auth_sign_in_ip", ip or "unknown")
-        limit(ctx.sign_in_by_account, "auth_sign_in_account", account_key(email))
+        # Per account *and* source: attempts from elsewhere never spend the owner's budget.
+        # Many sources against one account meet the account's backoff in SQL, shared by replicas.
+        limit(ctx.sign_in_by_account, "auth_sign_in_account", f"{account_key(email)}:{ip or 'unknown'}")
     except AuthError:
         count_outcome("password", "rate_limited")
         raise
+    lockout = ctx.config.lockout
     async with ctx.database.transaction(service(request)) as tx:
         row = await tx.fetchrow(
-            "select user_id::text, outcome from auth.check_password($1, $2, $3::inet)", email, password, ip
+            "select user_id::text, outcome, lock_scope"
+            " from auth.check_password($1, $2, $3::inet, $4, $5, $6::interval, $7::interval, $8::interval)",
+            email,
+            password,
+            ip,
+            lockout.failures_per_source,
+            lockout.failures_per_account,
+            dt.timedelta(seconds=lockout.window),
+            dt.timedelta(seconds=lockout.duration),
+            dt.timedelta(seconds=lockout.max_duration),
         )
         assert row is not None
         outcome = row["outcome"]
@@ -117,9 +129,12 @@ async def _password_grant(request: web.Request, ctx: AuthContext, body: dict[str
     # Committed either way: a failure counts towards the lockout and is audited in SQL.
     count_outcome("password", outcome)
     audit("auth.login", success=outcome == "ok", user_id=row["user_id"], ip=ip, outcome=outcome)
+    if row["lock_scope"] is not None:
+        audit("auth.user_locked", success=False, ip=ip, scope=row["lock_scope"])
     if session is None:
+        # A lock answers as a wrong password: it exists only for real accounts, so saying so would tell.
         status, message = SIGN_IN_ERRORS.get(outcome, (400, "Invalid login credentials"))
-        raise AuthError(status, outcome, message)
+        raise AuthError(status, "invalid_credentials" if outcome == "locked" else outcome, message)
     return json_response(session)
 
 

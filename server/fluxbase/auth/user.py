@@ -44,14 +44,16 @@ async def _live_user(tx: RoleSwitchedTransaction, caller: Caller) -> dict[str, A
 
 
 async def get_user(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
-    caller = user_caller(request, ctx)
+    # The session is read from the database (_live_user), not this process's revocation cache:
+    # an ended session answers 403 session_not_found, on which auth-js drops its session.
+    caller = user_caller(request, ctx, session_checked_in_db=True)
     async with ctx.database.transaction(service(request), read_only=True) as tx:
         user = await _live_user(tx, caller)
     return json_response(user)
 
 
 async def update_user(request: web.Request, ctx: AuthContext) -> web.StreamResponse:
-    caller = user_caller(request, ctx)
+    caller = user_caller(request, ctx, session_checked_in_db=True)
     body = await read_body(request)
     refused_keys = sorted(set(body) - USER_UPDATE_KEYS)
     if refused_keys:

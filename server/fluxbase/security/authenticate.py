@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,7 +134,9 @@ class Authenticator:
             raise AuthenticationError("API key is not valid (unknown, revoked or expired)") from exc
         return Caller(grant.role, {"role": grant.role, "api_key_id": grant.id}, key, grant.id, grant)
 
-    def verify(self, token: str) -> Caller:
+    def verify(self, token: str, *, refuse_revoked: bool = True) -> Caller:
+        """The token's caller; with refuse_revoked=False a token of an ended session passes,
+        for a caller that asks the database about the session itself (GET /user)."""
         if is_dashboard_key(token):
             return self._api_key(token)
         cached = self._cache.get(token)
@@ -141,14 +144,16 @@ class Authenticator:
             expires_at = cached.expires_at
             if expires_at is not None and time.time() <= expires_at + CLOCK_SKEW_SECONDS:
                 self._cache.move_to_end(token)
-                self._refuse_revoked(cached)
+                if refuse_revoked:
+                    self._refuse_revoked(cached)
                 return cached
             del self._cache[token]
         caller = self._decode(token)
         session_id = caller.session_id
         if session_id is not None:
             self.revocations.seen(session_id, (caller.expires_at or 0.0) + CLOCK_SKEW_SECONDS)
-        self._refuse_revoked(caller)
+        if refuse_revoked:
+            self._refuse_revoked(caller)
         self._cache[token] = caller
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -184,7 +189,8 @@ class Authenticator:
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError("JWT could not be verified") from exc
         role = claims.get("role", "anon")
-        if role not in API_ROLES:
+        # A list or object is no role (and unhashable: `in` on the set would raise).
+        if not isinstance(role, str) or role not in API_ROLES:
             raise AuthenticationError(f"JWT role {role!r} is not allowed")
         if keys is not None and not asymmetric and role == "authenticated":
             raise AuthenticationError(f"user JWTs must be signed with {keys.algorithm}")
@@ -195,6 +201,9 @@ class Authenticator:
                 raise AuthenticationError("JWT audience is not accepted")
             if not isinstance(claims.get("sub"), str) or not claims["sub"]:
                 raise AuthenticationError("JWT is missing the 'sub' claim")
+        if claims.get("session_id") not in (None, "") and not _is_uuid(claims["session_id"]):
+            # One malformed id would make every revoked-session check (auth.live_sessions) fail.
+            raise AuthenticationError("JWT session_id claim must be a UUID")
         return Caller(role, claims, token, api_key_id=_legacy_key_id(role, claims))
 
 
@@ -204,6 +213,14 @@ def _legacy_key_id(role: str, claims: Mapping[str, Any]) -> str | None:
     if role == "service_role" and "sub" not in claims:
         return "service_role"
     return None
+
+
+def _is_uuid(value: Any) -> bool:
+    """The canonical text form only: what PostgreSQL's uuid input accepts without doubt."""
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
