@@ -283,6 +283,170 @@ create or replace function realtime.check_binding(
   $$;
 revoke all on function realtime.check_binding(regclass, text, jsonb, text[]) from public;
 
+-- The bulk path's policy: the SELECT policies that apply to `role_name` on `target` (permissive
+-- ones or-ed, restrictive ones and-ed, as RLS combines them), with every call of a claim helper
+-- replaced by a column of the joined relation of groups `_fb_g` (claims_text, jwt, uid, role,
+-- email), so one statement evaluates them for every group of a batch.  NULL when that cannot
+-- be proved equivalent to evaluating them with each group's claims set, which sends the role
+-- to the per-group path.  Proof, conservatively:
+--  * the helpers are the ones the migrations define (same bodies, SQL, no SET, not definer), so
+--    what they return is a function of the claims alone, written out in the bulk statement;
+--  * every object a policy depends on (pg_depend records each function, operator, type and
+--    relation an expression uses, subqueries included) is: the table; a plain table without
+--    RLS; a claim helper; current_setting('request.jwt.claims'); a built-in immutable function;
+--    a built-in operator over a built-in immutable or stable function; a built-in or enum
+--    type; a collation.  Built-in objects are not in pg_depend, so the parsed expressions are
+--    scanned too (every funcid, opfuncid, aggfnoid, winfnoid and relid).  A user function (it
+--    may read the claims itself), a volatile or other stable function, a view, a table with
+--    RLS of its own, a domain, a row comparison: not provable, NULL;
+--  * each helper call is replaced textually in the printed expression (search_path empty, so
+--    printed schema-qualified), and the number of replacements must equal the number of calls
+--    in the parsed policies (pg_node_tree), so no string literal or identifier is touched;
+--  * the table and its columns do not use the `_fb_` prefix the bulk statement's names use.
+-- SECURITY DEFINER: it reads the catalog and the helpers' definitions in `auth`, which
+-- authenticator may not use; it runs nothing of the policies.
+create or replace function realtime.claims_policy(target regclass, role_name text)
+  returns text
+  language plpgsql stable
+  security definer
+  set search_path = ''
+  as $$
+  declare
+    uid_fn oid := pg_catalog.to_regprocedure('auth.uid()');
+    jwt_fn oid := pg_catalog.to_regprocedure('auth.jwt()');
+    role_fn oid := pg_catalog.to_regprocedure('auth.role()');
+    email_fn oid := pg_catalog.to_regprocedure('auth.email()');
+    setting_fns oid[] := array[pg_catalog.to_regprocedure('pg_catalog.current_setting(text)'),
+                               pg_catalog.to_regprocedure('pg_catalog.current_setting(text, boolean)')];
+    policies oid[];
+    trees text;
+    expression text;
+    replaced text;
+    helper record;
+    calls integer;
+    found_calls integer;
+    boundary constant text := '(?<![[:alnum:]_."$])';
+  begin
+    if uid_fn is null or jwt_fn is null or role_fn is null or email_fn is null then
+      return null;
+    end if;
+    if exists (
+      select from pg_catalog.pg_proc f
+       where f.oid in (uid_fn, jwt_fn, role_fn, email_fn)
+         and (f.prosecdef or f.proconfig is not null or f.proretset
+              or f.prolang is distinct from (select l.oid from pg_catalog.pg_language l where l.lanname = 'sql')
+              or pg_catalog.regexp_replace(pg_catalog.btrim(f.prosrc, E' \n\t'), '\s+', ' ', 'g') is distinct from
+                 case f.oid
+                   when jwt_fn then 'select coalesce(nullif(pg_catalog.current_setting(''request.jwt.claims'', true), ''''), ''{}'')::jsonb'
+                   when uid_fn then 'select nullif(auth.jwt() ->> ''sub'', '''')::uuid'
+                   when role_fn then 'select auth.jwt() ->> ''role'''
+                   when email_fn then 'select auth.jwt() ->> ''email'''
+                 end)
+    ) then
+      return null;
+    end if;
+    if exists (
+      select from pg_catalog.pg_class c where c.oid = target and c.relname::text like '\_fb\_%'
+      union all
+      select from pg_catalog.pg_attribute a
+       where a.attrelid = target and a.attnum > 0 and a.attname::text like '\_fb\_%'
+    ) then
+      return null;
+    end if;
+
+    select pg_catalog.array_agg(p.oid),
+           pg_catalog.string_agg(coalesce(p.polqual::text, ''), ' '),
+           case when pg_catalog.count(*) filter (where p.polpermissive) > 0 then
+             '((' || pg_catalog.string_agg(
+                       '(' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ' or ')
+                       filter (where p.polpermissive) || ')'
+             || coalesce(pg_catalog.string_agg(
+                       ' and (' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', '')
+                       filter (where not p.polpermissive), '')
+             || ')'
+           end
+      into policies, trees, expression
+      from pg_catalog.pg_policy p
+     where p.polrelid = target and p.polcmd in ('r', '*')
+       and exists (
+         select from pg_catalog.unnest(p.polroles) r
+          where r operator(pg_catalog.=) 0 or pg_catalog.pg_has_role(role_name, r, 'member'));
+    if expression is null then
+      return 'false';  -- no permissive policy: no row is visible, whatever the claims
+    end if;
+
+    if exists (
+      select from pg_catalog.pg_depend d
+       where d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+         and d.objid operator(pg_catalog.=) any(policies)
+         and not coalesce(case d.refclassid
+           when 'pg_catalog.pg_class'::pg_catalog.regclass then
+             d.refobjid = target or exists (
+               select from pg_catalog.pg_class c
+                where c.oid = d.refobjid and c.relkind in ('r', 'p') and not c.relrowsecurity)
+           when 'pg_catalog.pg_proc'::pg_catalog.regclass then
+             d.refobjid in (uid_fn, jwt_fn, role_fn, email_fn)
+             or d.refobjid operator(pg_catalog.=) any(setting_fns)
+             or exists (
+               select from pg_catalog.pg_proc f
+                where f.oid = d.refobjid and f.oid < 16384 and f.provolatile = 'i')
+           when 'pg_catalog.pg_operator'::pg_catalog.regclass then
+             exists (
+               select from pg_catalog.pg_operator o join pg_catalog.pg_proc f on f.oid = o.oprcode
+                where o.oid = d.refobjid and o.oid < 16384 and f.oid < 16384 and f.provolatile in ('i', 's'))
+           when 'pg_catalog.pg_type'::pg_catalog.regclass then
+             d.refobjid < 16384 or exists (
+               select from pg_catalog.pg_type t where t.oid = d.refobjid and t.typtype = 'e')
+           when 'pg_catalog.pg_collation'::pg_catalog.regclass then true
+           else false
+         end, false)
+    ) then
+      return null;
+    end if;
+
+    -- Built-in objects are pinned and never appear in pg_depend: every function, operator
+    -- function, aggregate and relation named in the parsed policies is checked here as well.
+    if trees ~ '\{ROWCOMPARE' or exists (
+      select from pg_catalog.regexp_matches(trees, ':(funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') m
+        left join pg_catalog.pg_proc f on f.oid = m[2]::oid
+       where not coalesce(
+               f.oid in (uid_fn, jwt_fn, role_fn, email_fn)
+               or f.oid operator(pg_catalog.=) any(setting_fns)
+               or (f.oid < 16384 and (f.provolatile = 'i' or (m[1] = 'opfuncid' and f.provolatile = 's'))),
+               false)
+      union all
+      select from pg_catalog.regexp_matches(trees, ':relid (\d+)', 'g') m
+        left join pg_catalog.pg_class c on c.oid = m[1]::oid
+       where not coalesce(c.oid = target or (c.relkind in ('r', 'p') and not c.relrowsecurity), false)
+    ) then
+      return null;
+    end if;
+
+    replaced := expression;
+    for helper in
+      select * from (values
+        (array[uid_fn], 'auth\.uid\(\)', '_fb_g.uid'),
+        (array[jwt_fn], 'auth\.jwt\(\)', '_fb_g.jwt'),
+        (array[role_fn], 'auth\.role\(\)', '_fb_g.role'),
+        (array[email_fn], 'auth\.email\(\)', '_fb_g.email'),
+        (setting_fns, 'current_setting\(''request\.jwt\.claims''::text(, (true|false))?\)', '_fb_g.claims_text')
+      ) h(fns, pattern, replacement)
+    loop
+      select pg_catalog.count(*) into calls
+        from pg_catalog.unnest(helper.fns) f(fn),
+             pg_catalog.regexp_matches(trees, '\{FUNCEXPR :funcid ' || f.fn::text || ' ', 'g');
+      select pg_catalog.count(*) into found_calls
+        from pg_catalog.regexp_matches(replaced, boundary || helper.pattern, 'g');
+      if calls <> found_calls then
+        return null;
+      end if;
+      replaced := pg_catalog.regexp_replace(replaced, boundary || helper.pattern, helper.replacement, 'g');
+    end loop;
+    return replaced;
+  end
+  $$;
+revoke all on function realtime.claims_policy(regclass, text) from public;
+
 -- Who sees which change of one table: the one place that decides it, for every subscriber
 -- group of a batch in ONE statement (the way Supabase's realtime.apply_rls works).
 --
@@ -351,6 +515,12 @@ create or replace function realtime.visible_changes(
     wanted integer[];
     visible integer[];
     failed boolean;
+    pending jsonb;                 -- [group, index, bypass, columns, changes, bindings] per group
+    bulk_groups jsonb;
+    bulk_policy text;
+    bulk_found jsonb;
+    bulk_visible jsonb := '{}';    -- group index -> visible change indexes (bulk path)
+    bulk_roles text[] := '{}';     -- roles the bulk path decided
   begin
     if pg_catalog.jsonb_typeof(groups) is distinct from 'array'
        or pg_catalog.jsonb_typeof(changes) is distinct from 'array'
@@ -425,7 +595,10 @@ create or replace function realtime.visible_changes(
     -- columns (grants revoked after the join count at once).  Without the key columns a role
     -- sees no row of the table; a group without any pair is skipped.
     change_types := array(select c->>'t' from pg_catalog.jsonb_array_elements(changes) c);
-    for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
+    select coalesce(pg_catalog.jsonb_agg(
+             pg_catalog.jsonb_build_array(q.item, q.no, q.bypass, q.cols, q.cs, q.bs) order by q.no), '[]')
+      into pending
+      from (
       with role_views as (
         select r.name,
                coalesce((select o.rolbypassrls from pg_catalog.pg_roles o where o.rolname = r.name), false)
@@ -445,7 +618,7 @@ create or replace function realtime.visible_changes(
                operator(pg_catalog.<@) v.cols
          group by v.name
       )
-      select g.value, g.ordinality, v.bypass, v.cols, p.cs, p.bs
+      select g.value as item, g.ordinality as no, v.bypass, v.cols, p.cs, p.bs
         from pg_catalog.jsonb_array_elements(groups) with ordinality g
         join role_views v on v.name = g.value->>'role'
         join readable r on r.name = v.name
@@ -460,7 +633,68 @@ create or replace function realtime.visible_changes(
              and (b.value->>'f') operator(pg_catalog.=) any(r.filters)
         ) p
        where key_columns operator(pg_catalog.<@) v.cols and p.cs is not null
-       order by g.ordinality
+      ) q;
+
+    -- The bulk path: for each role under RLS whose policies depend on the caller only through
+    -- the claim helpers (realtime.claims_policy), every group of the role in ONE statement,
+    -- the claims taken from a joined relation of groups: the logged record (the row as it was
+    -- written, like the per-group path) passes the policies.  A role it cannot prove, or whose
+    -- statement fails (fail closed), takes the per-group path below.  Setting
+    -- fluxbase.realtime_bulk to 'off' turns it off (the equivalence test compares both).
+    if rel_rls and coalesce(pg_catalog.current_setting('fluxbase.realtime_bulk', true), '') <> 'off' then
+      for role_name, bulk_groups in
+        select e->0->>'role',
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                 'i', e->1, 'c', coalesce(e->0->'claims', '{}'), 'w', e->4))
+          from pg_catalog.jsonb_array_elements(pending) e
+         where not (e->>2)::boolean
+         group by 1
+      loop
+        begin
+          bulk_policy := realtime.claims_policy(target, role_name);
+          continue when bulk_policy is null;
+          perform pg_catalog.set_config('role', role_name, true),
+                  pg_catalog.set_config('request.jwt.claims', '', true);
+          execute pg_catalog.format(
+            'with _fb_groups as materialized ('
+            ' select (_fb_x.value->>''i'')::integer as i,'
+            '  array(select pg_catalog.jsonb_array_elements_text(_fb_x.value->''w'')::integer) as w,'
+            '  _fb_t.claims_text, _fb_t.jwt,'
+            '  nullif(_fb_t.jwt->>''sub'', '''')::pg_catalog.uuid as uid,'
+            '  _fb_t.jwt->>''role'' as role, _fb_t.jwt->>''email'' as email'
+            ' from pg_catalog.jsonb_array_elements($2) _fb_x'
+            ' cross join lateral (select _fb_s.t as claims_text,'
+            '   coalesce(nullif(_fb_s.t, ''''), ''{}'')::pg_catalog.jsonb as jwt'
+            '   from (select (coalesce(_fb_x.value->''c'', ''{}''::pg_catalog.jsonb))::text as t) _fb_s) _fb_t'
+            ') '
+            'select pg_catalog.jsonb_object_agg(_fb_v.i, _fb_v.cs) from ('
+            ' select _fb_g.i, pg_catalog.array_agg(_fb_k._fb_i::integer order by _fb_k._fb_i) as cs'
+            ' from _fb_groups _fb_g'
+            ' join pg_catalog.jsonb_array_elements($1) with ordinality as _fb_k(_fb_change, _fb_i)'
+            '   on _fb_k._fb_i::integer operator(pg_catalog.=) any(_fb_g.w)'
+            ' where exists (select from pg_catalog.jsonb_populate_record(null::%1$I.%2$I, _fb_k._fb_change->''r'') as %2$I'
+            '               where %3$s)'
+            ' group by _fb_g.i) _fb_v',
+            rel_schema, rel_name, bulk_policy)
+            into bulk_found using changes, bulk_groups;
+          bulk_visible := bulk_visible || coalesce(bulk_found, '{}');
+          bulk_roles := pg_catalog.array_append(bulk_roles, role_name);
+          perform pg_catalog.set_config('role', saved_role, true);
+        exception when others then
+          null;  -- rolled back, role included: this role's groups take the per-group path
+        end;
+      end loop;
+    end if;
+
+    for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
+      select e->0, (e->>1)::bigint, (e->>2)::boolean,
+             array(select x.value from pg_catalog.jsonb_array_elements_text(e->3) with ordinality x
+                    order by x.ordinality),
+             array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->4) with ordinality x
+                    order by x.ordinality),
+             array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->5) with ordinality x
+                    order by x.ordinality)
+        from pg_catalog.jsonb_array_elements(pending) e
     loop
       role_name := group_item->>'role';
       -- One binding (the common case): its changes are distinct and in order already.
@@ -473,6 +707,11 @@ create or replace function realtime.visible_changes(
       failed := false;
       if not rel_rls or role_bypass then
         visible := wanted;
+      elsif role_name operator(pg_catalog.=) any(bulk_roles) then
+        visible := case when bulk_visible ? group_no::text then
+                     array(select x.value::integer
+                             from pg_catalog.jsonb_array_elements_text(bulk_visible->(group_no::text)) x)
+                   end;
       else
         if not policy_queries ? role_name then
           -- The SELECT policies that apply to the role: permissive ones or-ed, restrictive
@@ -548,5 +787,6 @@ grant execute on function
   realtime.prune(interval),
   realtime.filter_sql(regclass, jsonb, text),
   realtime.check_binding(regclass, text, jsonb, text[]),
-  realtime.visible_changes(regclass, jsonb, jsonb, jsonb)
+  realtime.visible_changes(regclass, jsonb, jsonb, jsonb),
+  realtime.claims_policy(regclass, text)
   to authenticator;

@@ -3,7 +3,10 @@
 The main process starts the embedded database (when DATABASE_URL is unset),
 migrates, then serves: itself with one worker, or through N forked workers
 that each bind the port with SO_REUSEPORT, so the kernel spreads connections
-across them.  SIGTERM stops accepting, drains in-flight requests, exits 0.
+across them.  SIGTERM stops accepting, drains in-flight requests and closes
+realtime sockets (1001), and exits 0 within `server.shutdown_timeout`; a
+worker that cannot finish by then exits anyway (1), and a second SIGTERM or
+SIGINT exits at once.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ log = logging.getLogger("fluxbase.serve")
 # A worker that dies this soon after starting is failing, not crashing once.
 EARLY_EXIT_SECONDS = 5.0
 MAX_EARLY_EXITS = 3
+# Of server.shutdown_timeout, what is kept for closing the pool and other resources after the
+# in-flight requests had their time (at most this much, at most a quarter of the timeout).
+CLEANUP_RESERVE = 5.0
+EXIT_STOPPED_HARD = 1
 
 
 def authenticator_password(config: Config) -> str:
@@ -92,9 +99,8 @@ async def _worker(config: Config, runtime: Runtime) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     app = build_app(config, runtime)
-    runner = GuardedAppRunner(
-        app, config.server, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
-    )
+    drain = drain_timeout(config.server.shutdown_timeout)
+    runner = GuardedAppRunner(app, config.server, handle_signals=False, shutdown_timeout=drain)
     try:
         await runner.setup()  # opens the pool
     except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
@@ -110,10 +116,40 @@ async def _worker(config: Config, runtime: Runtime) -> int:
         return 1
     log.info("listening", extra={"address": f"{host}:{port}", "pid": os.getpid()})
     await stop.wait()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _exit_at_once, signum)
     log.info("shutting down: draining in-flight requests", extra={"pid": os.getpid()})
-    await runner.cleanup()
+    # The whole stop is bounded, whatever a component does (a database that does not answer,
+    # a backlog being delivered): past the timeout the process exits without waiting further.
+    cleanup = asyncio.ensure_future(runner.cleanup())
+    done, _ = await asyncio.wait({cleanup}, timeout=config.server.shutdown_timeout)
+    if not done:
+        log.error(
+            "shutdown did not finish in time; exiting",
+            extra={"pid": os.getpid(), "timeout": config.server.shutdown_timeout},
+        )
+        _exit_now(EXIT_STOPPED_HARD)
+    cleanup.result()
     log.info("stopped", extra={"pid": os.getpid()})
     return 0
+
+
+def drain_timeout(shutdown_timeout: float) -> float:
+    """How long in-flight requests may take: the shutdown timeout less the cleanup's reserve."""
+    return max(0.0, shutdown_timeout - min(CLEANUP_RESERVE, shutdown_timeout / 4))
+
+
+def _exit_at_once(signum: int) -> None:
+    log.warning(
+        "second signal: exiting without finishing the shutdown",
+        extra={"pid": os.getpid(), "signal": signal.Signals(signum).name},
+    )
+    _exit_now(EXIT_STOPPED_HARD)
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()  # the last lines reach the log
+    os._exit(code)
 
 
 @dataclass
@@ -148,6 +184,13 @@ class Supervisor:
         self.workers[pid] = _Worker(pid, time.monotonic())
 
     def _stop(self, signum: int, frame: object) -> None:
+        if self.stopping and frame is not None:
+            # A second signal: the workers are killed, and the supervisor does not wait.
+            log.warning("second signal: exiting without waiting for the workers")
+            for pid in self.workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            _exit_now(EXIT_STOPPED_HARD)
         if not self.stopping:
             log.info("stopping workers", extra={"signal": signal.Signals(signum).name})
         self.stopping = True

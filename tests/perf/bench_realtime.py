@@ -1,15 +1,19 @@
-"""The realtime benchmark (`make bench-realtime`): N WebSocket subscribers on one `fluxbase serve`.
+"""The realtime benchmark (`make bench-realtime`): this branch next to the main branch's code.
 
-Starts a throwaway PostgreSQL, migrates, creates an RLS-protected table with realtime enabled,
-runs `fluxbase serve` (1 worker) and opens N subscribers from a few client processes: vsn 2.0.0
-array frames as realtime-js sends them, each socket one channel with a postgres_changes binding
-(every other one with a filter), each joined with its own user's JWT. Then it measures:
+Starts a throwaway PostgreSQL with two databases, one migrated by each version (the baseline is
+`git archive <--baseline>`, run with the same interpreter through PYTHONPATH), creates an
+RLS-protected table with realtime enabled in each, and for each measurement runs the versions
+one after the other (alternating, so both see the same machine): the real `fluxbase serve`, N
+WebSocket subscribers held by a few client processes (vsn 2.0.0 array frames as realtime-js
+sends them, each socket one channel with an INSERT binding, every other one filtered, each
+joined with its own user's JWT). It measures:
 
-- memory per idle connection: the server's VmRSS before and after the N sockets joined, over N;
-- latency: one INSERT stamped with clock_timestamp(); for every subscriber the delay from that
-  stamp to receipt (same machine, same clock), a few rounds;
-- throughput: 100 inserts/s for a few seconds from another connection; events/s delivered,
-  lost and duplicated messages, and the latency under that load.
+- one INSERT to 2,000 subscribers: every subscriber's delay from the row's clock_timestamp() to
+  receipt (same machine, same clock), a few rounds;
+- 20 inserts/s (40,000 events/s offered) for a few seconds: delivered, lost, p99;
+- capacity, for 1 and 2 workers: the offered rate rises step by step; the highest step where
+  every event arrived and p99 < 1 s;
+- 10,000 idle joined sockets: the serving process's VmRSS growth per socket.
 
 Results go into docs/BENCHMARKS.md between the realtime markers. Every wait has a timeout;
 everything talks to 127.0.0.1.
@@ -27,6 +31,8 @@ import os
 import platform
 import re
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -44,7 +50,7 @@ PERF = Path(__file__).resolve().parent
 ROOT = PERF.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fluxbase.db.migrate import Migrator  # noqa: E402
+import harness  # noqa: E402
 from fluxbase.security.api_keys import api_key  # noqa: E402
 from harness import (  # noqa: E402 - the test harness is found through the path set above
     AUTHENTICATOR_PASSWORD,
@@ -59,8 +65,10 @@ from harness import (  # noqa: E402 - the test harness is found through the path
 REPORT = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN = "<!-- bench-realtime:begin (written by tests/perf/bench_realtime.py) -->"
 END = "<!-- bench-realtime:end -->"
-P99_GOAL_MS = 500.0
-GOAL_SUBSCRIBERS = 2000
+SINGLE_P99_GOAL_MS = 250.0
+LOADED_P99_GOAL_MS = 1000.0
+CAPACITY_GOAL = 60_000
+STEADY_RATE = 20
 TABLE = "bench_events"
 
 SCHEMA = f"""
@@ -302,7 +310,7 @@ def start_clients(count: int) -> Clients:
     return Clients(processes, pipes)
 
 
-# --- the server ------------------------------------------------------------------------------
+# --- the servers ------------------------------------------------------------------------------
 
 
 def raise_nofile_limit() -> int:
@@ -313,23 +321,65 @@ def raise_nofile_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def start_fluxbase(dsn: str, connections: int) -> ServerProcess:
+@dataclass
+class Version:
+    """One code version under test: its name, its interpreter and `fluxbase` command, its database."""
+
+    name: str
+    bin_dir: Path
+    dsn: str
+
+
+def install_baseline(ref: str, into: Path) -> Path:
+    """`git archive ref` unpacked into `into` and installed, with the dependencies it declares,
+    into a virtualenv of its own (the baseline may need packages this tree does not);
+    returns that virtualenv's bin directory."""
+    source = into / "source"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    venv = into / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "-e", str(source)],
+        check=True,
+    )
+    return venv / "bin"
+
+
+def migrate(version: Version) -> None:
+    """Migrates the version's database with that version's own migrations and SQL."""
+    code = (
+        "import sys; from fluxbase.db.migrate import Migrator; "
+        "Migrator(sys.argv[1], authenticator_password=sys.argv[2]).up()"
+    )
+    python = str(version.bin_dir / "python")
+    subprocess.run([python, "-c", code, version.dsn, AUTHENTICATOR_PASSWORD], check=True)
+    with psycopg.connect(version.dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)  # type: ignore[arg-type]
+
+
+def start_fluxbase(version: Version, connections: int, workers: int) -> ServerProcess:
     limit = str(connections + 100)
     env = server_env(
-        dsn,
+        version.dsn,
         FLUXBASE_REALTIME_MAX_CONNECTIONS=limit,
         FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_IP=limit,
         FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER=limit,
         FLUXBASE_LOG_LEVEL="warn",
     )
-    return start_server(env, "serve", "--no-migrate", "--workers", "1")
+    # harness.start_server runs harness.FLUXBASE: pointed at this version's command.
+    harness.FLUXBASE = str(version.bin_dir / "fluxbase")
+    return start_server(env, "serve", "--no-migrate", "--workers", str(workers))
 
 
-def serving_pid(server: ServerProcess) -> int:
-    """The process that holds the sockets: `serve` itself with one worker, else its only child."""
+def server_pids(server: ServerProcess) -> list[int]:
+    """`serve` itself and its workers."""
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-    pids = children.read_text().split() if children.exists() else []
-    return int(pids[0]) if len(pids) == 1 else server.process.pid
+    return [
+        server.process.pid,
+        *(int(pid) for pid in (children.read_text().split() if children.exists() else [])),
+    ]
 
 
 def rss_kib(pid: int) -> int:
@@ -339,39 +389,16 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1))
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-# --- one measured run ------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    subscribers: int
-    clients: int
-    connect_seconds: float = 0.0
-    rss_before_kib: int = 0
-    rss_after_kib: int = 0
-    single: list[float] = field(default_factory=list)  # latencies (s), all rounds
-    single_missing: int = 0
-    rounds: int = 0
-    throughput_inserts: int = 0
-    insert_seconds: float = 0.0
-    delivered: int = 0
-    delivery_seconds: float = 0.0
-    lost: int = 0
-    duplicated: int = 0
-    closed: int = 0
-    loaded: list[float] = field(default_factory=list)
-    server_cpu: float = 0.0  # share of one core during the throughput phase
-    client_cpu: list[float] = field(default_factory=list)  # same, per client process
-    error: str = ""
-
-    @property
-    def kib_per_connection(self) -> float:
-        return (self.rss_after_kib - self.rss_before_kib) / self.subscribers
+# --- measurements -----------------------------------------------------------------------------
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -385,99 +412,195 @@ def insert(conn: psycopg.Connection[Any], kind: int = 1) -> int:
     return int(row[0])
 
 
-def measure(dsn: str, count: int, options: argparse.Namespace) -> Result:
-    result = Result(count, options.clients)
-    server = start_fluxbase(dsn, count)
+@dataclass
+class Load:
+    """One steady load: inserts/s for some seconds, and what the subscribers received."""
+
+    rate: int
+    subscribers: int
+    seconds: float = 0.0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    closed: int = 0
+    latencies: list[float] = field(default_factory=list)
+    server_cpu: float = 0.0
+
+    @property
+    def offered(self) -> float:
+        return self.rate * self.subscribers
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies, 0.99) if self.latencies else float("inf")
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.closed == 0 and self.p99 < LOADED_P99_GOAL_MS
+
+
+@dataclass
+class Session:
+    """One version at one worker count with N subscribers: latency, steady load, capacity."""
+
+    version: str
+    workers: int
+    subscribers: int
+    connect_seconds: float = 0.0
+    single: list[float] = field(default_factory=list)
+    single_missing: int = 0
+    steady: Load | None = None
+    steps: list[Load] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def capacity(self) -> Load | None:
+        passed = [step for step in self.steps if step.ok]
+        return passed[-1] if passed else None
+
+
+def open_subscribers(clients: Clients, server: ServerProcess, count: int) -> float:
+    url = server.url.replace("http://", "ws://") + (
+        f"/realtime/v1/websocket?apikey={api_key(JWT_SECRET, 'anon')}&vsn=2.0.0"
+    )
+    tokens = [(user_token(i), i % 2 == 1) for i in range(count)]
+    shares = [tokens[i :: len(clients.pipes)] for i in range(len(clients.pipes))]
+    started = time.monotonic()
+    answers = clients.ask([("open", url, share) for share in shares], timeout=120 + count / 20)
+    opened = sum(a["opened"] for a in answers)
+    if opened < count:
+        errors = [e for a in answers for e in a["errors"]]
+        failed = sum(a["error_count"] for a in answers)
+        raise BenchError(f"{opened} of {count} subscribers joined, {failed} failed: {errors[:5]}")
+    return time.monotonic() - started
+
+
+def run_load(
+    conn: psycopg.Connection[Any],
+    clients: Clients,
+    pids: list[int],
+    rate: int,
+    seconds: int,
+    count: int,
+    wait: float,
+) -> Load:
+    load = Load(rate, count)
+    cpu_before = cpu_seconds(pids)
+    ids: list[int] = []
+    start = time.monotonic()
+    for n in range(rate * seconds):
+        pause = start + n / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        ids.append(insert(conn))
+    inserting = time.monotonic() - start
+    started_wall = time.time() - inserting
+    answers = clients.ask_all(("collect", ids, wait), wait + 60)
+    # Delivered events/s: over the time from the first insert to the last receipt.
+    load.seconds = max(inserting, max(a["last"] for a in answers) - started_wall)
+    load.server_cpu = (cpu_seconds(pids) - cpu_before) / (time.monotonic() - start)
+    load.latencies = [x for a in answers for x in a["latencies"]]
+    load.delivered = sum(a["messages"] for a in answers)
+    load.lost = sum(a["missing"] for a in answers)
+    load.duplicated = sum(a["duplicates"] for a in answers)
+    load.closed = max(a["closed"] for a in answers)
+    return load
+
+
+def measure(version: Version, workers: int, options: argparse.Namespace) -> Session:
+    count = options.subscribers
+    session = Session(version.name, workers, count)
+    server = start_fluxbase(version, count, workers)
     clients = start_clients(options.clients)
     try:
-        pid = serving_pid(server)
-        time.sleep(1)
-        result.rss_before_kib = rss_kib(pid)
-        url = server.url.replace("http://", "ws://") + (
-            f"/realtime/v1/websocket?apikey={api_key(JWT_SECRET, 'anon')}&vsn=2.0.0"
-        )
-        tokens = [(user_token(i), i % 2 == 1) for i in range(count)]
-        shares = [tokens[i :: options.clients] for i in range(options.clients)]
-        started = time.monotonic()
-        answers = clients.ask([("open", url, share) for share in shares], timeout=120 + count / 20)
-        result.connect_seconds = time.monotonic() - started
-        opened = sum(a["opened"] for a in answers)
-        if opened < count:
-            errors = [e for a in answers for e in a["errors"]]
-            failed = sum(a["error_count"] for a in answers)
-            raise BenchError(f"{opened} of {count} subscribers joined, {failed} failed: {errors[:5]}")
-        print(f"  {count} subscribers joined in {result.connect_seconds:.1f} s", flush=True)
+        pids = server_pids(server)
+        session.connect_seconds = open_subscribers(clients, server, count)
         time.sleep(2)
-        result.rss_after_kib = rss_kib(pid)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            # Latency of one insert to everyone, a few times.
+        with psycopg.connect(version.dsn, autocommit=True) as conn:
             for _ in range(options.rounds):
                 row_id = insert(conn)
                 answers = clients.ask_all(("collect", [row_id], options.timeout), options.timeout + 30)
-                result.single += [x for a in answers for x in a["latencies"]]
-                result.single_missing += sum(a["missing"] for a in answers)
-                result.duplicated += sum(a["duplicates"] for a in answers)
-                result.rounds += 1
+                session.single += [x for a in answers for x in a["latencies"]]
+                session.single_missing += sum(a["missing"] for a in answers)
                 time.sleep(0.5)
             print(
-                f"  one insert: p50 {percentile(result.single, 0.5):.0f} ms, "
-                f"p99 {percentile(result.single, 0.99):.0f} ms, missing {result.single_missing}",
+                f"  one insert: p99 {percentile(session.single, 0.99):.0f} ms, "
+                f"missing {session.single_missing}",
                 flush=True,
             )
-            # Throughput: a steady insert rate from this connection, the clients just count.
-            cpu_server = cpu_seconds(pid)
-            cpu_clients = [cpu_seconds(p.pid) for p in clients.processes if p.pid is not None]
-            ids: list[int] = []
-            start = time.monotonic()
-            total = options.rate * options.duration
-            for n in range(total):
-                pause = start + n / options.rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                ids.append(insert(conn))
-            result.insert_seconds = time.monotonic() - start
-            started_wall = time.time() - result.insert_seconds
-            answers = clients.ask_all(("collect", ids, options.timeout), options.timeout + 60)
-            elapsed = time.monotonic() - start
-            result.server_cpu = (cpu_seconds(pid) - cpu_server) / elapsed
-            result.client_cpu = [
-                (cpu_seconds(p.pid) - before) / elapsed
-                for p, before in zip(clients.processes, cpu_clients, strict=True)
-                if p.pid is not None
-            ]
-            result.throughput_inserts = total
-            result.loaded = [x for a in answers for x in a["latencies"]]
-            result.delivered = sum(a["messages"] for a in answers)
-            result.lost = sum(a["missing"] for a in answers)
-            result.duplicated += sum(a["duplicates"] for a in answers)
-            result.closed = max(a["closed"] for a in answers)
-            last = max(a["last"] for a in answers)
-            result.delivery_seconds = max(last - started_wall, result.insert_seconds)
-        print(
-            f"  {options.rate} inserts/s: {result.delivered / result.delivery_seconds:,.0f} events/s, "
-            f"p99 {percentile(result.loaded, 0.99) if result.loaded else float('nan'):.0f} ms, "
-            f"undelivered {result.lost}, duplicated {result.duplicated}, closed {result.closed}",
-            flush=True,
-        )
+            session.steady = run_load(
+                conn, clients, pids, STEADY_RATE, options.duration, count, options.timeout
+            )
+            print(f"  {STEADY_RATE} inserts/s: {_load_text(session.steady)}", flush=True)
+            for rate in options.steps:
+                step = run_load(conn, clients, pids, rate, options.step_seconds, count, options.step_wait)
+                session.steps.append(step)
+                print(f"  step {rate} inserts/s: {_load_text(step)}", flush=True)
+                if not step.ok:
+                    break  # the backlog now delays every later step
     except BenchError as error:
-        result.error = str(error)
+        session.error = str(error)
         print(f"  stopped: {error}", flush=True)
     finally:
         clients.stop()
-        server.terminate()
-    return result
+        server.terminate(timeout=60)
+    return session
+
+
+def _load_text(load: Load) -> str:
+    rate = load.delivered / max(load.seconds, 1e-9)
+    return (
+        f"{rate:,.0f} of {load.offered:,.0f} events/s, p99 {load.p99:,.0f} ms, lost {load.lost}, "
+        f"closed {load.closed}, server CPU {load.server_cpu:.0%}"
+    )
+
+
+@dataclass
+class Idle:
+    version: str
+    sockets: int
+    connect_seconds: float = 0.0
+    rss_before_kib: int = 0
+    rss_after_kib: int = 0
+    error: str = ""
+
+    @property
+    def kib_per_socket(self) -> float:
+        return (self.rss_after_kib - self.rss_before_kib) / self.sockets
+
+
+def measure_idle(version: Version, options: argparse.Namespace) -> Idle:
+    idle = Idle(version.name, options.idle)
+    server = start_fluxbase(version, options.idle, 1)
+    clients = start_clients(options.idle_clients)
+    try:
+        pid = server_pids(server)[-1]
+        time.sleep(1)
+        idle.rss_before_kib = rss_kib(pid)
+        idle.connect_seconds = open_subscribers(clients, server, options.idle)
+        time.sleep(3)
+        idle.rss_after_kib = rss_kib(pid)
+        print(f"  {options.idle} idle sockets: {idle.kib_per_socket:.1f} KiB each", flush=True)
+    except BenchError as error:
+        idle.error = str(error)
+        print(f"  stopped: {error}", flush=True)
+    finally:
+        clients.stop()
+        server.terminate(timeout=60)
+    return idle
 
 
 # --- the report ------------------------------------------------------------------------------
 
 
 def machine_description(dsn: str) -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    model = re.search(r"^Model name:\s*(.*)$", lscpu, re.MULTILINE)
     with psycopg.connect(dsn) as conn:
         row = conn.execute("show server_version").fetchone()
     return [
-        f"- CPUs: {os.cpu_count()} (`nproc`), {model.group(1).strip() if model else 'unknown model'}",
+        f"- CPUs: {os.cpu_count()} (`nproc`), "
+        f"{model.group(1).strip() if model else 'unknown model'} (`lscpu`)",
         f"- PostgreSQL {row[0] if row else '?'} (throwaway cluster, default settings, Unix socket)",
         f"- Python {platform.python_version()}, aiohttp {aiohttp.__version__}, Linux {platform.release()}",
     ]
@@ -485,62 +608,83 @@ def machine_description(dsn: str) -> list[str]:
 
 def _ms(values: list[float]) -> str:
     if not values:
-        return "- / - / - / -"
-    return " / ".join(f"{percentile(values, q):,.0f}" for q in (0.5, 0.9, 0.99, 1.0))
+        return "-"
+    return " / ".join(f"{percentile(values, q):,.0f}" for q in (0.5, 0.99, 1.0))
 
 
-def report(results: list[Result], machine: list[str], load: str, options: argparse.Namespace) -> str:
+def _load_cells(load: Load | None) -> str:
+    if load is None:
+        return "- | - | -"
+    rate = load.delivered / max(load.seconds, 1e-9)
+    return f"{rate:,.0f} of {load.offered:,.0f} | {load.lost:,} / {load.closed} | {_ms(load.latencies)}"
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def report(
+    sessions: list[Session], idles: list[Idle], machine: list[str], load: str, options: argparse.Namespace
+) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    steps = ", ".join(str(rate) for rate in options.steps)
     lines = [
         BEGIN,
-        f"Measured {now} with `make bench-realtime` (`python tests/perf/bench_realtime.py "
-        f"--subscribers {options.subscribers} --clients {options.clients}`): one `fluxbase serve` worker; "
-        f"the subscribers live in {options.clients} client processes (aiohttp) on the same machine. "
-        "Each subscriber is its own user (its own JWT), joins one channel with vsn 2.0.0 frames and an "
-        f"INSERT binding on `{TABLE}` (every other one with the filter `kind=eq.1`); the table has RLS "
-        "with a policy reading `auth.uid()`. Latency is receipt time minus the row's `clock_timestamp()` "
-        f"(same clock). One insert: {options.rounds} rounds, every subscriber's latency counted. "
-        f"Load: {options.rate} inserts/s for {options.duration} s from another connection. "
+        f"Measured {now} with `make bench-realtime`: this tree (`branch`) next to `{options.baseline}` "
+        "(`main`, the same measurements run alternately in the same invocation). "
+        f"{options.subscribers:,} subscribers in {options.clients} client processes, each its own user; "
+        f"one insert: {options.rounds} rounds; "
+        f"steady load: {STEADY_RATE} inserts/s for {options.duration} s; "
+        f"capacity steps of {options.step_seconds} s at {steps} inserts/s (events/s offered = inserts/s x "
+        f"subscribers), stopping at the first step that loses an event or has p99 >= 1 s; "
+        f"idle: {options.idle:,} joined sockets on one worker. "
         "Server, clients and PostgreSQL share the machine:",
         "",
         *machine,
-        f"- load average (1 min) before and after: {load}; the machine runs other sessions' test suites "
-        "too, which take CPU from these numbers",
+        f"- load average (1 min) before and after: {load}; "
+        "other sessions' test suites run on the machine too",
         "",
-        "| subscribers | joined in s | RSS KiB per idle connection | one insert: p50 / p90 / p99 / max ms "
-        "| events/s delivered (offered) | undelivered / duplicated / sockets closed "
-        "| under load: p50 / p90 / p99 / max ms "
-        "| server CPU, clients CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| version | workers | joined in s | one insert p50 / p99 / max ms | steady: events/s delivered of "
+        "offered | lost / closed | steady p50 / p99 / max ms | capacity events/s (p99 ms) | error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    verdicts = []
-    for r in results:
-        if r.error and not r.single:
-            lines.append(f"| {r.subscribers:,} | failed: {r.error} | | | | | | |")
-            continue
-        offered = r.throughput_inserts * r.subscribers / max(r.insert_seconds, 1e-9)
-        rate = r.delivered / r.delivery_seconds if r.delivery_seconds else 0.0
+    for s in sessions:
+        capacity = s.capacity
+        cap = f"{capacity.offered:,.0f} ({capacity.p99:,.0f})" if capacity else "below the first step"
         lines.append(
-            f"| {r.subscribers:,} | {r.connect_seconds:.1f} | {r.kib_per_connection:.0f} | {_ms(r.single)} "
-            f"| {rate:,.0f} ({offered:,.0f}) | {r.lost + r.single_missing:,} / {r.duplicated} / {r.closed} "
-            f"| {_ms(r.loaded)} "
-            f"| {r.server_cpu:.0%}, " + " + ".join(f"{c:.0%}" for c in r.client_cpu) + " |"
+            f"| {s.version} | {s.workers} | {s.connect_seconds:.1f} | {_ms(s.single)} "
+            f"| {_load_cells(s.steady)} | {cap} | {s.error} |"
         )
-        if r.error:
-            lines.append(f"| | stopped: {r.error} | | | | | | |")
-        if r.subscribers == GOAL_SUBSCRIBERS and r.single:
-            p99 = percentile(r.single, 0.99)
-            met = "met" if p99 < P99_GOAL_MS else "**missed**"
+    lines += [
+        "",
+        "| version | idle sockets | joined in s | RSS KiB per socket | error |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for i in idles:
+        lines.append(
+            f"| {i.version} | {i.sockets:,} | {i.connect_seconds:.1f} | {i.kib_per_socket:.1f} | {i.error} |"
+        )
+    verdicts = []
+    for s in sessions:
+        if s.version != "branch":
+            continue
+        if s.workers == 1 and s.single:
+            p99 = percentile(s.single, 0.99)
             verdicts.append(
-                f"- p99 delivery of one insert < {P99_GOAL_MS:.0f} ms to {GOAL_SUBSCRIBERS:,} subscribers: "
-                f"{p99:,.0f} ms, {met}."
+                f"- one insert to {s.subscribers:,} subscribers, p99 < {SINGLE_P99_GOAL_MS:.0f} ms: "
+                f"{p99:,.0f} ms, {_verdict(p99 < SINGLE_P99_GOAL_MS and s.single_missing == 0)}."
             )
-        if r.loaded or r.lost:
+        if s.steady is not None:
             verdicts.append(
-                f"- {r.subscribers:,} subscribers at {options.rate} inserts/s: {rate:,.0f} of {offered:,.0f} "
-                f"events/s delivered; {r.lost:,} messages not delivered within {options.timeout:.0f} s "
-                f"of the last insert, {r.duplicated} duplicated, {r.closed} sockets closed by the server; "
-                f"p99 latency of what arrived {percentile(r.loaded, 0.99) if r.loaded else 0:,.0f} ms."
+                f"- {s.workers} worker(s), {STEADY_RATE} inserts/s, everything delivered with p99 < 1 s: "
+                f"lost {s.steady.lost:,}, p99 {s.steady.p99:,.0f} ms, {_verdict(s.steady.ok)}."
+            )
+        capacity = s.capacity
+        if s.workers == 2:
+            value = capacity.offered if capacity else 0.0
+            verdicts.append(
+                f"- capacity with 2 workers >= {CAPACITY_GOAL:,} events/s: {value:,.0f}, "
+                f"{_verdict(value >= CAPACITY_GOAL)}."
             )
     lines += ["", "### Goals", "", *verdicts, "", END]
     return "\n".join(lines)
@@ -558,43 +702,62 @@ def write_report(section: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--subscribers", default="2000,5000", help="comma list of subscriber counts")
+    parser.add_argument("--baseline", default="main", help="git ref of the code to compare with")
+    parser.add_argument("--subscribers", type=int, default=2000, help="subscribers for latency and load")
     parser.add_argument("--clients", type=int, default=2, help="client processes holding the sockets")
     parser.add_argument("--rounds", type=int, default=5, help="single-insert latency rounds")
-    parser.add_argument("--rate", type=int, default=100, help="inserts per second under load")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of inserts under load")
+    parser.add_argument("--duration", type=int, default=10, help=f"seconds of {STEADY_RATE} inserts/s")
     parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for deliveries")
+    parser.add_argument(
+        "--steps", default="2,5,10,20,30,40,50", help="capacity steps, inserts/s (comma list, rising)"
+    )
+    parser.add_argument("--step-seconds", type=int, default=5, help="seconds of each capacity step")
+    parser.add_argument("--step-wait", type=float, default=10, help="seconds to wait for a step's deliveries")
+    parser.add_argument("--workers", default="1,2", help="worker counts (comma list)")
+    parser.add_argument(
+        "--idle", type=int, default=10_000, help="idle sockets for the memory figure (0: skip)"
+    )
+    parser.add_argument("--idle-clients", type=int, default=4, help="client processes for the idle sockets")
     parser.add_argument("--no-report", action="store_true", help=f"do not rewrite {REPORT.name}")
     options = parser.parse_args()
+    options.steps = [int(n) for n in options.steps.split(",")]
     limit = raise_nofile_limit()
-    counts = [int(n) for n in options.subscribers.split(",")]
-    if max(counts) + 200 > limit:
-        print(f"RLIMIT_NOFILE is {limit}: too low for {max(counts)} sockets", file=sys.stderr)
+    if max(options.subscribers, options.idle) + 200 > limit:
+        print(f"RLIMIT_NOFILE is {limit}: too low", file=sys.stderr)
         return 2
-    log_dir = Path(tempfile.mkdtemp(prefix="fluxbase-bench-realtime-"))
+    work = Path(tempfile.mkdtemp(prefix="fluxbase-bench-realtime-"))
+    print(f"installing {options.baseline} into {work}", flush=True)
+    baseline_bin = install_baseline(options.baseline, work)
     cluster = start_local_cluster()
-    results: list[Result] = []
+    sessions: list[Session] = []
+    idles: list[Idle] = []
     try:
-        dsn = cluster.dsn()
-        Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(SCHEMA)  # type: ignore[arg-type]
-        machine = machine_description(dsn)
+        versions = []
+        with psycopg.connect(cluster.dsn(database="postgres"), autocommit=True) as admin:
+            for name, bin_dir in (("main", baseline_bin), ("branch", Path(sys.executable).parent)):
+                admin.execute(f"create database bench_{name}")  # type: ignore[arg-type]
+                versions.append(Version(name, bin_dir, cluster.dsn(database=f"bench_{name}")))
+        for version in versions:
+            migrate(version)
+        machine = machine_description(versions[0].dsn)
         load_before = os.getloadavg()[0]
-        for count in counts:
-            print(f"{count} subscribers, {options.clients} client processes", flush=True)
-            result = measure(dsn, count, options)
-            results.append(result)
-            if result.error:
-                break  # a larger count would fail too
+        for workers in (int(n) for n in options.workers.split(",")):
+            for version in versions:
+                print(f"{version.name}, {workers} worker(s), {options.subscribers} subscribers", flush=True)
+                sessions.append(measure(version, workers, options))
+        if options.idle:
+            for version in versions:
+                print(f"{version.name}, {options.idle} idle sockets", flush=True)
+                idles.append(measure_idle(version, options))
     finally:
         stop_local_cluster(cluster)
-    section = report(results, machine, f"{load_before:.2f}, {os.getloadavg()[0]:.2f}", options)
+        shutil.rmtree(work, ignore_errors=True)
+    section = report(sessions, idles, machine, f"{load_before:.2f}, {os.getloadavg()[0]:.2f}", options)
     print(section)
     if not options.no_report:
         write_report(section)
-        print(f"written to {REPORT.relative_to(ROOT)}; logs in {log_dir}")
-    return 1 if any(r.error for r in results) and not any(r.single for r in results) else 0
+        print(f"written to {REPORT.relative_to(ROOT)}")
+    return 1 if all(s.error for s in sessions) else 0
 
 
 if __name__ == "__main__":

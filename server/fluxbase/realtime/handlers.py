@@ -25,6 +25,7 @@ from fluxbase.db.pool import Database
 from fluxbase.errors import json_response
 from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
+from fluxbase.realtime.clients import Binding, Channel, Client
 from fluxbase.realtime.credentials import (
     SESSION_ENDED,
     SocketUsers,
@@ -34,7 +35,7 @@ from fluxbase.realtime.credentials import (
 )
 from fluxbase.realtime.errors import database_unavailable_reason
 from fluxbase.realtime.filters import FilterError, parse_filter
-from fluxbase.realtime.hub import CHANGE_EVENTS, Binding, Channel, Client, Hub
+from fluxbase.realtime.hub import CHANGE_EVENTS, Hub
 from fluxbase.realtime.listener import ChangeListener
 from fluxbase.request_state import CLIENT_IP
 from fluxbase.security.authenticate import (
@@ -66,6 +67,8 @@ class RealtimeService:
     per_ip: Counter[str] = field(default_factory=Counter)
     per_user: Counter[str] = field(default_factory=Counter)
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    # Set when the server stops: sockets still arriving are refused.
+    stopping: bool = False
 
 
 REALTIME = web.AppKey("realtime", RealtimeService)
@@ -76,6 +79,9 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(path, websocket_handler)
     app.router.add_post(BROADCAST_PATH, broadcast_handler)
     app.router.add_post(BROADCAST_PATH + "/{topic}/events/{event}", broadcast_event_handler)
+    # on_shutdown runs before aiohttp waits for open connections: sockets closed here end their
+    # handlers at once instead of holding the stop for the whole shutdown_timeout.
+    app.on_shutdown.append(stop_realtime)
 
 
 def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[Database]) -> Any:
@@ -99,15 +105,36 @@ def realtime_context(config: RealtimeConfig, dsn: str, database_key: web.AppKey[
         await listener.start()
         hub.start_leases(config.presence_lease)
         yield
-        await hub.stop_leases()
-        for socket in list(service.sockets):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    socket.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT
-                )
-        await listener.close()
+        await stop_realtime(app)
 
     return context
+
+
+async def stop_realtime(app: web.Application) -> None:
+    """Stops the listener (and its reconnect loop), then closes every socket with 1001.
+
+    The listener goes first so no batch starts while sockets close; a batch being checked is
+    cancelled, whatever its backlog. Sockets close concurrently, each bounded by CLOSE_TIMEOUT
+    (a client that does not read has its connection aborted), so the whole stop takes a few
+    seconds at most, however many sockets are open and whether or not the database answers.
+    """
+    service = app.get(REALTIME)
+    if service is None:
+        return
+    service.stopping = True
+    if service.listener is not None:
+        await service.listener.close()
+    await service.hub.stop_leases()
+    sockets = list(service.sockets)
+    if sockets:
+        log.info("realtime: closing sockets", extra={"sockets": len(sockets)})
+        await asyncio.gather(*(_close_going_away(ws) for ws in sockets))
+
+
+async def _close_going_away(ws: web.WebSocketResponse) -> None:
+    # A close cut short by the timeout closes the transport itself (aiohttp).
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT)
 
 
 def _refuse(status: int, message: str) -> web.Response:
@@ -129,6 +156,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     config = service.config
     if not config.enabled:
         return _refuse(404, "realtime is disabled")
+    if service.stopping:
+        return _refuse(503, "server shutting down")
     try:
         vsn = phoenix.negotiate_vsn(request.query.get("vsn"))
     except phoenix.UnsupportedVsnError as exc:
@@ -153,8 +182,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if user is not None and service.per_user[user] >= config.max_connections_per_user:
         return _refuse(429, "too many connections for this user")
 
+    # No permessage-deflate (Phoenix's default too): a zlib stream pair per socket costs
+    # hundreds of KiB, and every fan-out frame would be compressed once per subscriber.
     ws = web.WebSocketResponse(
-        heartbeat=config.ping_interval, max_msg_size=config.max_message_size, autoping=True
+        heartbeat=config.ping_interval, max_msg_size=config.max_message_size, autoping=True, compress=False
     )
     await ws.prepare(request)
     service.sockets.add(ws)
@@ -167,9 +198,22 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         # The client does not read: close it without waiting on its full TCP buffer for long.
         asyncio.get_running_loop().create_task(_close_slow(ws, request))
 
-    client = Client(vsn, caller, ip=ip, queue_size=config.send_queue_size, on_overflow=overflow)
+    writer: asyncio.Task[None] | None = None
+
+    def start_writer(_client: Client) -> None:
+        # Frames are waiting and no writer runs (the last one ended on an empty queue).
+        nonlocal writer
+        writer = asyncio.get_running_loop().create_task(_write(ws, client))
+
+    client = Client(
+        vsn,
+        caller,
+        ip=ip,
+        queue_size=config.send_queue_size,
+        on_overflow=overflow,
+        on_frames=start_writer,
+    )
     session = Session(service, client, ws, request.app[AUTHENTICATOR], users)
-    writer = asyncio.create_task(_write(ws, client))
     session_watch = asyncio.create_task(session.watch_sessions())
     key_watch = None
     if caller.api_key is not None:
@@ -184,9 +228,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         for channel in list(client.channels.values()):
             await service.hub.remove_channel(channel)
         client.channels.clear()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         service.sockets.discard(ws)
         _decrement(service.per_ip, ip)
         users.release_all()
@@ -220,16 +265,19 @@ async def _close_slow(ws: web.WebSocketResponse, request: web.Request) -> None:
 
 
 async def _write(ws: web.WebSocketResponse, client: Client) -> None:
-    while True:
-        frame = await client.queue.get()
-        if frame is None or ws.closed:
-            return
+    """Sends what the client's queue holds, then ends (the next frame starts another writer)."""
+    while (frame := client.next_frame()) is not None:
         try:
-            if isinstance(frame, bytes):
+            if ws.closed:
+                raise ConnectionResetError
+            if isinstance(frame, phoenix.EncodedText):
+                await ws.send_frame(frame.data, WSMsgType.TEXT)
+            elif isinstance(frame, bytes):
                 await ws.send_bytes(frame)
             else:
                 await ws.send_str(frame)
         except ConnectionError:
+            client.closed = True  # nothing more is queued for a socket that is gone
             return
 
 

@@ -25,8 +25,8 @@ import orjson
 
 from fluxbase.db.errors import DatabaseUnavailable
 from fluxbase.db.pool import Database
-from fluxbase.observability import metrics
 from fluxbase.realtime import phoenix
+from fluxbase.realtime.clients import Binding, Channel, Client
 from fluxbase.realtime.filters import Filter
 from fluxbase.realtime.listener import Change
 from fluxbase.realtime.presence_leases import HEARTBEAT_KIND, PresenceLeases
@@ -48,83 +48,6 @@ MIN_GROUPS_PER_CALL: Final = 50
 # Waits before retrying a visibility check that found no free or reachable connection.
 AUTHORIZE_RETRIES: Final = (0.1, 0.5, 2.0)
 CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE", TRUNCATE})
-
-
-class SlowClientError(Exception):
-    """The client's send queue is full: it does not read."""
-
-
-class Client:
-    """One WebSocket: its negotiated vsn, its bounded send queue, its joined channels."""
-
-    def __init__(
-        self,
-        vsn: str,
-        caller: Caller,
-        *,
-        ip: str,
-        queue_size: int,
-        on_overflow: Callable[[Client], None],
-    ) -> None:
-        self.id = uuid.uuid4().hex
-        self.vsn = vsn
-        self.caller = caller
-        self.ip = ip
-        self.queue: asyncio.Queue[phoenix.OutboundFrame | None] = asyncio.Queue(queue_size)
-        self.channels: dict[str, Channel] = {}
-        self.closed = False
-        self._on_overflow = on_overflow
-
-    def push(self, message: phoenix.Message) -> None:
-        """Queues a message; a client whose queue is full is handed to on_overflow (closed 1008)."""
-        if self.closed:
-            return
-        try:
-            frame = phoenix.encode(message, self.vsn)
-        except phoenix.ProtocolError as exc:
-            # e.g. a binary broadcast to a vsn 1.0.0 client: it cannot receive it at all.
-            log.debug("realtime: message not encodable for client", extra={"reason": exc.reason})
-            return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.closed = True
-            metrics.realtime_slow_clients_total.inc()
-            self._on_overflow(self)
-
-    @property
-    def subscription_count(self) -> int:
-        return sum(1 + len(channel.bindings) for channel in self.channels.values())
-
-
-@dataclass(eq=False)
-class Channel:
-    """A joined topic of one client, with the caller it joined (or refreshed) as."""
-
-    client: Client
-    topic: str
-    join_ref: str | None
-    caller: Caller
-    broadcast_self: bool = False
-    broadcast_ack: bool = False
-    presence_key: str = ""
-    bindings: list[Binding] = field(default_factory=list)
-    expiry: asyncio.TimerHandle | None = None
-    # The presence refs this channel tracks (one at most: a new track replaces the old).
-    presence_refs: set[str] = field(default_factory=set)
-
-
-@dataclass(eq=False)
-class Binding:
-    """One postgres_changes binding: `id` is what the client matches `ids` against."""
-
-    channel: Channel
-    id: int
-    event: str
-    table_oid: int
-    filter: Filter
-    # The binding's `select`: the only columns it wants (None = every column it may see).
-    select: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -329,12 +252,15 @@ class Hub:
         )
         # Sent in log order, whatever order the checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])
-        for _change_id, (channel, bindings), data in _merge_per_channel(outgoing):
+        for _change_id, (channel, bindings), payload in _merge_per_channel(outgoing):
             ids = [binding.id for binding in bindings]
             selects = [binding.select for binding in bindings]
             if all(select is not None for select in selects):
-                data = select_columns(data, frozenset().union(*selects))  # type: ignore[arg-type]
-            channel.client.push(phoenix.postgres_changes_message(channel.topic, ids, data))
+                payload = payload.trimmed(frozenset().union(*selects))  # type: ignore[arg-type]
+            client = channel.client
+            client.push_frame(
+                phoenix.postgres_changes_frame(channel.topic, ids, payload.encoded(), client.vsn)
+            )
 
     async def _authorize_table(
         self,
@@ -342,7 +268,7 @@ class Hub:
         changes: list[Change],
         groups: list[_Group],
         semaphore: asyncio.Semaphore,
-    ) -> list[tuple[int, Binding, Any]]:
+    ) -> list[tuple[int, Binding, Payload]]:
         """What every group may see of these changes to one table, in a bounded number of statements.
 
         The groups are sent, in chunks of at most GROUPS_PER_CALL spread over CHECK_CONCURRENCY
@@ -353,7 +279,7 @@ class Hub:
         size = min(GROUPS_PER_CALL, max(MIN_GROUPS_PER_CALL, -(-len(groups) // CHECK_CONCURRENCY)))
         chunks = [groups[i : i + size] for i in range(0, len(groups), size)]
 
-        async def check(chunk: list[_Group]) -> list[tuple[int, Binding, Any]]:
+        async def check(chunk: list[_Group]) -> list[tuple[int, Binding, Payload]]:
             async with semaphore:
                 roles = ",".join(sorted({group.caller.role for group in chunk}))
                 entries = await self._retrying(
@@ -362,7 +288,7 @@ class Hub:
                 return entries or []
 
         # A payload depends on the change and the columns shown only: built once per batch.
-        payloads: dict[tuple[tuple[str, ...], int], Any] = {}
+        payloads: dict[tuple[tuple[str, ...], int], Payload] = {}
         return list(itertools.chain.from_iterable(await asyncio.gather(*(check(c) for c in chunks))))
 
     async def _retrying(self, info: TableInfo, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T | None:
@@ -395,8 +321,8 @@ class Hub:
         info: TableInfo,
         changes: Sequence[Change],
         chunk: Sequence[_Group],
-        payloads: dict[tuple[tuple[str, ...], int], Any],
-    ) -> list[tuple[int, Binding, Any]]:
+        payloads: dict[tuple[tuple[str, ...], int], Payload],
+    ) -> list[tuple[int, Binding, Payload]]:
         """One statement for a chunk of groups: (change id, binding, payload) for every delivery.
 
         Each distinct filter is sent once; each group lists its distinct (filter, event) pairs,
@@ -442,7 +368,7 @@ class Hub:
                 )
             else:
                 shown[group_index] = tuple(columns)
-        out: list[tuple[int, Binding, Any]] = []
+        out: list[tuple[int, Binding, Payload]] = []
         for group_index, change_index, binding_index, _columns in rows:
             if change_index is None or group_index not in shown:
                 continue
@@ -451,7 +377,7 @@ class Hub:
             key = (columns_shown, change.id)
             data = payloads.get(key)
             if data is None:
-                data = payloads[key] = change_data(info, change, columns_shown)
+                data = payloads[key] = Payload(change_data(info, change, columns_shown))
             out.extend((change.id, binding, data) for binding in slots[group_index - 1][binding_index - 1])
         return out
 
@@ -645,11 +571,39 @@ def change_data(info: TableInfo, change: Change, shown: Sequence[str]) -> dict[s
     )
 
 
+class Payload:
+    """The `data` of one change as one group may see it, serialised once for every receiver.
+
+    Every subscriber's frame splices these same bytes (phoenix.postgres_changes_frame); a
+    binding's `select` trims to another Payload, itself built once per column set.
+    """
+
+    __slots__ = ("_encoded", "_trimmed", "data")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self._encoded: bytes | None = None
+        self._trimmed: dict[frozenset[str], Payload] | None = None
+
+    def encoded(self) -> bytes:
+        if self._encoded is None:
+            self._encoded = phoenix.json_bytes(self.data)
+        return self._encoded
+
+    def trimmed(self, keep: frozenset[str]) -> Payload:
+        if self._trimmed is None:
+            self._trimmed = {}
+        payload = self._trimmed.get(keep)
+        if payload is None:
+            payload = self._trimmed[keep] = Payload(select_columns(self.data, keep))
+        return payload
+
+
 def _merge_per_channel(
-    outgoing: Iterable[tuple[int, Binding, Any]],
-) -> list[tuple[int, tuple[Channel, list[Binding]], Any]]:
+    outgoing: Iterable[tuple[int, Binding, Payload]],
+) -> list[tuple[int, tuple[Channel, list[Binding]], Payload]]:
     """One message per (change, channel), carrying every binding of that channel it matched."""
-    merged: dict[tuple[int, int], tuple[int, tuple[Channel, list[Binding]], Any]] = {}
+    merged: dict[tuple[int, int], tuple[int, tuple[Channel, list[Binding]], Payload]] = {}
     for change_id, binding, data in outgoing:
         key = (change_id, id(binding.channel))
         entry = merged.get(key)

@@ -6,6 +6,7 @@ kinds), encode server messages in the negotiated vsn, and build the messages rea
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -55,8 +56,17 @@ MAX_HEADER_FIELD_BYTES: Final = 255
 
 JsonObject: TypeAlias = dict[str, Any]
 ChangeType: TypeAlias = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
-OutboundFrame: TypeAlias = str | bytes
-"""What `encode` returns: `str` goes out as a text frame, `bytes` as a binary frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedText:
+    """A text frame already encoded as UTF-8: shared payload bytes spliced into one frame."""
+
+    data: bytes
+
+
+OutboundFrame: TypeAlias = str | bytes | EncodedText
+"""What the send queue holds: `str` and EncodedText go out as text frames, `bytes` as binary."""
 
 
 class ProtocolError(ValueError):
@@ -173,6 +183,16 @@ def _stdlib_dumps(value: Any) -> str:
         # escaping them keeps the text frame valid UTF-8, which browsers insist on.
         text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return text
+
+
+def json_bytes(value: Any) -> bytes:
+    """`value` as UTF-8 JSON, exactly as `encode` would write it inside a frame."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except TypeError:
+            pass
+    return _stdlib_dumps(value).encode("utf-8")
 
 
 def _json_dumps(value: Any) -> str:
@@ -593,6 +613,27 @@ def postgres_change_data(
 def postgres_changes_message(topic: str, ids: Sequence[int], data: JsonObject) -> Message:
     """`postgres_changes {ids, data}`; `ids` are the matching binding ids from the join reply."""
     return Message(None, None, topic, EVENT_POSTGRES_CHANGES, {"ids": list(ids), "data": data})
+
+
+@functools.lru_cache(maxsize=4096)
+def _changes_frame_parts(topic: str, vsn: str) -> tuple[bytes, bytes, bytes]:
+    name = json_bytes(topic)
+    if vsn == VSN_2:
+        return b"[null,null," + name + b',"postgres_changes",{"ids":', b',"data":', b"}]"
+    return (
+        b'{"topic":' + name + b',"event":"postgres_changes","payload":{"ids":',
+        b',"data":',
+        b'},"ref":null,"join_ref":null}',
+    )
+
+
+def postgres_changes_frame(topic: str, ids: Sequence[int], data: bytes, vsn: str) -> EncodedText:
+    """The frame of `postgres_changes_message(topic, ids, data)` around `data` already encoded
+    (json_bytes): a change's payload is serialised once, however many subscribers receive it.
+    """
+    _require_vsn(vsn)
+    head, middle, tail = _changes_frame_parts(topic, vsn)
+    return EncodedText(b"".join((head, json_bytes(list(ids)), middle, data, tail)))
 
 
 def broadcast_message(topic: str, event: str, payload: Any, meta: Mapping[str, Any] | None = None) -> Message:

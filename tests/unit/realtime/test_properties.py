@@ -107,3 +107,20 @@ filter_alphabet = st.sampled_from(list('abcid=.,()"\\ %_*not.eqinlkegts-01234567
 def test_parse_filter_only_raises_filter_error(text: str) -> None:
     with contextlib.suppress(FilterError):
         parse_filter(text)
+
+
+@EXAMPLES
+@given(
+    topic=st.text(max_size=30),
+    ids=st.lists(st.integers(1, 2**31), min_size=1, max_size=3),
+    data=st.dictionaries(st.text(max_size=8), json_values, max_size=5),
+    vsn=vsns,
+)
+def test_a_spliced_changes_frame_is_the_encoded_message(
+    topic: str, ids: list[int], data: dict[str, Any], vsn: str
+) -> None:
+    """The shared-bytes frame says exactly what encoding the whole message says, in both vsns."""
+    expected = phoenix.encode(phoenix.postgres_changes_message(topic, ids, data), vsn)
+    assert isinstance(expected, str)
+    frame = phoenix.postgres_changes_frame(topic, ids, phoenix.json_bytes(data), vsn)
+    assert frame.data == expected.encode("utf-8")
