@@ -3,7 +3,11 @@ handles every kind of secret; afterwards no log line holds any of them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +40,17 @@ def served(fresh_dsn: str) -> Iterator[ServerProcess]:
         conn.execute("grant select, insert on public.notes to anon, authenticated, service_role")
         conn.execute("grant usage on sequence public.notes_id_seq to anon, authenticated, service_role")
         conn.execute("notify pgrst, 'reload schema'")
+    # The schema cache reloads on the NOTIFY, asynchronously: wait (bounded) until it has the table.
+    deadline = time.monotonic() + 10
+    while True:
+        request = urllib.request.Request(f"{server.url}/rest/v1/notes", headers={"apikey": SERVICE_KEY})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    break
+        except urllib.error.HTTPError:
+            assert time.monotonic() < deadline, "the schema cache never saw public.notes"
+            time.sleep(0.1)
     try:
         yield server
     finally:
@@ -141,8 +156,14 @@ async def _session(url: str) -> list[str]:
             created = await _json(response)
         assert created["key"].startswith("fbk_")
         secrets.append(created["key"])
-        async with http.get(f"{url}/rest/v1/notes?select=id", headers={"apikey": created["key"]}) as response:
-            assert response.status == 200, await response.text()
+        # The key registry learns of a new key by notification, a moment later: poll, bounded.
+        deadline = time.monotonic() + 5
+        while True:
+            async with http.get(f"{url}/rest/v1/notes?select=id", headers={"apikey": created["key"]}) as r:
+                if r.status == 200:
+                    break
+                assert r.status == 401 and time.monotonic() < deadline, await r.text()
+            await asyncio.sleep(0.1)
         async with http.get(
             f"{url}/rest/v1/notes?select=id", headers={"Authorization": f"Bearer {created['key']}"}
         ) as response:
@@ -161,7 +182,7 @@ async def test_no_log_line_holds_a_secret(served: ServerProcess) -> None:
     secrets = await _session(served.url)
     served.terminate()
     lines = served.log_lines()
-    # The scan saw the request lines of the session, not an empty or unrelated log.
+    # The scan saw the request lines of the session (level set to debug), not an empty or unrelated log.
     assert any("/rest/v1/notes" in line for line in lines), lines[:20]
     assert any("/realtime/v1/websocket" in line for line in lines), lines[:20]
     leaks = []
