@@ -377,6 +377,12 @@ class Session:
         return message.payload if isinstance(message.payload, dict) else {}
 
     async def join(self, message: phoenix.Message) -> None:
+        limit = phoenix.MAX_HEADER_FIELD_BYTES
+        if len(message.topic.encode()) > limit:
+            # vsn 2.0.0 binary frames carry the topic behind a one-byte length: a longer topic could
+            # never be sent a broadcast, and would only cost memory in every replica's topic table.
+            self.client.push(phoenix.reply_error(message, f"topic is longer than {limit} bytes"))
+            return
         payload = self._payload(message)
         config = payload.get("config") or {}
         if not isinstance(config, dict):

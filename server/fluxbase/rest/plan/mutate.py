@@ -88,6 +88,9 @@ def plan_mutation(
         representation = builder.build(table, request.select, (), Page())
         representation = ReadPlan(representation.table, representation.fields, representation.embeds)
         builder.used_paths.add(())
+    # A filter on an embed the request does not make would otherwise be dropped, and a PATCH or DELETE
+    # with `?auth.users=eq.1` would touch every row: refuse it as PostgREST does (PGRST108).
+    builder.check_all_paths_used()
     location = action == Action.INSERT and preferences.return_ == ReturnPreference.HEADERS_ONLY
     return MutatePlan(
         action,
