@@ -221,7 +221,7 @@ class Hub:
         if not by_table:
             return
         work: list[tuple[TableInfo, list[Change], list[_Group]]] = []
-        truncates: list[Awaitable[list[tuple[int, Binding, Any]]]] = []
+        truncates: list[Awaitable[list[tuple[int, Binding, Payload]]]] = []
         for oid, table_changes in by_table.items():
             info = await self.table_info(oid)
             if info is None or not info.primary_key:
@@ -231,8 +231,10 @@ class Hub:
                 truncated = [change for change in table_changes if change.type == TRUNCATE]
                 table_changes = [change for change in table_changes if change.type != TRUNCATE]
                 truncates.append(
-                    truncate_deliveries(
-                        self.database, info.schema, info.name, oid, truncated, self.tables.get(oid, ())
+                    _as_payloads(
+                        truncate_deliveries(
+                            self.database, info.schema, info.name, oid, truncated, self.tables.get(oid, ())
+                        )
                     )
                 )
             events = {binding.event for binding in self.tables.get(oid, ())}
@@ -597,6 +599,17 @@ class Payload:
         if payload is None:
             payload = self._trimmed[keep] = Payload(select_columns(self.data, keep))
         return payload
+
+
+async def _as_payloads(
+    deliveries: Awaitable[list[tuple[int, Any, dict[str, Any]]]],
+) -> list[tuple[int, Binding, Payload]]:
+    """TRUNCATE deliveries with their data serialised once per change, like row changes."""
+    shared: dict[int, Payload] = {}
+    return [
+        (change_id, binding, shared.setdefault(change_id, Payload(data)))
+        for change_id, binding, data in await deliveries
+    ]
 
 
 def _merge_per_channel(
