@@ -116,7 +116,9 @@ def application(local_postgres: PostgresServer, tmp_path: Path) -> Iterator[dict
     Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
     role = f"drill_reporting_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute((Path(__file__).parents[2] / "examples" / "todos.sql").read_text())
+        starter = Path(__file__).parents[2] / "examples" / "db"
+        conn.execute((starter / "deploy" / "todos.sql").read_text())
+        conn.execute((starter / "seed.sql").read_text())
         users = [uuid.uuid4() for _ in range(25)]
         for n, user in enumerate(users):
             conn.execute(
