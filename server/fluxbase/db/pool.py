@@ -28,6 +28,7 @@ from fluxbase.db.transaction import (
     reset_connection,
     role_switched_transaction,
 )
+from fluxbase.observability import metrics
 
 log = logging.getLogger("fluxbase.db")
 
@@ -49,6 +50,11 @@ class Database:
         self.pool = pool
         self.config = config
         self._tasks: list[asyncio.Task[None]] = []
+        # fluxbase_db_connections is read from the pool when /metrics is scraped, not per request.
+        self._watch = metrics.watch_pool(self._pool_size)
+
+    def _pool_size(self) -> tuple[int, int]:
+        return self.pool.get_idle_size(), self.pool.get_size()
 
     @classmethod
     async def connect(cls, dsn: str, config: DatabaseConfig) -> Database:
@@ -69,7 +75,16 @@ class Database:
             asyncio.create_task(database._recycle_connections()),
             asyncio.create_task(database._check_health()),
         ]
+        if metrics.MULTIPROCESS:
+            database._tasks.append(asyncio.create_task(database._sample_pool()))
         return database
+
+    async def _sample_pool(self) -> None:
+        # With several workers the scraped one reads the others' gauge files: each worker
+        # refreshes its own every second, not on every request.
+        while True:
+            metrics.sample_pools()
+            await asyncio.sleep(metrics.POOL_SAMPLE_SECONDS)
 
     async def _recycle_connections(self) -> None:
         # asyncpg has no per-connection lifetime; retiring the whole pool every
@@ -123,6 +138,7 @@ class Database:
             yield tx
 
     async def close(self) -> None:
+        metrics.unwatch_pool(self._watch)
         await stop_tasks(self._tasks)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pool.close(), timeout=10)

@@ -171,12 +171,6 @@ async def reset_connection(connection: FluxbaseConnection) -> None:
     await connection.execute(connection.get_reset_query())
 
 
-def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
-    idle = pool.get_idle_size()
-    metrics.db_connections_idle.set(idle)
-    metrics.db_connections_in_use.set(pool.get_size() - idle)
-
-
 async def _acquire(pool: asyncpg.Pool, acquire_timeout: float) -> Any:
     try:
         return await pool.acquire(timeout=acquire_timeout)
@@ -247,7 +241,6 @@ async def role_switched_transaction(
     Commits when the block ends normally, rolls back when it raises or asked for rollback.
     """
     connection = await _begin_on_a_live_connection(pool, context, read_only, acquire_timeout)
-    _publish_pool_gauges(pool)
     try:
         work = RoleSwitchedTransaction(connection, slow_query_threshold)
         try:
@@ -266,7 +259,4 @@ async def role_switched_transaction(
             await connection.execute(f"{ending};\n{connection.get_reset_query()}")
         connection.mark_reset()
     finally:
-        try:
-            await asyncio.shield(pool.release(connection))
-        finally:
-            _publish_pool_gauges(pool)
+        await asyncio.shield(pool.release(connection))
