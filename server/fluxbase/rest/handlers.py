@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -49,6 +49,7 @@ from fluxbase.rest.request.action import Action, PathKind
 from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_request
 from fluxbase.rest.request.media import MediaKind
 from fluxbase.rest.request.preferences import CountPreference, HandlingPreference, TxPreference
+from fluxbase.rest.request_cache import RequestCache, Shape
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
@@ -73,6 +74,7 @@ class RestContext:
     database: Database
     schema: SchemaSource
     base_url: str = "http://localhost:8080"  # server.base_url: the OpenAPI document's server
+    shapes: RequestCache = field(default_factory=RequestCache)  # parses and read plans, per shape
 
     @property
     def plan_settings(self) -> PlanSettings:
@@ -168,6 +170,7 @@ class _DataRequest:
 
     http: web.Request
     rest: RestContext
+    shape: Shape
     api: ApiRequest
     caller: Caller
     schema: str
@@ -202,11 +205,16 @@ class _DataRequest:
 
     async def read(self) -> Reply:
         api, rest = self.api, self.rest
-        plan = plan_read(api, self.cache, self.schema, rest.plan_settings)
         count = api.preferences.count
         head = self.http.method == "HEAD"
-        body_kind = "none" if head else ("single" if api.accept.kind == MediaKind.SINGULAR else "json")
-        statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
+        planned = self.shape.read_plan(self.cache)
+        if planned is None:
+            plan = plan_read(api, self.cache, self.schema, rest.plan_settings)
+            body_kind = "none" if head else ("single" if api.accept.kind == MediaKind.SINGULAR else "json")
+            statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
+            self.shape.keep_read_plan(self.cache, plan, statement)
+        else:
+            plan, statement = planned
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=True)
@@ -328,6 +336,23 @@ async def _planned_total(tx: Any, statement: Statement) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def _shape(request: web.Request, rest: RestContext, path_kind: PathKind, target: str) -> Shape:
+    """The parsed request, from the shape cache when this shape was parsed before."""
+    key = rest.shapes.key(request, path_kind, target)
+    shape = rest.shapes.get(key) if key is not None else None
+    if shape is None:
+        api_request = parse_request(
+            request.method,
+            path_kind,
+            target,
+            list(request.query.items()),
+            request.headers,
+            plan_enabled=rest.api.plan_enabled,
+        )
+        shape = rest.shapes.put(key, api_request) if key is not None else Shape(api_request)
+    return shape
+
+
 def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         rest = request.app[REST]
@@ -337,20 +362,14 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 raise ApiError(414, "PGRST100", "URI too long")
             caller = _caller(request)
             target = request.match_info.get("name", "")
-            api_request = parse_request(
-                request.method,
-                path_kind,
-                target,
-                list(request.query.items()),
-                request.headers,
-                plan_enabled=rest.api.plan_enabled,
-            )
+            shape = _shape(request, rest, path_kind, target)
+            api_request = shape.api
             schema = check_profile(api_request.profile, rest.api.schemas)
             if not rest.schema.loaded:
                 raise schema_cache_not_loaded()
             cache = rest.schema.cache
             timer.lap("parse")
-            data = _DataRequest(request, rest, api_request, caller, schema, cache, timer)
+            data = _DataRequest(request, rest, shape, api_request, caller, schema, cache, timer)
             if path_kind == "relation" and api_request.action == Action.READ:
                 reply = await data.read()
             elif path_kind == "relation" and api_request.action in WRITES:
