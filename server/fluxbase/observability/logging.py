@@ -56,8 +56,15 @@ def _redacted(key: str, value: Any) -> Any:
     return value
 
 
+_second: list[object] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _timestamp(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int((created % 1) * 1000):03d}Z"
+    """ISO 8601 in UTC with milliseconds; the part up to the second is formatted once a second."""
+    second = int(created)
+    if _second[0] != second:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

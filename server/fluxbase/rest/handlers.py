@@ -6,6 +6,7 @@ Mounted at /rest/v1 (Supabase's path) and /api/v1/tables + /api/v1/rpc
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -119,6 +120,7 @@ def _caller(request: web.Request) -> Caller:
         raise pgrst_error("PGRST301", error.reason) from error
 
 
+@functools.lru_cache(maxsize=64)  # a few exposed schemas per configuration: quoted once each
 def _search_path(schema: str, api: ApiConfig) -> str:
     names = [schema, *(s for s in api.extra_search_path if s != schema)]
     return ", ".join(quote_ident(name) for name in names)
