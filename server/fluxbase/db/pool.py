@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -112,30 +112,30 @@ class Database:
                 # The check must outlive any surprise, or the pool is never checked again.
                 log.exception("database connection check failed unexpectedly")
 
-    @asynccontextmanager
-    async def transaction(
+    # These hand out role_switched_transaction's own context manager (no wrapper of their own):
+    # every data request enters it, and each generator layer costs a frame and a task step.
+    def transaction(
         self, context: RequestContext, *, read_only: bool = False
-    ) -> AsyncIterator[RoleSwitchedTransaction]:
-        async with role_switched_transaction(
+    ) -> AbstractAsyncContextManager[RoleSwitchedTransaction]:
+        return role_switched_transaction(
             self.pool,
             context,
             read_only=read_only,
             acquire_timeout=self.config.acquire_timeout,
             slow_query_threshold=self.config.slow_query_threshold,
-        ) as tx:
-            yield tx
+        )
 
-    @asynccontextmanager
-    async def server_transaction(self, *, read_only: bool = False) -> AsyncIterator[RoleSwitchedTransaction]:
+    def server_transaction(
+        self, *, read_only: bool = False
+    ) -> AbstractAsyncContextManager[RoleSwitchedTransaction]:
         """A transaction in the server's own role (authenticator): no API role, no request settings."""
-        async with role_switched_transaction(
+        return role_switched_transaction(
             self.pool,
             None,
             read_only=read_only,
             acquire_timeout=self.config.acquire_timeout,
             slow_query_threshold=self.config.slow_query_threshold,
-        ) as tx:
-            yield tx
+        )
 
     async def close(self) -> None:
         metrics.unwatch_pool(self._watch)

@@ -259,4 +259,7 @@ async def role_switched_transaction(
             await connection.execute(f"{ending};\n{connection.get_reset_query()}")
         connection.mark_reset()
     finally:
-        await asyncio.shield(pool.release(connection))
+        # No shield of our own: asyncpg's release shields the holder's release itself, and
+        # runs synchronously up to that point, so a cancelled request still returns the
+        # connection (one task per request fewer).
+        await pool.release(connection)
