@@ -8,11 +8,13 @@ import time
 import asyncpg
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fluxbase.config import DatabaseConfig
 from fluxbase.db.errors import ConnectionLost, PoolTimeout
 from fluxbase.db.pool import Database, authenticator_dsn
-from fluxbase.db.transaction import RequestContext
+from fluxbase.db.transaction import FluxbaseConnection, RequestContext, begin_with_context, sql_literal
 from harness import AUTHENTICATOR_PASSWORD
 
 USER_A = "11111111-1111-1111-1111-111111111111"
@@ -347,7 +349,7 @@ async def test_a_failing_commit_still_resets_the_connection(todos_dsn: str) -> N
         await db.close()
 
 
-async def test_each_request_is_four_round_trips(todos_dsn: str) -> None:
+async def test_the_transaction_ends_with_commit_and_reset_in_one_message(todos_dsn: str) -> None:
     """BEGIN, the settings, the statement, COMMIT-with-reset: counted on the server."""
     db = await connect(todos_dsn, max_connections=1)
     try:
@@ -373,3 +375,74 @@ async def test_each_request_is_four_round_trips(todos_dsn: str) -> None:
         assert state[1].startswith("COMMIT;") and "RESET ROLE" in state[1]
     finally:
         await db.close()
+
+
+async def test_each_request_sends_three_messages(todos_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN travels with the settings, and COMMIT with the reset: three round trips per request."""
+    sent: list[str] = []
+    for method in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(FluxbaseConnection, method)
+
+        async def counted(
+            self: FluxbaseConnection, query: str, *args: object, _o: object = original
+        ) -> object:
+            sent.append(query.split(None, 1)[0])
+            return await _o(self, query, *args)  # type: ignore[operator]
+
+        monkeypatch.setattr(FluxbaseConnection, method, counted)
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        sent.clear()
+        async with db.transaction(user(USER_A), read_only=True) as tx:
+            await tx.fetchval("select 1")
+        assert sent == ["BEGIN", "select", "COMMIT;"]
+    finally:
+        await db.close()
+
+
+AWKWARD = [
+    "it's", "\\", "\\'", "'; drop table public.todos; --", "E'\\x41'", "$1 $6 $$ $q$", "\n\t\r",
+    "ünïcödé ✓ 𝄞", "\\u0041", "'' '''", "back\\slash\\", "\\0", "% _ *",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", AWKWARD)
+async def test_any_value_reaches_sql_exactly_as_sent(todos_dsn: str, value: str) -> None:
+    """The settings go as literals with BEGIN: quotes, backslashes and dollars arrive unchanged."""
+    db = await connect(todos_dsn)
+    claims = {"sub": USER_A, "role": "authenticated", "x": value}
+    context = RequestContext("authenticated", claims, "GET", "/p/" + value, {"x-test": value})
+    try:
+        assert begin_with_context(context, True) is not None
+        async with db.transaction(context, read_only=True) as tx:
+            row = await tx.fetchrow(
+                "select current_setting('request.path'), "
+                "current_setting('request.headers')::json->>'x-test', auth.jwt()->>'x', current_user"
+            )
+        assert tuple(row) == ("/p/" + value, value, value, "authenticated")
+    finally:
+        await db.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")))
+async def test_a_literal_reads_back_as_the_text(todos_dsn: str, text: str) -> None:
+    connection = await asyncpg.connect(authenticator_dsn(todos_dsn, AUTHENTICATOR_PASSWORD))
+    try:
+        assert await connection.fetchval(f"select {sql_literal(text)}") == text
+    finally:
+        await connection.close()
+
+
+async def test_values_sql_text_cannot_hold_go_as_bound_parameters(todos_dsn: str) -> None:
+    """A NUL (or a lone surrogate) cannot be written as a literal: the settings go bound, as before."""
+    for path in ("/a\x00b", "/a\udcffb"):
+        context = RequestContext("anon", {}, "GET", path)
+        assert begin_with_context(context, True) is None
+        db = await connect(todos_dsn)
+        try:
+            with pytest.raises((asyncpg.PostgresError, asyncpg.DataError, UnicodeEncodeError)):
+                async with db.transaction(context, read_only=True) as tx:
+                    await tx.fetchval("select 1")
+        finally:
+            await db.close()

@@ -1,8 +1,9 @@
 """The role-switched transaction: the only place a request's database role is set.
 
 One transaction per request, on a pooled connection: BEGIN [READ ONLY]; one
-statement sets the role and the request settings (all transaction-local);
-the work; COMMIT, or ROLLBACK on error or when asked.  Nothing survives into
+statement sets the role and the request settings (all transaction-local),
+sent with BEGIN in one simple query (values as escaped literals); the work;
+COMMIT, or ROLLBACK on error or when asked.  Nothing survives into
 the next use of the connection: the settings are local, and the pool's reset
 clears anything a function set for the session.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -184,8 +186,64 @@ async def _acquire(pool: asyncpg.Pool, acquire_timeout: float) -> Any:
         raise DatabaseUnreachable(reason) from exc
 
 
+def sql_literal(value: str | None) -> str:
+    """A string constant PostgreSQL reads back as exactly `value` (NULL for None).
+
+    An escape string (E'...') with backslashes doubled and quotes doubled, as libpq's
+    PQescapeLiteral writes it: correct whatever standard_conforming_strings says, and
+    the connection's encoding is UTF-8 (asyncpg's), where no multi-byte character
+    contains a quote or a backslash byte. A NUL cannot be written in a query's text.
+    """
+    if value is None:
+        return "NULL"
+    if "\0" in value:
+        raise ValueError("a NUL character cannot be part of SQL text")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+_PARAMETER = re.compile(r"\$([1-6])")
+
+
+def _writable(value: str) -> bool:
+    """No NUL, and valid UTF-8 (a lone surrogate from a percent-decoded path is not)."""
+    if "\0" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def begin_with_context(context: RequestContext, read_only: bool) -> str | None:
+    """BEGIN and SET_REQUEST_CONTEXT as one simple query: one round trip instead of two.
+
+    The values become literals (sql_literal), the statement is the very SET_REQUEST_CONTEXT;
+    None when a value holds a NUL, which only the bound parameters can refuse properly.
+    """
+    values = (
+        context.role,
+        orjson.dumps(context.claims).decode(),
+        context.method,
+        context.path,
+        orjson.dumps(dict(context.headers)).decode(),
+        context.search_path,
+    )
+    if not all(value is None or _writable(value) for value in values):
+        return None
+    literals = [sql_literal(value) for value in values]
+    settings = _PARAMETER.sub(lambda match: literals[int(match.group(1)) - 1], SET_REQUEST_CONTEXT)
+    return f"{'BEGIN READ ONLY' if read_only else 'BEGIN'};\n{settings}"
+
+
 async def _begin(connection: Any, context: RequestContext | None, read_only: bool) -> None:
     with losing_the_connection_raises(connection):
+        begin = begin_with_context(context, read_only) if context is not None else None
+        if begin is not None:
+            await connection.execute(begin)
+            return
         await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
         if context is not None:
             await connection.fetchrow(
