@@ -118,6 +118,10 @@ class Timing:
     p90_ms: float
     p99_ms: float
     requests: int
+    # CPU time per request (user + system), of the server's processes and of PostgreSQL's:
+    # what a request costs, less sensitive than req/s to what else the machine runs.
+    server_cpu_us: float = 0.0
+    database_cpu_us: float = 0.0
 
 
 @dataclass
@@ -270,8 +274,39 @@ def verify_same_answers(
             raise BenchError(f"{name} let user 1 read user 2's todo: {status} {body!r}")
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and its children (a server's workers, PostgreSQL's backends)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        if pid == root or int(fields[1]) == root:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
+@dataclass(frozen=True)
+class Meters:
+    """Whose CPU a run is charged: the server under test and the database cluster."""
+
+    server_pid: int
+    database_pid: int
+
+
 def run_wrk(
-    url: str, scenario: Scenario, token: str, todo_id: int, seconds: int, options: argparse.Namespace
+    url: str,
+    scenario: Scenario,
+    token: str,
+    todo_id: int,
+    seconds: int,
+    options: argparse.Namespace,
+    meters: Meters | None = None,
 ) -> Timing:
     env = {
         **os.environ,
@@ -290,7 +325,9 @@ def run_wrk(
         f"--script={PERF / 'request.lua'}",
         url,
     ]
+    before = (cpu_seconds(meters.server_pid), cpu_seconds(meters.database_pid)) if meters else (0.0, 0.0)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    after = (cpu_seconds(meters.server_pid), cpu_seconds(meters.database_pid)) if meters else (0.0, 0.0)
     match = re.search(r"^BENCH_RESULT (\{.*\})$", result.stdout, re.MULTILINE)
     if result.returncode != 0 or match is None:
         raise BenchError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -306,6 +343,8 @@ def run_wrk(
         p90_ms=summary["p90_us"] / 1000,
         p99_ms=summary["p99_us"] / 1000,
         requests=summary["requests"],
+        server_cpu_us=(after[0] - before[0]) * 1e6 / max(1, summary["requests"]),
+        database_cpu_us=(after[1] - before[1]) * 1e6 / max(1, summary["requests"]),
     )
 
 
@@ -414,8 +453,9 @@ def report(runs: list[Run], machine: list[str], load: str, options: argparse.Nam
             f"`{scenario.method} {scenario.path.format(id='<id>')}`",
             "",
             "| database over | workers | Fluxbase req/s | baseline req/s | ratio "
-            "| Fluxbase p50 / p90 / p99 ms | baseline p50 / p90 / p99 ms |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| Fluxbase p50 / p90 / p99 ms | baseline p50 / p90 / p99 ms "
+            "| CPU us per request, server + PostgreSQL: Fluxbase | baseline |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for run in measured:
             ours, base = run.results[(scenario.key, "fluxbase")], run.results[(scenario.key, "baseline")]
@@ -424,7 +464,9 @@ def report(runs: list[Run], machine: list[str], load: str, options: argparse.Nam
                 f"| {run.transport} | {run.workers} | {ours.requests_per_second:,.0f} "
                 f"| {base.requests_per_second:,.0f} | {ratio:.0%} "
                 f"| {ours.p50_ms:.1f} / {ours.p90_ms:.1f} / {ours.p99_ms:.1f} "
-                f"| {base.p50_ms:.1f} / {base.p90_ms:.1f} / {base.p99_ms:.1f} |"
+                f"| {base.p50_ms:.1f} / {base.p90_ms:.1f} / {base.p99_ms:.1f} "
+                f"| {ours.server_cpu_us:,.0f} + {ours.database_cpu_us:,.0f} "
+                f"| {base.server_cpu_us:,.0f} + {base.database_cpu_us:,.0f} |"
             )
             where = f"{scenario.key}, {run.transport}, {run.workers} worker(s)"
             goal = RATIO_GOALS.get(scenario.key)
@@ -495,6 +537,7 @@ def write_section(section: str, begin: str, end: str) -> None:
 
 def measure(
     dsn: str,
+    database_pid: int,
     transport: str,
     workers: int,
     ids: tuple[int, int],
@@ -515,6 +558,10 @@ def measure(
         baseline = start_baseline(dsn, workers, options.pool_size, log_dir)
         try:
             servers = {"fluxbase": fluxbase.url, "baseline": baseline.url}
+            meters = {
+                "fluxbase": Meters(fluxbase.process.pid, database_pid),
+                "baseline": Meters(baseline.process.pid, database_pid),
+            }
             verify_same_answers(servers, scenarios, ids[0], ids[1], token)
             for scenario in scenarios:
                 timings: dict[str, list[Timing]] = {name: [] for name in servers}
@@ -537,7 +584,9 @@ def measure(
                             if profile
                             else _nothing()
                         ):
-                            timing = run_wrk(url, scenario, token, ids[0], options.duration, options)
+                            timing = run_wrk(
+                                url, scenario, token, ids[0], options.duration, options, meters[name]
+                            )
                             timings[name].append(timing)
                         if profile:
                             profiles[scenario.key] = top_frames(output)
@@ -548,7 +597,8 @@ def measure(
                     print(
                         f"  {transport} {workers} worker(s) {scenario.key:5} {name:8} "
                         f"{timing.requests_per_second:8,.0f} req/s  p50 {timing.p50_ms:5.1f} ms  "
-                        f"p99 {timing.p99_ms:5.1f} ms  (rounds: "
+                        f"p99 {timing.p99_ms:5.1f} ms  CPU/request {timing.server_cpu_us:5.0f} + "
+                        f"{timing.database_cpu_us:5.0f} us  (rounds: "
                         + ", ".join(f"{t.requests_per_second:,.0f}" for t in measured)
                         + ")",
                         flush=True,
@@ -567,6 +617,8 @@ def median_timing(timings: list[Timing]) -> Timing:
         p90_ms=statistics.median(t.p90_ms for t in timings),
         p99_ms=statistics.median(t.p99_ms for t in timings),
         requests=sum(t.requests for t in timings),
+        server_cpu_us=statistics.median(t.server_cpu_us for t in timings),
+        database_cpu_us=statistics.median(t.database_cpu_us for t in timings),
     )
 
 
@@ -630,13 +682,23 @@ def main() -> int:
                 for user in (USER, OTHER_USER)
             )
         machine = machine_description(dsn)
+        postmaster = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
         load_before = os.getloadavg()[0]
         runs = []
         for transport in options.transports.split(","):
             for workers in (int(n) for n in options.workers.split(",")):
                 print(f"{transport}, {workers} worker(s): Fluxbase and baseline", flush=True)
                 runs.append(
-                    measure(dsns[transport], transport, workers, (ids[0], ids[1]), options, log_dir, profiles)
+                    measure(
+                        dsns[transport],
+                        postmaster,
+                        transport,
+                        workers,
+                        (ids[0], ids[1]),
+                        options,
+                        log_dir,
+                        profiles,
+                    )
                 )
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
