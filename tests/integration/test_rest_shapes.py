@@ -71,3 +71,42 @@ async def _eventually(api: Client, path: str, expected: Any, within: float = 10.
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+async def test_writes_of_one_shape_each_write_their_own_body(api: Client) -> None:
+    """A write's plan is kept per key list of its body; the values are always this request's."""
+    headers = {**SERVICE, "Prefer": "return=representation"}
+    rows = []
+    for n in (901, 902):  # same keys: the second is planned from the cache
+        created = await api.post("/rest/v1/directors", json={"id": n, "last_name": f"D{n}"}, headers=headers)
+        assert created.status == 201
+        rows += await created.json()
+    assert rows == [{"id": 901, "last_name": "D901"}, {"id": 902, "last_name": "D902"}]
+    # Other keys, the same keys in another order, an array, an unknown column: each planned as ever.
+    reordered = await api.post("/rest/v1/directors", json={"last_name": "D903", "id": 903}, headers=headers)
+    assert await reordered.json() == [{"id": 903, "last_name": "D903"}]
+    array = await api.post("/rest/v1/directors", json=[{"id": 904, "last_name": "D904"}], headers=headers)
+    assert await array.json() == [{"id": 904, "last_name": "D904"}]
+    unknown = await api.post("/rest/v1/directors", json={"id": 905, "nope": 1}, headers=headers)
+    assert unknown.status == 400 and (await unknown.json())["code"] == "PGRST204"
+    missing = await api.post("/rest/v1/directors", json={"id": 906}, headers=headers)
+    assert missing.status == 400 and (await missing.json())["code"] == "23502"  # last_name not null
+    for name in ("E1", "E2"):
+        patched = await api.patch("/rest/v1/directors?id=eq.901", json={"last_name": name}, headers=headers)
+        assert await patched.json() == [{"id": 901, "last_name": name}]
+    for n in (903, 904):
+        removed = await api.delete(f"/rest/v1/directors?id=eq.{n}", headers=headers)
+        assert await removed.json() == [{"id": n, "last_name": f"D{n}"}]
+
+
+async def test_one_write_shape_runs_under_each_callers_role(api: Client) -> None:
+    for sub in (ALICE, BOB):
+        made = await api.post(
+            "/rest/v1/todos",
+            json={"title": "same shape"},
+            headers={**user(sub), "Prefer": "return=representation"},
+        )
+        assert made.status == 201
+        assert [row["user_id"] for row in await made.json()] == [sub]
+    anon = await api.post("/rest/v1/todos", json={"title": "same shape"}, headers=ANON)
+    assert anon.status == 401 and (await anon.json())["code"] == "42501"

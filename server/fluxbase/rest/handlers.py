@@ -50,13 +50,15 @@ from fluxbase.rest.request.action import Action, PathKind
 from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_request
 from fluxbase.rest.request.media import MediaKind
 from fluxbase.rest.request.preferences import CountPreference, HandlingPreference, TxPreference
-from fluxbase.rest.request_cache import RequestCache, Shape
+from fluxbase.rest.request_cache import RequestCache, Shape, build_write_plan, write_signature
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
 
 MAX_URL_BYTES = 16 * 1024
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
+# PUT's plan compares the body's values with the filters: planned every time.
+CACHED_WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.DELETE})
 
 
 class SchemaSource(Protocol):
@@ -250,9 +252,18 @@ class _DataRequest:
         body: bytes | None = None
         if api.action != Action.DELETE:
             payload, body = _payload(api, await self.http.read())
-        plan = plan_mutation(api, self.cache, self.schema, rest.plan_settings, payload)
         single = api.accept.kind == MediaKind.SINGULAR
-        statement = mutation_statement(plan, body, single=single)
+        signature = write_signature(payload, body is not None) if api.action in CACHED_WRITES else None
+        kept = self.shape.write_plan(self.cache, signature) if signature is not None else None
+        if kept is not None:
+            plan, statement = kept.plan, kept.statement_for(body)
+        else:
+            plan = plan_mutation(api, self.cache, self.schema, rest.plan_settings, payload)
+            statement = mutation_statement(plan, body, single=single)
+            if signature is not None:
+                built = build_write_plan(plan, body, functools.partial(mutation_statement, single=single))
+                if built is not None:
+                    self.shape.keep_write_plan(self.cache, signature, built)
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=False)

@@ -6,7 +6,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from fluxbase.rest.query import Statement
 from fluxbase.rest.request.api_request import parse_request
-from fluxbase.rest.request_cache import MAX_KEY_CHARS, RequestCache
+from fluxbase.rest.request_cache import MAX_KEY_CHARS, RequestCache, build_write_plan, write_signature
 from fluxbase.rest.schema import SchemaCache
 
 
@@ -48,3 +48,25 @@ def test_a_read_plan_is_used_only_with_the_schema_cache_it_was_made_with() -> No
     kept[1].params.append(2)  # a caller binding more never changes what is kept
     again = shape.read_plan(first)
     assert again is not None and again[1].params == [1]
+
+
+def test_a_kept_write_statement_takes_each_requests_body() -> None:
+    def build(plan: object, body: bytes | None) -> Statement:
+        statement = Statement("with x as (select $1::int) select $2::json", [7])
+        if body is not None:
+            statement.params.append(body.decode())
+        return statement
+
+    kept = build_write_plan(object(), b"{}", build)  # type: ignore[arg-type]
+    assert kept is not None and kept.body_at == 1
+    assert kept.statement_for(b'{"a": 1}').params == [7, '{"a": 1}']
+    assert kept.statement_for(b'{"a": 2}').params == [7, '{"a": 2}']
+    assert kept.statement.params[1] != '{"a": 1}'  # what is kept never changes
+
+
+def test_only_a_single_objects_keys_make_a_write_signature() -> None:
+    assert write_signature({"a": 1, "b": 2}, True) == ("object", "a", "b")
+    assert write_signature({"b": 2, "a": 1}, True) != write_signature({"a": 1, "b": 2}, True)
+    assert write_signature([{"a": 1}], True) is None
+    assert write_signature(None, False) == ("none",)
+    assert write_signature({str(n): n for n in range(1000)}, True) is None
