@@ -15,9 +15,10 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -63,17 +64,30 @@ def _is_gone(connection: asyncpg.Connection) -> bool:
         return True
 
 
-@contextlib.contextmanager
-def losing_the_connection_raises(connection: asyncpg.Connection) -> Iterator[None]:
+class losing_the_connection_raises:
     """Turns a statement's failure into ConnectionLost when the connection, not the SQL, failed.
 
     A plain InterfaceError is not enough to tell: asyncpg's DataError (a bad argument) is one.
+    A class rather than a generator: every statement of every request enters it.
     """
-    try:
-        yield
-    except Exception as exc:
-        if isinstance(exc, TimeoutError) or not (isinstance(exc, SESSION_ENDED) or _is_gone(connection)):
-            raise
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception):
+            return
+        if isinstance(exc, TimeoutError) or not (
+            isinstance(exc, SESSION_ENDED) or _is_gone(self._connection)
+        ):
+            return
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("database connection lost", extra={"reason": reason})
         raise ConnectionLost(reason) from exc
