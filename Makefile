@@ -30,6 +30,7 @@ bench: bench-rest bench-realtime
 # The data API benchmark: Fluxbase next to a minimal baseline under wrk.
 bench-rest: $(STAMP)
 	bash deploy/scripts/system-deps.sh bench
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python tests/perf/bench_rest.py
 
 # 2,000 then 5,000 realtime subscribers on one `fluxbase serve`: latency, throughput, memory.
