@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-nightly bench bench-rest bench-realtime lint typecheck pytest install system-deps clean
+.PHONY: run test test-nightly bench bench-rest bench-realtime bench-storage lint typecheck pytest install system-deps node-deps clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP):
 	$(BIN)/pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+install: $(STAMP) node-deps
 
 # Without DATABASE_URL, `fluxbase serve` runs its own PostgreSQL under ./.fluxbase, listening
 # on 127.0.0.1 (FLUXBASE_SERVER_PORT / FLUXBASE_SERVER_HOST change that); a new data folder
@@ -24,8 +24,8 @@ run: $(STAMP)
 	@echo
 	@exec $(BIN)/fluxbase serve
 
-# Both benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
-bench: bench-rest bench-realtime
+# The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
+bench: bench-rest bench-realtime bench-storage
 
 # The data API benchmark: Fluxbase next to a minimal baseline under wrk.
 bench-rest: $(STAMP)
@@ -38,8 +38,26 @@ bench-realtime: $(STAMP)
 	bash deploy/scripts/system-deps.sh run
 	$(BIN)/python tests/perf/bench_realtime.py
 
+# A 1 GiB upload and download (local disk, then S3 on a moto server): throughput against cp
+# and a direct aiobotocore transfer, the server's peak RSS.
+bench-storage: $(STAMP)
+	bash deploy/scripts/system-deps.sh run
+	$(BIN)/python tests/perf/bench_storage.py
+
 system-deps:
 	bash deploy/scripts/system-deps.sh test
+
+# The Node conformance suites (supabase-js / postgrest-js in tests/node/*/, storage-js in
+# tests/storage-js/), each installed with `npm ci` when its lock file is newer than what is
+# installed; Debian's nodejs and npm are installed first when missing.
+node-deps:
+	@command -v npm >/dev/null 2>&1 || bash deploy/scripts/system-deps.sh node
+	@for dir in tests/node/*/ tests/storage-js/; do \
+	  if [ -f "$$dir/package-lock.json" ] && \
+	     ! [ "$$dir/node_modules/.package-lock.json" -nt "$$dir/package-lock.json" ]; then \
+	    (cd "$$dir" && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check server tests
@@ -48,7 +66,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps node-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest

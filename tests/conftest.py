@@ -7,8 +7,11 @@ import ...`) without ever depending on which conftest.py pytest loaded first.
 pytest_plugins = [
     "harness",
     "rest_support",
+    "rest_compat_support",
     "auth_support",
     "realtime_support",
     "redis_support",
     "security_support",
+    "dashboard_support",
+    "storage_support",
 ]

@@ -3,6 +3,7 @@
 #   system-deps.sh run   PostgreSQL server binaries (for the embedded database)
 #   system-deps.sh test  the above plus pgTAP, pg_prove, sqitch and redis-server (shared rate limits)
 #   system-deps.sh bench the server binaries plus wrk (the load generator of `make bench`)
+#   system-deps.sh node  Node.js and npm (the storage-js conformance suite runs under Node 20)
 # Debian/Ubuntu through apt-get; elsewhere it says what to install.
 set -euo pipefail
 
@@ -28,6 +29,11 @@ if [ "$mode" = test ]; then
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+fi
+
+if [ "$mode" = node ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 
 if [ "$mode" = bench ]; then
@@ -61,5 +67,9 @@ if [ "$mode" = test ]; then
   sharedir=$("$bin/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$version")
   if [ ! -f "$sharedir/extension/pgtap.control" ]; then
     install "postgresql-$version-pgtap"
+  fi
+  # PostGIS: the data API's application/geo+json output is tested against the real extension.
+  if [ ! -f "$sharedir/extension/postgis.control" ]; then
+    install "postgresql-$version-postgis-3"
   fi
 fi

@@ -1,9 +1,10 @@
 """Builds the aiohttp application: the request path, routes, start-up and shutdown.
 
 Request path (request_path.py, one middleware): request id + access log ->
-metrics -> errors -> CORS -> client IP -> rate limit (per user, API key or IP)
--> CSRF -> request limits (body size and JSON depth, URL length) -> handler
-(security headers are added to every response as it is prepared).
+metrics -> errors -> CORS -> client IP -> API-key admin scope -> rate limit (per
+user, API key or IP) -> CSRF -> request limits (body size and JSON depth, URL
+length) -> handler (security headers are added to every response as it is
+prepared).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from fluxbase import ops
+from fluxbase.admin_api import routes as admin_routes
 from fluxbase.auth import context as auth_context
 from fluxbase.auth import mailbox
 from fluxbase.auth import routes as auth_routes
 from fluxbase.config import Config
+from fluxbase.dashboard import handlers as dashboard_handlers
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
 from fluxbase.realtime import handlers as realtime_handlers
@@ -29,8 +32,10 @@ from fluxbase.rest import handlers as rest_handlers
 from fluxbase.rest.schema_cache import SchemaCacheHolder
 from fluxbase.security.authenticate import AUTHENTICATOR, Authenticator
 from fluxbase.security.headers import install_security_headers
+from fluxbase.security.key_registry import ApiKeyRegistry, ApiKeyWatcher
 from fluxbase.security.ratelimit_store import LimitStore, make_store
 from fluxbase.security.signing_keys import load_signing_keys
+from fluxbase.storage import handlers as storage_handlers
 
 log = logging.getLogger("fluxbase.app")
 
@@ -46,6 +51,7 @@ class Runtime:
 
 
 def build_app(config: Config, runtime: Runtime) -> web.Application:
+    api_keys = ApiKeyRegistry()
     limits = config.security.rate_limit
     store: LimitStore | None = None
     if limits.enabled:
@@ -54,10 +60,10 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     if config.auth.jwt_secret is None:
         raise ValueError("build_app needs a JWT secret: call ensure_jwt_secret() first")
     # One middleware runs every step (request_path.py): a frame per request, not one per step.
-    request_path = RequestPath(config, store)
+    request_path = RequestPath(config, store, api_keys)
     app = web.Application(middlewares=[request_path.middleware], client_max_size=config.server.body_limit)
     keys = load_signing_keys(config.auth.jwt_algorithm, config.auth.jwt_private_key, config.auth.jwt_key_id)
-    app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret, signing_keys=keys)
+    app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret, signing_keys=keys, api_keys=api_keys)
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))
     if store is not None:
         app[ops.LIMIT_STORE] = store
@@ -66,8 +72,11 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
     auth_routes.add_routes(app)
     if mailbox.active(config):
         mailbox.add_routes(app)
+    dashboard_handlers.add_routes(app)
+    admin_routes.add_routes(app)
     if config.realtime.enabled:
         realtime_handlers.add_routes(app)
+    storage_handlers.add_routes(app)
 
     dsn = authenticator_dsn(runtime.database_url, runtime.authenticator_password)
 
@@ -92,7 +101,19 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
                 extra={"url": config.server.base_url.rstrip("/") + mailbox.PATH},
             )
         session_watcher = await auth_context.start(app, auth)
+        secret = config.auth.jwt_secret or ""
+        dashboard = app[dashboard_handlers.DASHBOARD] = dashboard_handlers.make_context(
+            config.dashboard, config.auth.smtp, config.server.base_url, secret, app[DATABASE]
+        )
+        admin = app[admin_routes.ADMIN_API] = admin_routes.make_context(
+            config, app[DATABASE], runtime.database_url
+        )
+        key_watcher = ApiKeyWatcher(dsn, api_keys, config.dashboard.api_key_refresh_interval)
+        await key_watcher.start()
         yield
+        await key_watcher.stop()
+        await admin.close()
+        await dashboard_handlers.stop(dashboard)
         await auth_context.stop(auth, session_watcher)
         await schema_cache.close()
         with contextlib.suppress(Exception):
@@ -102,6 +123,7 @@ def build_app(config: Config, runtime: Runtime) -> web.Application:
             await store.close()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(storage_handlers.storage_context(config, DATABASE))
     if config.realtime.enabled:
         # After `resources`: the listener reads through the pool, and stops before it closes.
         app.cleanup_ctx.append(realtime_handlers.realtime_context(config.realtime, dsn, DATABASE))

@@ -1,5 +1,5 @@
-"""The `fluxbase` command: serve (default), migrate, keys, init, psql, sql, mail, lint, --version,
---config-test."""
+"""The `fluxbase` command: serve (default), migrate, keys, init, psql, sql, mail, lint, admin,
+--version, --config-test."""
 
 from __future__ import annotations
 
@@ -105,6 +105,18 @@ def _parser() -> argparse.ArgumentParser:
         default="error",
         help="lowest level that makes the exit status 1 (default: error)",
     )
+
+    admin = commands.add_parser("admin", help="manage dashboard administrators")
+    admin_commands = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+    create = admin_commands.add_parser("create", help="create an administrator (asks for the password)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--full-name", default="")
+    create.add_argument("--role", choices=("dashboard_admin", "dashboard_viewer"), default="dashboard_admin")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input (for scripts)"
+    )
+    unlock = admin_commands.add_parser("unlock", help="end an administrator's lockout")
+    unlock.add_argument("--email", required=True)
     return parser
 
 
@@ -144,6 +156,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return _keys(config, args.export)
         if command == "lint":
             return _lint(config, args.schema or list(config.api.schemas), args.json, args.fail_on)
+        if command == "admin":
+            from fluxbase.admin_cli import admin_command
+
+            return admin_command(config, args)
         return _console(config, command, args, extra)
     except ConfigError as error:
         _print_problems(error.problems)

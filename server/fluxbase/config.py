@@ -133,6 +133,8 @@ class ApiConfig:
     extra_search_path: tuple[str, ...] = ("public", "extensions")
     max_rows: int | None = None
     aggregates_enabled: bool = False
+    # PostgREST 12 or 13 where their behaviour differs (to-many spreads).
+    postgrest_version: int = 13
     plan_enabled: bool = False
     tx_override: bool = True
     pre_request: str | None = None
@@ -180,6 +182,24 @@ class AuthConfig:
     local_mailbox: bool | None = None
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
     smtp: SmtpConfig = SmtpConfig()
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Dashboard administrators and API keys (/dashboard/auth, /api/v1/admin)."""
+
+    access_token_ttl: float = 900.0
+    session_ttl: float = 7 * 24 * 3600.0  # how long a refresh token keeps a session alive
+    mfa_challenge_ttl: float = 300.0
+    lockout_max_failures: int = 5
+    lockout_duration: float = 900.0
+    password_min_length: int = 12
+    bcrypt_cost: int = 12
+    sign_in_attempts: int = 20  # per client address and per account, per sign_in_window
+    sign_in_window: float = 900.0
+    link_ttl: float = 3600.0  # password reset, verification and invitation links
+    api_key_refresh_interval: float = 5.0
+    api_key_rate_limit: int = 1000  # requests per minute, each key's default
 
 
 @dataclass(frozen=True)
@@ -233,13 +253,17 @@ class S3Config:
     secret_key: str | None = field(default=None, repr=False)
     bucket: str | None = None
     region: str = "us-east-1"
+    # MinIO, moto and most self-hosted S3s need path-style URLs (endpoint/bucket/key).
+    force_path_style: bool = False
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     provider: str = "local"
-    local_path: str | None = None
+    local_path: str | None = None  # default: <data_dir>/storage
     s3: S3Config = S3Config()
+    # The largest object anyone may store; a bucket's file_size_limit can only lower it.
+    max_file_size: int = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -255,6 +279,7 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     security: SecurityConfig = SecurityConfig()
     realtime: RealtimeConfig = RealtimeConfig()
     storage: StorageConfig = StorageConfig()
@@ -502,6 +527,18 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         **durations(dict(auth.get("rate_limit", {})), ("sign_in_window",))
     )
     auth["smtp"] = SmtpConfig(**auth.get("smtp", {}))
+    dashboard = durations(
+        section("dashboard"),
+        (
+            "access_token_ttl",
+            "session_ttl",
+            "mfa_challenge_ttl",
+            "lockout_duration",
+            "sign_in_window",
+            "link_ttl",
+            "api_key_refresh_interval",
+        ),
+    )
     api = section("api")
     for key in ("schemas", "extra_search_path"):
         if key in api:
@@ -512,6 +549,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         database=DatabaseConfig(**database),
         api=ApiConfig(**api),
         auth=AuthConfig(**auth),
+        dashboard=DashboardConfig(**dashboard),
         security=SecurityConfig(
             rate_limit=RateLimitConfig(**durations(dict(security.get("rate_limit", {})), ("redis_timeout",))),
             csrf=CsrfConfig(**security.get("csrf", {})),
@@ -524,6 +562,7 @@ def _build(tree: Mapping[str, Any], source: str | None) -> Config:
         storage=StorageConfig(
             provider=storage.get("provider", "local"),
             local_path=storage.get("local_path"),
+            max_file_size=storage.get("max_file_size", StorageConfig.max_file_size),
             s3=S3Config(**storage.get("s3", {})),
         ),
         log=LogConfig(**section("log")),

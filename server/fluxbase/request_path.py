@@ -1,10 +1,10 @@
 """The request path in front of every handler, as one middleware.
 
 In order: request id + access log -> metrics -> errors -> CORS -> client IP
--> rate limit (per user, API key or IP) -> CSRF -> request limits (body size
-and JSON depth, URL length) -> handler. Each step lives in its own module
+-> API-key admin scope -> rate limit (per user, API key or IP) -> CSRF ->
+request limits (body size and JSON depth, URL length) -> handler. Each step lives in its own module
 (observability/http.py, errors.py, security/*) and is called here as a plain
-function: one coroutine frame per request instead of a stack of nine, with
+function: one coroutine frame per request instead of one per step, with
 the same behaviour as those steps stacked as middlewares (each module still
 offers its step as a middleware of its own, for tests and small apps).
 Security headers are not a step: they are added as every response is
@@ -26,6 +26,7 @@ from fluxbase.request_state import CLIENT_IP, REQUEST_ID
 from fluxbase.security.client_ip import Network, client_ip, parse_networks
 from fluxbase.security.cors import CorsPolicy
 from fluxbase.security.csrf import CsrfCheck
+from fluxbase.security.key_registry import AdminScopeCheck, ApiKeyRegistry
 from fluxbase.security.ratelimit import RequestLimiter
 from fluxbase.security.ratelimit_store import LimitStore
 from fluxbase.security.request_limits import RequestLimits
@@ -36,9 +37,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RequestPath:
     """Every step a request passes before and after its handler, configured once per app."""
 
-    def __init__(self, config: Config, store: LimitStore | None) -> None:
+    def __init__(self, config: Config, store: LimitStore | None, api_keys: ApiKeyRegistry) -> None:
         self._cors = CorsPolicy(config.security.cors.allowed_origins)
         self._trusted: tuple[Network, ...] = parse_networks(config.security.trusted_proxies)
+        self._admin_scope = AdminScopeCheck(api_keys)
         self._limiter = RequestLimiter(store, config.security.rate_limit) if store is not None else None
         self._csrf = CsrfCheck(config.security.csrf.cookie_secure) if config.security.csrf.enabled else None
         self._limits = RequestLimits(config.server)
@@ -76,6 +78,7 @@ class RequestPath:
 
     async def _limited(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request[CLIENT_IP] = client_ip(request, self._trusted)
+        self._admin_scope.check(request)
         limiter = self._limiter
         headers = await limiter.admit(request) if limiter is not None else None
         try:

@@ -121,6 +121,7 @@ def test_reverting_auth_schema_gives_what_foundation_alone_gives(local_postgres:
         dump = schema_dump(reverted)
         assert "auth.users" not in dump and "audit.events" not in dump
         assert "realtime.log" not in dump
+        assert "storage.objects" not in dump and "storage.foldername" not in dump
         assert "CREATE FUNCTION auth.uid()" in dump
         assert dump == schema_dump(foundation_only)
     finally:

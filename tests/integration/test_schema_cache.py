@@ -143,6 +143,7 @@ create function api.reviews_of(film integer) returns setof api.reviews
 """
 
 FILMS = QualifiedName("public", "films")
+FILM_TITLES = QualifiedName("public", "film_titles")
 DIRECTORS = QualifiedName("public", "directors")
 
 
@@ -249,7 +250,7 @@ async def test_writability_of_views_and_other_relations(cache: SchemaCache) -> N
     assert writable("film_stats") == (False, False, False)
     assert writable("log_lines") == (False, False, False)  # file_fdw is read-only
     view = cache.table("public", "film_titles")
-    assert view is not None and view.primary_key == ()  # view keys are not traced yet
+    assert view is not None and view.primary_key == ("id",)  # traced to films' key
 
 
 # -- Relationships -----------------------------------------------------------------------------
@@ -306,7 +307,8 @@ async def test_many_to_many_through_a_junction(cache: SchemaCache) -> None:
         roles, "roles_actor_id_fkey", ("actor_id",), "roles_film_id_fkey", ("film_id",)
     )
     # The junction itself is related to both sides as usual.
-    assert {r.target for r in cache.relationships_from(roles)} == {FILMS, actors}
+    # (film_titles shows films' key, so the junction's key to films reaches it too.)
+    assert {r.target for r in cache.relationships_from(roles)} == {FILMS, actors, FILM_TITLES}
 
 
 async def test_many_to_many_through_a_unique_constraint_but_not_through_any_table(cache: SchemaCache) -> None:

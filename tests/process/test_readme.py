@@ -132,7 +132,7 @@ def test_the_first_hour_as_the_readme_says(user_env: dict[str, str], tmp_path: P
     # In the README's order (curl prints no newline of its own, so the answers run together).
     expected = [
         '{"status":"ok"}',
-        '"migrations":"current"}',
+        '"migrations":"current"',
         "fluxbase_http_requests_total",
         "[]",  # anon: no policy gives it a row
         '[{"task":"Sign up, then add todos of your own"}]',  # service_role: the seed row
@@ -145,6 +145,7 @@ def test_the_first_hour_as_the_readme_says(user_env: dict[str, str], tmp_path: P
         " Ship the first feature\n(1 row)",  # psql --role authenticated as Ada
         '{"keys":[]}',
         '"task":"Ship the first feature"',  # the data API one-liner
+        '"access_token"',  # the first administrator's signup, then login
     ]
     position = 0
     for text in expected:

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "fluxbase"
-HANDLERS = ("fluxbase.app", "fluxbase.ops", "fluxbase.rest", "fluxbase.auth", "fluxbase.realtime")
+HANDLERS = (
+    "fluxbase.app", "fluxbase.ops", "fluxbase.rest", "fluxbase.auth", "fluxbase.realtime",
+    "fluxbase.dashboard", "fluxbase.admin_api",
+)  # fmt: skip
+HANDLER_PACKAGES = ("rest", "auth", "realtime", "dashboard", "admin_api")
 WEB = ("fluxbase.errors",)
 LOWER = ("fluxbase.db", "fluxbase.security", "fluxbase.observability")
 
@@ -48,3 +52,17 @@ def test_the_web_error_type_knows_only_the_database_domain_errors() -> None:
     assert not {name for name in imported if _under(name, HANDLERS)}
     leaf = _imports(PACKAGE / "db" / "errors.py")
     assert not leaf, f"db/errors.py must stay a leaf, imports {leaf}"
+
+
+@pytest.mark.parametrize("package", HANDLER_PACKAGES)
+def test_handler_packages_never_import_each_other(package: str) -> None:
+    others = tuple(f"fluxbase.{other}" for other in HANDLER_PACKAGES if other != package)
+    for path in (PACKAGE / package).rglob("*.py"):
+        sideways = {name for name in _imports(path) if _under(name, others)}
+        assert not sideways, f"{path.relative_to(PACKAGE)} imports {sideways}"
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in (PACKAGE / "security").glob("*.py")))
+def test_security_imports_no_handler(module: str) -> None:
+    upward = {name for name in _imports(PACKAGE / "security" / module) if _under(name, HANDLERS)}
+    assert not upward, f"security/{module} imports {upward}"

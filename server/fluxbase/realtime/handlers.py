@@ -37,6 +37,8 @@ from fluxbase.security.authenticate import (
     Caller,
     bearer_token,
 )
+from fluxbase.security.scopes import REALTIME as REALTIME_SCOPE
+from fluxbase.security.scopes import ScopeError, require_scope
 
 log = logging.getLogger("fluxbase.realtime")
 
@@ -44,6 +46,7 @@ WEBSOCKET_PATHS: Final = ("/realtime/v1/websocket", "/realtime/websocket", "/rea
 BROADCAST_PATH: Final = "/realtime/v1/api/broadcast"
 # How long a close frame may take to reach a client that stopped reading.
 CLOSE_TIMEOUT: Final = 2.0
+KEY_CHECK_INTERVAL: Final = 1.0  # how often a socket opened with an API key re-checks it
 
 
 @dataclass
@@ -127,6 +130,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         caller = request.app[AUTHENTICATOR].verify(token)
     except AuthenticationError as exc:
         return _refuse(401, exc.reason)
+    try:
+        require_scope(caller, REALTIME_SCOPE)
+    except ScopeError as exc:
+        return _refuse(403, exc.reason)
     ip = request.get(CLIENT_IP) or request.remote or "unknown"
     if len(service.sockets) >= config.max_connections:
         return _refuse(429, "too many connections")
@@ -153,9 +160,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     client = Client(vsn, caller, ip=ip, queue_size=config.send_queue_size, on_overflow=overflow)
     session = Session(service, client, ws, request.app[AUTHENTICATOR])
     writer = asyncio.create_task(_write(ws, client))
+    key_watch = None
+    if caller.api_key is not None:
+        key_watch = asyncio.create_task(_close_when_revoked(ws, request, caller.api_key.id))
     try:
         await session.run()
     finally:
+        if key_watch is not None:
+            key_watch.cancel()
         client.closed = True
         for channel in list(client.channels.values()):
             await service.hub.remove_channel(channel)
@@ -169,6 +181,17 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             _decrement(service.per_user, user)
         metrics.realtime_connections.dec()
     return ws
+
+
+async def _close_when_revoked(ws: web.WebSocketResponse, request: web.Request, key_id: str) -> None:
+    """A socket opened with an API key closes once the key is revoked (the registry reloads in seconds)."""
+    keys = request.app[AUTHENTICATOR].api_keys
+    while not ws.closed:
+        await asyncio.sleep(KEY_CHECK_INTERVAL)
+        if not keys.is_live(key_id):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=1008, message=b"API key revoked"), CLOSE_TIMEOUT)
+            return
 
 
 def _decrement(counter: Counter[str], key: str) -> None:
@@ -494,7 +517,12 @@ def _rest_caller(request: web.Request) -> Caller:
     token = bearer_token(request.headers) or request.headers.get("apikey")
     if not token:
         raise AuthenticationError("missing apikey")
-    return authenticator.verify(token)
+    caller = authenticator.verify(token)
+    try:
+        require_scope(caller, REALTIME_SCOPE)
+    except ScopeError as exc:
+        raise AuthenticationError(exc.reason) from exc
+    return caller
 
 
 async def broadcast_handler(request: web.Request) -> web.Response:

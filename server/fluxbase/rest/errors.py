@@ -106,6 +106,7 @@ PGRST_CODES: Mapping[str, ErrorCode] = {
     "PGRST116": ErrorCode(406, "Cannot coerce the result to a single JSON object"),
     "PGRST117": ErrorCode(405, "Unsupported HTTP method"),
     "PGRST118": ErrorCode(400, "A related order is not possible"),
+    "PGRST119": ErrorCode(400, "A spread operation is not possible"),
     "PGRST120": ErrorCode(400, "Bad operator on an embedded resource"),
     "PGRST121": ErrorCode(500, "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error"),
     "PGRST122": ErrorCode(400, "Invalid preferences given with handling=strict"),
@@ -236,8 +237,10 @@ def put_matching_pk_error() -> ApiError:
     return pgrst_error("PGRST115")
 
 
-def singularity_error(row_count: int) -> ApiError:
-    return pgrst_error("PGRST116", details=f"The result contains {row_count} rows")
+def singularity_error(row_count: int, *, postgrest_version: int = 13) -> ApiError:
+    # PostgREST 12 and before worded the message differently; clients show it as is.
+    message = None if postgrest_version >= 13 else "JSON object requested, multiple (or no) rows returned"
+    return pgrst_error("PGRST116", message, details=f"The result contains {row_count} rows")
 
 
 def unsupported_method(method: str) -> ApiError:
@@ -248,6 +251,15 @@ def related_order_not_to_one(origin: str, target: str) -> ApiError:
     return pgrst_error(
         "PGRST118",
         f"A related order on '{target}' is not possible",
+        f"'{origin}' and '{target}' do not form a many-to-one or one-to-one relationship",
+    )
+
+
+def spread_not_to_one(origin: str, target: str) -> ApiError:
+    """PostgREST 12's refusal of `...rel(...)` on a to-many relationship."""
+    return pgrst_error(
+        "PGRST119",
+        f"A spread operation on '{target}' is not possible",
         f"'{origin}' and '{target}' do not form a many-to-one or one-to-one relationship",
     )
 
@@ -303,11 +315,26 @@ def column_not_found(relation: str, column: str) -> ApiError:
     )
 
 
-def table_not_found(schema: str, relation: str, suggestion: str | None = None) -> ApiError:
-    hint = None if suggestion is None else f"Perhaps you meant the table '{schema}.{suggestion}'"
-    return pgrst_error(
-        "PGRST205", f"Could not find the table '{schema}.{relation}' in the schema cache", hint=hint
-    )
+class TableNotFound(ApiError):
+    """PGRST205. `candidates` are the close names a hint may suggest once the caller's
+    privileges on them are known (the handler asks the database: issue 10, names leak)."""
+
+    def __init__(self, schema: str, relation: str, candidates: tuple[str, ...]) -> None:
+        super().__init__(
+            404, "PGRST205", f"Could not find the table '{schema}.{relation}' in the schema cache"
+        )
+        self.schema = schema
+        self.candidates = candidates
+
+    def with_visible(self, visible: Sequence[str]) -> ApiError:
+        """The error answered: hinting the closest candidate the caller may use, if any."""
+        suggestion = next((name for name in self.candidates if name in visible), None)
+        hint = None if suggestion is None else f"Perhaps you meant the table '{self.schema}.{suggestion}'"
+        return ApiError(self.status, self.code, self.message, hint=hint)
+
+
+def table_not_found(schema: str, relation: str, candidates: tuple[str, ...] = ()) -> TableNotFound:
+    return TableNotFound(schema, relation, candidates)
 
 
 # --- SQLSTATE -> HTTP status (PostgREST's mapSQLtoHTTP) -----------------------------------

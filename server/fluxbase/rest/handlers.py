@@ -26,9 +26,11 @@ from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.rest import openapi
 from fluxbase.rest.errors import (
     ApiError,
+    TableNotFound,
     database_unavailable,
     from_postgres,
     max_affected_violation,
+    media_type_error,
     openapi_disabled,
     pgrst_error,
     reason_phrase,
@@ -46,14 +48,17 @@ from fluxbase.rest.query import (
     planned_count_statement,
     read_statement,
 )
+from fluxbase.rest.query.render import output_names
 from fluxbase.rest.request.action import Action, PathKind
 from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_request
+from fluxbase.rest.request.body import csv_rows
 from fluxbase.rest.request.media import MediaKind
 from fluxbase.rest.request.preferences import CountPreference, HandlingPreference, TxPreference
 from fluxbase.rest.request_cache import RequestCache, Shape, build_write_plan, write_signature
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
+from fluxbase.security.scopes import ScopeError, require_scope, rest_scope
 
 MAX_URL_BYTES = 16 * 1024
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
@@ -81,7 +86,11 @@ class RestContext:
 
     @property
     def plan_settings(self) -> PlanSettings:
-        return PlanSettings(max_rows=self.api.max_rows, aggregates_enabled=self.api.aggregates_enabled)
+        return PlanSettings(
+            max_rows=self.api.max_rows,
+            aggregates_enabled=self.api.aggregates_enabled,
+            postgrest_version=self.api.postgrest_version,
+        )
 
 
 REST = web.AppKey("rest", RestContext)
@@ -117,9 +126,16 @@ def _error_response(error: ApiError) -> web.Response:
 
 def _caller(request: web.Request) -> Caller:
     try:
-        return authenticate(request)
+        caller = authenticate(request)
     except AuthenticationError as error:
         raise pgrst_error("PGRST301", error.reason) from error
+    try:
+        require_scope(caller, rest_scope(request.method))
+    except ScopeError as error:
+        raise ApiError(
+            403, "42501", error.reason, hint="ask an administrator for a key with this scope"
+        ) from error
+    return caller
 
 
 @functools.lru_cache(maxsize=64)  # a few exposed schemas per configuration: quoted once each
@@ -133,6 +149,9 @@ def _payload(api_request: ApiRequest, raw: bytes) -> tuple[object, bytes]:
     content_type = api_request.content_type
     if content_type is not None and content_type.kind == MediaKind.URLENCODED:
         payload: object = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        return payload, orjson.dumps(payload)
+    if content_type is not None and content_type.kind == MediaKind.CSV:
+        payload = csv_rows(raw)
         return payload, orjson.dumps(payload)
     if content_type is not None and content_type.kind not in (MediaKind.JSON, MediaKind.ANY):
         raise pgrst_error("PGRST102", f"Content-Type {content_type.mime} is not supported for this request")
@@ -211,29 +230,39 @@ class _DataRequest:
         api, rest = self.api, self.rest
         count = api.preferences.count
         head = self.http.method == "HEAD"
+        # The page is the whole result when nothing limits it: its size is then the total,
+        # and the count query is skipped, as PostgREST does.
+        counting = count in (CountPreference.EXACT, CountPreference.ESTIMATED)
         planned = self.shape.read_plan(self.cache)
         if planned is None:
             plan = plan_read(api, self.cache, self.schema, rest.plan_settings)
-            body_kind = "none" if head else ("single" if api.accept.kind == MediaKind.SINGULAR else "json")
-            statement = read_statement(plan, exact_count=count == CountPreference.EXACT, body=body_kind)
+            body_kind = _body_kind(api, self.cache, head)
+            whole = plan.page.offset == 0 and plan.page.limit is None
+            statement = read_statement(
+                plan,
+                exact_count=counting and not whole,
+                body=body_kind,
+                geojson=self.cache.geojson_function,
+            )
             self.shape.keep_read_plan(self.cache, plan, statement)
         else:
             plan, statement = planned
+            whole = plan.page.offset == 0 and plan.page.limit is None
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=True)
         async with self.transaction(read_only=True) as tx:
             row = await tx.fetchrow(statement.sql, *statement.params)
             assert row is not None
-            total = row["total"]
-            if count in (CountPreference.PLANNED, CountPreference.ESTIMATED):
+            total = row["page_total"] if counting and whole else row["total"]
+            if count == CountPreference.PLANNED:
                 total = await _planned_total(tx, planned_count_statement(plan))
-                # estimated: exact while the planner expects no more than max_rows, planned above.
-                small = rest.api.max_rows is None or total <= rest.api.max_rows
-                if count == CountPreference.ESTIMATED and small:
-                    exact = read_statement(plan, exact_count=True, body="none")
-                    exact_row = await tx.fetchrow(exact.sql, *exact.params)
-                    total = exact_row["total"] if exact_row is not None else total
+            elif count == CountPreference.ESTIMATED:
+                # Exact up to max_rows; past it (or with no max_rows) the planner's estimate
+                # when larger, as PostgREST compares them.
+                max_rows = rest.api.max_rows
+                if max_rows is None or total > max_rows:
+                    total = max(total, await _planned_total(tx, planned_count_statement(plan)))
         self.timer.lap("transaction")
         reply = read_reply(
             page=plan.page,
@@ -243,6 +272,8 @@ class _DataRequest:
             accept=api.accept,
             head=head,
             count_applied=count.value if count is not None else None,
+            keys=output_names(plan),
+            postgrest_version=rest.api.postgrest_version,
         )
         return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
@@ -276,7 +307,7 @@ class _DataRequest:
             if strict and preferences.max_affected is not None and affected > preferences.max_affected:
                 raise max_affected_violation(affected)  # raised inside: the write is rolled back
             if single and plan.representation is not None and affected != 1:
-                raise singularity_error(affected)
+                raise singularity_error(affected, postgrest_version=rest.api.postgrest_version)
             if preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
                 tx.request_rollback()
         self.timer.lap("transaction")
@@ -316,18 +347,26 @@ class _DataRequest:
             row = await tx.fetchrow(statement.sql, *statement.params)
             assert row is not None
             if single and plan.read is not None and row["page_total"] != 1:
-                raise singularity_error(row["page_total"])
+                raise singularity_error(row["page_total"], postgrest_version=rest.api.postgrest_version)
+            preferences = api.preferences
+            if (
+                preferences.handling == HandlingPreference.STRICT
+                and preferences.max_affected is not None
+                and row["page_total"] > preferences.max_affected
+            ):
+                raise max_affected_violation(row["page_total"])  # raised inside: rolled back
             if api.preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
                 tx.request_rollback()
         self.timer.lap("transaction")
         reply = call_reply(
             plan,
-            page=api.top_page,
+            page=plan.page,
             total=row["total"],
             page_total=row["page_total"],
             body=row["body"],
             head=self.http.method == "HEAD",
             singular=single,
+            count_applied=count == CountPreference.EXACT,
         )
         return apply_response_settings(reply, row["response_headers"], row["response_status"])
 
@@ -341,6 +380,22 @@ def _context(request: web.Request, caller: Caller, schema: str, rest: RestContex
         {k.lower(): v for k, v in request.headers.items()},
         _search_path(schema, rest.api),
     )
+
+
+def _body_kind(api: ApiRequest, cache: SchemaCache, head: bool) -> str:
+    """How the statement renders the body: none, one object, a JSON array, CSV or GeoJSON."""
+    kind = api.accept.kind
+    if head:
+        return "none"
+    if kind == MediaKind.SINGULAR:
+        return "single"
+    if kind == MediaKind.CSV:
+        return "csv"
+    if kind == MediaKind.GEOJSON:
+        if cache.geojson_function is None:  # no PostGIS: as PostgREST, the type is not available
+            raise media_type_error([kind.value])
+        return "geojson"
+    return "json"
 
 
 async def _planned_total(tx: Any, statement: Statement) -> int:
@@ -393,6 +448,8 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 reply = await data.call()
             else:
                 raise unsupported_method(request.method)
+        except TableNotFound as error:
+            return _error_response(await _hinted(error, request, caller, schema))
         except ApiError as error:
             return _error_response(error)
         except asyncpg.PostgresError as error:
@@ -406,6 +463,27 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
         return response
 
     return handle
+
+
+# Which of some relation names of a schema the current role may use at all.
+_USABLE_RELATIONS = """
+select name from unnest($2::text[]) as name
+where has_table_privilege(format('%I.%I', $1::text, name), 'SELECT, INSERT, UPDATE, DELETE')
+   or has_any_column_privilege(format('%I.%I', $1::text, name), 'SELECT, INSERT, UPDATE')
+"""
+
+
+async def _hinted(error: TableNotFound, request: web.Request, caller: Caller, schema: str) -> ApiError:
+    """PGRST205 with its "Perhaps you meant" hint naming only a relation the caller may use."""
+    if not error.candidates:
+        return error.with_visible(())
+    rest = request.app[REST]
+    try:
+        async with rest.database.transaction(_context(request, caller, schema, rest), read_only=True) as tx:
+            rows = await tx.fetch(_USABLE_RELATIONS, schema, list(error.candidates))
+    except (asyncpg.PostgresError, DatabaseUnavailable):
+        return error.with_visible(())  # no hint rather than a guess
+    return error.with_visible([row["name"] for row in rows])
 
 
 def _openapi_endpoint(mount: openapi.Mount) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

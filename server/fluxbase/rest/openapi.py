@@ -398,6 +398,7 @@ def build_openapi(
         if name.schema == schema and name in access.relations and access.relations[name].columns
     ]
     described = {table.name: keys.key(table.name.name) for table, _ in tables}
+    selectable = {table.name: relation_access.columns for table, relation_access in tables}
 
     schemas: JsonObject = {}
     parameters: JsonObject = dict(_COMMON_PARAMETERS)
@@ -418,7 +419,7 @@ def build_openapi(
     for table, relation_access in tables:
         key = described[table.name]
         visible = [column for column in table.columns.values() if column.name in relation_access.columns]
-        schemas[key] = _table_schema(table, visible, cache, described)
+        schemas[key] = _table_schema(table, visible, cache, selectable)
         filters = []
         for column in visible:
             parameter_key = parameter_keys.key("rowFilter", table.name.name, column.name)
@@ -475,7 +476,10 @@ def build_openapi(
 
 
 def _table_schema(
-    table: Table, visible: Sequence[Column], cache: SchemaCache, described: Mapping[QualifiedName, str]
+    table: Table,
+    visible: Sequence[Column],
+    cache: SchemaCache,
+    described: Mapping[QualifiedName, frozenset[str]],
 ) -> JsonObject:
     foreign_keys = _foreign_key_targets(table, cache, described)
     properties: JsonObject = {}
@@ -504,15 +508,19 @@ def _table_schema(
 
 
 def _foreign_key_targets(
-    table: Table, cache: SchemaCache, described: Mapping[QualifiedName, str]
+    table: Table, cache: SchemaCache, described: Mapping[QualifiedName, frozenset[str]]
 ) -> dict[str, tuple[QualifiedName, str]]:
-    """Single-column foreign keys of `table` into relations this document lists."""
+    """Single-column foreign keys of `table` into columns this document lists.
+
+    A note names the referenced relation and column, so both must be ones the caller may
+    select (issue 10: notes must not reveal relations or columns hidden from the caller).
+    """
     targets: dict[str, tuple[QualifiedName, str]] = {}
     for relationship in cache.relationships_from(table.name):
         # Only many-to-one is surely the side that holds the key; one-to-one looks the same both ways.
         if relationship.cardinality is not Cardinality.MANY_TO_ONE or len(relationship.source_columns) != 1:
             continue
-        if relationship.target in described:
+        if relationship.target_columns[0] in described.get(relationship.target, frozenset()):
             targets.setdefault(
                 relationship.source_columns[0], (relationship.target, relationship.target_columns[0])
             )

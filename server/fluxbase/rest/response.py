@@ -5,8 +5,7 @@ Pure: takes what the transaction returned and what the client asked for.
 
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from fluxbase.rest.request.ranges import Page
 JSON = "application/json; charset=utf-8"
 SINGULAR = "application/vnd.pgrst.object+json; charset=utf-8"
 CSV = "text/csv; charset=utf-8"
+GEOJSON = "application/geo+json; charset=utf-8"
 
 
 @dataclass
@@ -49,7 +49,10 @@ def read_reply(
     accept: MediaType,
     head: bool,
     count_applied: str | None,
+    keys: Sequence[str] = (),
+    postgrest_version: int = 13,
 ) -> Reply:
+    """A read's answer; `keys` are the result objects' keys (the CSV header)."""
     if total is not None and page.offset > 0 and page.offset >= total and page_total == 0:
         raise range_out_of_bounds(page.offset, total)
     headers = {"Content-Range": content_range(page.offset, page_total, total)}
@@ -60,7 +63,7 @@ def read_reply(
         status = 206
     if accept.kind == MediaKind.SINGULAR:
         if page_total != 1:
-            raise singularity_error(page_total)
+            raise singularity_error(page_total, postgrest_version=postgrest_version)
         headers["Content-Type"] = SINGULAR
         payload = (body or "null").encode()
         if accept.nulls_stripped:
@@ -68,32 +71,19 @@ def read_reply(
         return Reply(status, headers, None if head else payload)
     if accept.kind == MediaKind.CSV:
         headers["Content-Type"] = CSV
-        return Reply(status, headers, None if head else json_array_to_csv(body or "[]"))
+        return Reply(status, headers, None if head else csv_body(keys, page_total, body or ""))
+    if accept.kind == MediaKind.GEOJSON:
+        headers["Content-Type"] = GEOJSON
+        return Reply(status, headers, None if head else (body or "null").encode())
     headers["Content-Type"] = JSON
     return Reply(status, headers, None if head else (body or "[]").encode())
 
 
-def _csv_cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return orjson.dumps(value).decode()
-
-
-def json_array_to_csv(body: str) -> bytes:
-    """A JSON array of objects as CSV with a header row (the keys of the first object)."""
-    rows = orjson.loads(body)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    if rows:
-        keys = list(rows[0])
-        writer.writerow(keys)
-        for row in rows:
-            writer.writerow([_csv_cell(row.get(key)) for key in keys])
-    return out.getvalue().encode()
+def csv_body(keys: Sequence[str], page_total: int, rows: str) -> bytes:
+    """PostgREST's CSV: the keys as header (empty when there are no rows), a newline, the rows
+    as the statement rendered them (query/read.py CSV_ROWS), and no final newline."""
+    header = ",".join(keys) if page_total else ""
+    return f"{header}\n{rows}".encode()
 
 
 def write_reply(
@@ -116,17 +106,20 @@ def write_reply(
     else:
         headers["Content-Range"] = f"*/{total}"
     preferences = request.preferences
+    # PostgREST's order: resolution, missing, return, count, tx, handling.
     applied = []
-    if preferences.return_ is not None:
-        applied.append(f"return={preferences.return_.value}")
     if plan.resolution is not None and action == Action.INSERT:
         applied.append(f"resolution={plan.resolution.value}")
     if plan.missing_default:
         applied.append("missing=default")
+    if preferences.return_ is not None:
+        applied.append(f"return={preferences.return_.value}")
     if count_applied:
         applied.append("count=exact")
     if tx_applied is not None:
         applied.append(f"tx={tx_applied.value}")
+    if preferences.handling is not None:
+        applied.append(f"handling={preferences.handling.value}")
     if applied:
         headers["Preference-Applied"] = ", ".join(applied)
     if location:
@@ -160,15 +153,24 @@ def call_reply(
     body: str | None,
     head: bool,
     singular: bool,
+    count_applied: bool = False,
 ) -> Reply:
-    """An RPC result: 204 for void, the bare JSON value, an object or an array with Content-Range."""
+    """An RPC result: 204 for void, else the bare JSON value, an object or an array.
+
+    Every answer carries Content-Range, as PostgREST's (`*/*` for void, `0-0/*` for one
+    value), with the total under count=exact and 206/416 as for reads.
+    """
+    if total is not None and page.offset > 0 and page.offset >= total and page_total == 0:
+        raise range_out_of_bounds(page.offset, total)
+    headers = {"Content-Range": content_range(page.offset, page_total, total)}
+    if count_applied:
+        headers["Preference-Applied"] = "count=exact"
     if plan.returns_void:
-        return Reply(204, {})
-    headers = {"Content-Type": SINGULAR if singular else JSON}
-    if plan.function.returns_set:
-        headers["Content-Range"] = content_range(page.offset, page_total, total)
+        return Reply(204, headers)
+    headers["Content-Type"] = SINGULAR if singular else JSON
+    status = 206 if total is not None and page_total < total else 200
     payload = (body or "null").encode()
-    return Reply(200, headers, None if head else payload)
+    return Reply(status, headers, None if head else payload)
 
 
 def apply_response_settings(reply: Reply, headers_setting: str | None, status_setting: str | None) -> Reply:

@@ -45,6 +45,9 @@ class Column:
     is_array: bool = False
     enum_values: tuple[str, ...] = ()
     description: str | None = None
+    # A computed field: the function (taking the table's row type) that yields the value.
+    # Usable in select, filters and order like a column, never part of `*`.
+    computed_by: QualifiedName | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,13 @@ class Relationship:
     source_columns: tuple[str, ...]
     target_columns: tuple[str, ...]
     junction: Junction | None = None
+    # A computed relationship: a function taking the source's row type and returning
+    # rows of the target (to-one when it returns one row or is declared ROWS 1).
+    function: QualifiedName | None = None
+
+    @property
+    def is_self(self) -> bool:
+        return self.source == self.target and self.function is None and self.junction is None
 
 
 class Volatility(StrEnum):
@@ -141,6 +151,9 @@ class Function:
     # Returns a scalar (not a composite): results are the bare values.
     returns_scalar: bool = True
     description: str | None = None
+    # RETURNS TABLE (...) or OUT parameters: the result's columns, so that select,
+    # filters and order apply to it as to a relation.
+    result_columns: tuple[Column, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +164,16 @@ class SchemaCache:
     tables: Mapping[QualifiedName, Table] = field(default_factory=dict)
     relationships: Mapping[QualifiedName, tuple[Relationship, ...]] = field(default_factory=dict)
     functions: Mapping[QualifiedName, tuple[Function, ...]] = field(default_factory=dict)
+    # Computed fields by table, by name (see Column.computed_by).
+    computed_fields: Mapping[QualifiedName, Mapping[str, Column]] = field(default_factory=dict)
+    # PostGIS's ST_AsGeoJSON(record), when installed: application/geo+json output needs it.
+    geojson_function: QualifiedName | None = None
 
     def table(self, schema: str, name: str) -> Table | None:
         return self.tables.get(QualifiedName(schema, name))
+
+    def computed_field(self, table: QualifiedName, name: str) -> Column | None:
+        return self.computed_fields.get(table, {}).get(name)
 
     def relationships_from(self, source: QualifiedName) -> tuple[Relationship, ...]:
         return self.relationships.get(source, ())

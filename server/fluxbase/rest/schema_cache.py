@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -24,15 +24,27 @@ from fluxbase.rest.schema import (
     Cardinality,
     Column,
     ForeignKey,
-    Function,
     Junction,
-    Parameter,
     QualifiedName,
     RelationKind,
     Relationship,
     SchemaCache,
     Table,
-    Volatility,
+)
+from fluxbase.rest.schema_routines import (
+    FUNCTIONS_QUERY,
+    GEOJSON_QUERY,
+    computed_members,
+    load_functions,
+)
+from fluxbase.rest.schema_views import (
+    BASE_COLUMNS_QUERY,
+    VIEW_RULES_QUERY,
+    base_relations,
+    derived_keys,
+    exposures,
+    trace_to_tables,
+    view_columns,
 )
 
 log = logging.getLogger("fluxbase.schema_cache")
@@ -170,39 +182,8 @@ where con.conrelid = any($1::oid[])
 order by con.conrelid, con.conname
 """
 
-# Plain functions only (prokind 'f': no aggregates, window functions or
-# procedures), none that belongs to an extension, none that only a trigger can call.
-FUNCTIONS_QUERY = r"""
-select p.oid, n.nspname as schema, p.proname::text as name,
-       obj_description(p.oid, 'pg_proc') as description,
-       format_type(p.prorettype, null) as return_type,
-       p.proretset as returns_set,
-       p.provolatile::text as volatility,
-       rt.typtype = 'c' or p.prorettype = 'record'::regtype as returns_composite,
-       rt.typrelid as return_relation,
-       p.pronargdefaults as defaults,
-       coalesce(p.proargnames::text[], '{}') as argument_names,
-       coalesce(p.proargmodes::text[], '{}') as argument_modes,
-       array(
-         select format_type(t.oid, null)
-         from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) with ordinality as u(type, ord)
-         join pg_type t on t.oid = u.type
-         order by u.ord
-       ) as argument_types
-from pg_proc p
-join pg_namespace n on n.oid = p.pronamespace
-join pg_type rt on rt.oid = p.prorettype
-where n.nspname = any($1::text[])
-  and not n.nspname = any($2::text[])
-  and n.nspname not like 'pg\_%'
-  and p.prokind = 'f'
-  and p.prorettype not in ('trigger'::regtype, 'event_trigger'::regtype)
-  and not exists (
-    select from pg_depend d
-    where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
-  )
-order by n.nspname, p.proname, p.oid
-"""
+# Relations whose keys come from their definition rather than their own constraints.
+_TRACED_KINDS = frozenset({RelationKind.VIEW, RelationKind.MATERIALIZED_VIEW})
 
 _RELATION_KINDS = {
     "r": RelationKind.TABLE,
@@ -211,19 +192,16 @@ _RELATION_KINDS = {
     "m": RelationKind.MATERIALIZED_VIEW,
     "f": RelationKind.FOREIGN_TABLE,
 }
-_VOLATILITIES = {"i": Volatility.IMMUTABLE, "s": Volatility.STABLE, "v": Volatility.VOLATILE}
 # pg_relation_is_updatable's bits.
 _UPDATE, _INSERT, _DELETE = 4, 8, 16
-# pg_proc.proargmodes: the modes of parameters a caller passes.
-_INPUT_MODES = frozenset({"i", "b", "v"})
 
 
 async def load_schema_cache(connection: Any, schemas: Sequence[str]) -> SchemaCache:
     """Reads tables, columns, keys, relationships and functions of `schemas` in one snapshot.
 
     `connection` is an idle asyncpg connection (not in a transaction); any role
-    works, since the catalogs are readable by all.  Views get no primary key
-    and no relationships yet (PostgREST traces them through pg_rewrite).
+    works, since the catalogs are readable by all.  Views get the keys and
+    relationships of the table columns they show (rest/schema_views.py).
     """
     exposed = validate_exposed_schemas(schemas)
     forbidden = sorted(FORBIDDEN_SCHEMAS)
@@ -233,17 +211,33 @@ async def load_schema_cache(connection: Any, schemas: Sequence[str]) -> SchemaCa
         relation_rows = await connection.fetch(RELATIONS_QUERY, exposed, forbidden)
         oids = [row["oid"] for row in relation_rows]
         column_rows = await connection.fetch(COLUMNS_QUERY, oids)
-        constraint_rows = await connection.fetch(CONSTRAINTS_QUERY, oids)
+        traced = trace_to_tables(view_columns(await connection.fetch(VIEW_RULES_QUERY)))
+        traced = {oid: columns for oid, columns in traced.items() if oid in set(oids)}
+        bases = base_relations(traced)
+        base_rows = await connection.fetch(BASE_COLUMNS_QUERY, bases)
+        constraint_rows = await connection.fetch(CONSTRAINTS_QUERY, sorted(set(oids) | set(bases)))
         function_rows = await connection.fetch(FUNCTIONS_QUERY, exposed, forbidden)
+        geojson = await connection.fetchrow(GEOJSON_QUERY)
 
     names = {row["oid"]: QualifiedName(row["schema"], row["name"]) for row in relation_rows}
     tables = _tables(relation_rows, column_rows, names)
-    foreign_keys, unique_keys = _keys(constraint_rows, names)
+    table_columns: dict[int, list[str]] = defaultdict(list)
+    for row in column_rows:
+        table_columns[row["relation"]].append(row["name"])
+    column_names = {(row["relation"], row["attnum"]): row["column"] for row in base_rows}
+    shown = exposures(names, traced, column_names, table_columns)
+    foreign_keys, unique_keys, primary_keys = derived_keys(*_base_keys(constraint_rows), shown)
+    for name, table in tables.items():
+        if table.kind in _TRACED_KINDS and name in primary_keys:
+            tables[name] = replace(table, primary_key=primary_keys[name])
+    computed_fields, computed_relationships = computed_members(function_rows, names, tables)
     return SchemaCache(
         schemas=exposed,
         tables=tables,
-        relationships=derive_relationships(foreign_keys, unique_keys),
-        functions=_functions(function_rows, names),
+        relationships=derive_relationships(foreign_keys, unique_keys, computed_relationships),
+        functions=load_functions(function_rows, names),
+        computed_fields=computed_fields,
+        geojson_function=None if geojson is None else QualifiedName(geojson["schema"], geojson["name"]),
     )
 
 
@@ -281,31 +275,39 @@ def _tables(
     return tables
 
 
-def _keys(
-    constraint_rows: Sequence[Any], names: Mapping[int, QualifiedName]
-) -> tuple[list[ForeignKey], dict[QualifiedName, list[frozenset[str]]]]:
-    """Foreign keys between loaded relations, and each relation's primary and unique column sets."""
-    foreign_keys: list[ForeignKey] = []
-    unique_keys: dict[QualifiedName, list[frozenset[str]]] = defaultdict(list)
+BaseForeignKey = tuple[str, int, tuple[str, ...], int, tuple[str, ...]]
+
+
+def _base_keys(
+    constraint_rows: Sequence[Any],
+) -> tuple[list[BaseForeignKey], dict[int, list[tuple[str, ...]]], dict[int, tuple[str, ...]]]:
+    """Foreign keys, unique keys and primary keys by relation oid, as the catalog has them."""
+    foreign_keys: list[BaseForeignKey] = []
+    unique_keys: dict[int, list[tuple[str, ...]]] = defaultdict(list)
+    primary_keys: dict[int, tuple[str, ...]] = {}
     for row in constraint_rows:
-        table = names[row["relation"]]
+        columns = tuple(row["columns"])
         if row["kind"] in ("p", "u"):
-            unique_keys[table].append(frozenset(row["columns"]))
-        elif row["foreign_relation"] in names:  # a key into an unexposed schema relates to nothing
+            unique_keys[row["relation"]].append(columns)
+            if row["kind"] == "p":
+                primary_keys[row["relation"]] = columns
+        else:
             foreign_keys.append(
-                ForeignKey(
-                    constraint=row["name"],
-                    table=table,
-                    columns=tuple(row["columns"]),
-                    foreign_table=names[row["foreign_relation"]],
-                    foreign_columns=tuple(row["foreign_columns"]),
+                (
+                    row["name"],
+                    row["relation"],
+                    columns,
+                    row["foreign_relation"],
+                    tuple(row["foreign_columns"]),
                 )
             )
-    return foreign_keys, dict(unique_keys)
+    return foreign_keys, dict(unique_keys), primary_keys
 
 
 def derive_relationships(
-    foreign_keys: Sequence[ForeignKey], unique_keys: Mapping[QualifiedName, Sequence[frozenset[str]]]
+    foreign_keys: Sequence[ForeignKey],
+    unique_keys: Mapping[QualifiedName, Sequence[frozenset[str]]],
+    computed: Sequence[Relationship] = (),
 ) -> dict[QualifiedName, tuple[Relationship, ...]]:
     """Every relationship the foreign keys imply, keyed by source.
 
@@ -339,6 +341,7 @@ def derive_relationships(
             )
         )
     found.extend(_many_to_many(foreign_keys, unique_keys))
+    found.extend(computed)
 
     by_source: dict[QualifiedName, list[Relationship]] = defaultdict(list)
     for relationship in found:
@@ -390,52 +393,6 @@ def _relationship_order(relationship: Relationship) -> tuple[str, ...]:
         *relationship.source_columns,
         "",
         *((junction.source_constraint, junction.target_constraint) if junction else ()),
-    )
-
-
-def _functions(
-    function_rows: Sequence[Any], names: Mapping[int, QualifiedName]
-) -> dict[QualifiedName, tuple[Function, ...]]:
-    """Each function's overloads, in creation order.
-
-    Parameters are the inputs (IN, INOUT, VARIADIC).  OUT, INOUT and TABLE
-    parameters shape the result instead: with several, the function returns
-    `record`, which is composite (returns_scalar False) with no returns_table;
-    with a single one it returns that parameter's type like any scalar function.
-    `void` counts as scalar: the plan tells it apart by return_type.
-    """
-    functions: dict[QualifiedName, list[Function]] = defaultdict(list)
-    for row in function_rows:
-        name = QualifiedName(row["schema"], row["name"])
-        functions[name].append(
-            Function(
-                name=name,
-                parameters=_parameters(row),
-                return_type=row["return_type"],
-                returns_set=row["returns_set"],
-                volatility=_VOLATILITIES[row["volatility"]],
-                returns_table=names.get(row["return_relation"]),
-                returns_scalar=not row["returns_composite"],
-                description=row["description"],
-            )
-        )
-    return {name: tuple(overloads) for name, overloads in functions.items()}
-
-
-def _parameters(row: Any) -> tuple[Parameter, ...]:
-    types: list[str] = row["argument_types"]
-    modes: list[str] = row["argument_modes"] or ["i"] * len(types)
-    names: list[str] = row["argument_names"]
-    inputs = [
-        (names[index] if index < len(names) else "", types[index], mode == "v")
-        for index, mode in enumerate(modes)
-        if mode in _INPUT_MODES
-    ]
-    # Defaults belong to the last pronargdefaults input parameters.
-    first_default = len(inputs) - row["defaults"]
-    return tuple(
-        Parameter(name=name, type=type_, has_default=index >= first_default, variadic=variadic)
-        for index, (name, type_, variadic) in enumerate(inputs)
     )
 
 

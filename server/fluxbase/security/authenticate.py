@@ -5,10 +5,14 @@ algorithm pinned (so `alg: none` and HS/RS confusion are refused), `exp`
 required, clock skew bounded. Only the three API roles are accepted; user
 tokens (role authenticated) must carry the expected audience. Verified
 tokens are cached until they expire, so the hot path verifies each once.
+Dashboard-issued API keys (fbk_...) are looked up in the process's key
+registry (security/key_registry.py) instead: the key's role, and its scopes
+for the services to check (security/scopes.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -20,6 +24,7 @@ from aiohttp import web
 
 from fluxbase.db.transaction import API_ROLES
 from fluxbase.request_state import USER_ID
+from fluxbase.security.key_registry import ApiKeyGrant, ApiKeyRegistry, UnknownApiKey, is_dashboard_key
 from fluxbase.security.sessions import SessionRevocations
 from fluxbase.security.signing_keys import SigningKeys
 
@@ -48,6 +53,9 @@ class Caller:
     # The API key the request came with, when it names one: its requests count against that
     # key's rate limit. Never the key itself (it reaches logs and Redis keys).
     api_key_id: str | None = None
+    # Set when the request carries a dashboard-issued API key: its scopes limit what it may do,
+    # and its own rate_limit_per_minute is its budget.
+    api_key: ApiKeyGrant | None = None
 
     @property
     def user_id(self) -> str | None:
@@ -87,9 +95,11 @@ class Authenticator:
         secret: str,
         revocations: SessionRevocations | None = None,
         signing_keys: SigningKeys | None = None,
+        api_keys: ApiKeyRegistry | None = None,
     ) -> None:
         self._secret = secret
         self._keys = signing_keys
+        self.api_keys = api_keys or ApiKeyRegistry()
         self._cache: OrderedDict[str, Caller] = OrderedDict()
         self.revocations = revocations or SessionRevocations()
 
@@ -98,13 +108,34 @@ class Authenticator:
         return self._keys
 
     def caller(self, headers: Mapping[str, str]) -> Caller:
-        """The caller of a request: Authorization wins over apikey; neither means anonymous."""
-        token = bearer_token(headers) or headers.get("apikey") or None
+        """The caller of a request: Authorization wins over apikey; neither means anonymous.
+
+        An fbk_ key in `apikey` next to a user's Bearer token is checked too,
+        and its scopes stay on the caller: the key says what, the token who.
+        """
+        bearer = bearer_token(headers)
+        apikey = headers.get("apikey") or None
+        if bearer is not None and is_dashboard_key(apikey) and not is_dashboard_key(bearer):
+            assert apikey is not None
+            key_caller = self._api_key(apikey)
+            return dataclasses.replace(
+                self.verify(bearer), api_key=key_caller.api_key, api_key_id=key_caller.api_key_id
+            )
+        token = bearer or apikey
         if token is None:
             return ANONYMOUS
         return self.verify(token)
 
+    def _api_key(self, key: str) -> Caller:
+        try:
+            grant = self.api_keys.lookup(key)
+        except UnknownApiKey as exc:
+            raise AuthenticationError("API key is not valid (unknown, revoked or expired)") from exc
+        return Caller(grant.role, {"role": grant.role, "api_key_id": grant.id}, key, grant.id, grant)
+
     def verify(self, token: str) -> Caller:
+        if is_dashboard_key(token):
+            return self._api_key(token)
         cached = self._cache.get(token)
         if cached is not None:
             expires_at = cached.expires_at

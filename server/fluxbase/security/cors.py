@@ -16,12 +16,16 @@ ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 # Headers the Supabase clients send: authorization, apikey, and PostgREST's own.
 ALLOWED_HEADERS = (
     "authorization, apikey, content-type, accept, accept-profile, content-profile, prefer, range, "
-    "range-unit, x-client-info, x-supabase-api-version, x-request-id, x-csrf-token"
+    "range-unit, x-client-info, x-supabase-api-version, x-request-id, x-csrf-token, "
+    # Storage uploads (x-upsert, x-metadata, cache-control) and TUS resumable uploads.
+    "x-upsert, x-metadata, cache-control, tus-resumable, upload-length, upload-offset, upload-metadata"
 )
 # Response headers a page may read: counting, pagination, locations, tracing.
 EXPOSED_HEADERS = (
     "Content-Range, Content-Location, Location, Preference-Applied, Content-Profile, "
-    "X-Request-ID, Server-Timing, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+    "X-Request-ID, Server-Timing, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
+    "ETag, Content-Disposition, "
+    "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Upload-Offset, Upload-Length, Upload-Expires"
 )
 MAX_AGE = "86400"
 

@@ -135,7 +135,13 @@ def request_tier(caller: Caller | None, ip: str, limits: RateLimitConfig) -> Tie
         if caller.user_id is not None:
             return Tier("user", caller.user_id, limits.user_requests_per_minute)
         if caller.api_key_id is not None:
-            return Tier("api_key", caller.api_key_id, limits.api_key_requests_per_minute)
+            # A dashboard-issued key carries its own budget; the legacy service_role key the default.
+            limit = (
+                caller.api_key.rate_limit_per_minute
+                if caller.api_key is not None
+                else limits.api_key_requests_per_minute
+            )
+            return Tier("api_key", caller.api_key_id, limit)
     return Tier("ip", ip, limits.requests_per_minute)
 
 

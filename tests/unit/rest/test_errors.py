@@ -74,7 +74,7 @@ EXPECTED_STATUSES = {
     "PGRST100": 400, "PGRST101": 405, "PGRST102": 400, "PGRST103": 416,
     "PGRST105": 405, "PGRST106": 406, "PGRST107": 406, "PGRST108": 400,
     "PGRST111": 500, "PGRST112": 500, "PGRST114": 400, "PGRST115": 400,
-    "PGRST116": 406, "PGRST117": 405, "PGRST118": 400, "PGRST120": 400,
+    "PGRST116": 406, "PGRST117": 405, "PGRST118": 400, "PGRST119": 400, "PGRST120": 400,
     "PGRST121": 500, "PGRST122": 400, "PGRST123": 400, "PGRST124": 400,
     "PGRST125": 404, "PGRST126": 404, "PGRST127": 400, "PGRST128": 400,
     "PGRST200": 400, "PGRST201": 300, "PGRST202": 404, "PGRST203": 300,
@@ -258,7 +258,7 @@ def test_unknown_code_is_a_programming_error() -> None:
             },
         ),
         (
-            table_not_found("api", "flims", "films"),
+            table_not_found("api", "flims", ("films",)).with_visible(["films"]),
             404,
             {
                 "code": "PGRST205",

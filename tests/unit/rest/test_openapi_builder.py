@@ -257,6 +257,29 @@ def test_methods_follow_privileges_and_updatability() -> None:
     assert not [k for k in document["components"]["parameters"] if k.startswith("rowFilter.directors")]
 
 
+def test_foreign_key_notes_name_only_what_the_caller_may_select() -> None:
+    cache = make_cache()
+
+    def note(directors_columns: frozenset[str]) -> str | None:
+        access = Access(
+            {
+                FILMS: RelationAccess(frozenset({"id", "director_id"})),
+                DIRECTORS: RelationAccess(directors_columns),
+            },
+            frozenset(),
+        )
+        films = build_openapi(cache, "public", access, base_url=BASE)["components"]["schemas"]["films"]
+        description: str | None = films["properties"]["director_id"].get("description")
+        return description
+
+    assert note(frozenset({"id", "last_name"})) == (
+        "Note:\nThis is a Foreign Key to `directors.id`.<fk table='directors' column='id'/>"
+    )
+    # No privilege on directors, or not on the referenced column: no note naming them.
+    assert note(frozenset()) is None
+    assert note(frozenset({"last_name"})) is None
+
+
 def test_put_needs_a_primary_key() -> None:
     cache = make_cache()
     keyless = Table(QualifiedName("public", "log"), RelationKind.TABLE, {"line": col("line", "text")})

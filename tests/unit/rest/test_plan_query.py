@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluxbase.rest.errors import ApiError
+from fluxbase.rest.errors import ApiError, TableNotFound
 from fluxbase.rest.plan import PlanSettings, plan_read
 from fluxbase.rest.query import read_statement
 from fluxbase.rest.request.api_request import parse_request
@@ -34,7 +34,12 @@ def test_star_reads_every_column_in_order(cache: SchemaCache) -> None:
 
 
 def test_unknown_table_hints_the_closest_name(cache: SchemaCache) -> None:
-    assert error(cache, "", target="flims").hint == "Perhaps you meant the table 'public.films'"
+    found = error(cache, "", target="flims")
+    assert isinstance(found, TableNotFound) and found.candidates == ("films",)
+    # The hint names a candidate only once the caller's privileges on it are known.
+    assert found.hint is None
+    assert found.with_visible(["films"]).hint == "Perhaps you meant the table 'public.films'"
+    assert found.with_visible([]).hint is None
     assert error(cache, "", target="zzzz").hint is None
 
 
@@ -71,20 +76,20 @@ def test_aliases_casts_and_order(cache: SchemaCache) -> None:
     text, _ = sql(cache, "select=name:title,id::text&order=id.desc.nullslast,title", exact_count=False)
     assert '"title" AS "name"' in text
     assert '::text AS "id"' in text
-    assert 'ORDER BY _pgrst_1."id" DESC NULLS LAST, _pgrst_1."title"' in text
+    assert 'ORDER BY "films"."id" DESC NULLS LAST, "films"."title"' in text
 
 
 def test_like_stars_and_not_and_logic(cache: SchemaCache) -> None:
     text, params = sql(cache, "title=not.like.*Star*&or=(id.lt.3,id.gt.9)", exact_count=False)
     assert "%Star%" in params
-    assert 'NOT (_pgrst_1."title" LIKE $1::text)' in text
-    assert '(_pgrst_1."id" < ($2::text)::integer OR _pgrst_1."id" > ($3::text)::integer)' in text
+    assert 'NOT ("films"."title" LIKE $1::text)' in text
+    assert '("films"."id" < ($2::text)::integer OR "films"."id" > ($3::text)::integer)' in text
 
 
 def test_full_text_search_with_language(cache: SchemaCache) -> None:
     text, params = sql(cache, "tsv=fts(french).amusant&title=wfts.cat", exact_count=False)
     assert '"tsv" @@ to_tsquery($1::text::regconfig, $2::text)' in text
-    assert 'to_tsvector(_pgrst_1."title") @@ websearch_to_tsquery($3::text)' in text
+    assert 'to_tsvector("films"."title") @@ websearch_to_tsquery($3::text)' in text
     assert params[:3] == ["french", "amusant", "cat"]
 
 
@@ -142,5 +147,5 @@ def test_aggregates_are_opt_in(cache: SchemaCache) -> None:
     grouped = read_statement(
         plan(cache, "select=director_id,id.count()", aggregates_enabled=True), exact_count=False
     )
-    assert 'count(_pgrst_1."id") AS "count"' in grouped.sql
-    assert 'GROUP BY _pgrst_1."director_id"' in grouped.sql
+    assert 'count("films"."id") AS "count"' in grouped.sql
+    assert 'GROUP BY "films"."director_id"' in grouped.sql

@@ -168,7 +168,10 @@ def _quality(text: str) -> float:
     return 1.0  # a malformed weight does not make a type unacceptable
 
 
-_READ_OUTPUTS = frozenset({MediaKind.JSON, MediaKind.CSV, MediaKind.SINGULAR, MediaKind.ARRAY_STRIPPED})
+# geo+json is negotiated here and refused later when PostGIS is missing (the schema cache knows).
+_READ_OUTPUTS = frozenset(
+    {MediaKind.JSON, MediaKind.CSV, MediaKind.SINGULAR, MediaKind.ARRAY_STRIPPED, MediaKind.GEOJSON}
+)
 
 
 def negotiate_accept(
@@ -197,12 +200,7 @@ def negotiate_accept(
         ):
             return media
     asked = list(dict.fromkeys(truncate(m.mime, 100) for m in accepted))
-    details = (
-        "application/geo+json is not supported by this server"
-        if any(m.kind is MediaKind.GEOJSON for m in accepted)
-        else None
-    )
-    raise media_type_error(asked, details)
+    raise media_type_error(asked)
 
 
 _BODY_TYPES: Mapping[PathKind, frozenset[MediaKind]] = {

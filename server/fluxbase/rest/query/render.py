@@ -1,16 +1,8 @@
-"""The query stage: a plan rendered as one SQL statement (request -> parse -> plan -> **query**).
-
-Pure. Identifiers come only from the plan (so from the schema cache) and are
-always quoted; every value from the request is a bound parameter, sent as
-text and cast to the column's type by PostgreSQL, as PostgREST's untyped
-literals are. PostgreSQL builds the JSON body.
-"""
+"""The SQL renderer shared by reads, writes and calls: names quoted, values bound."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import orjson
 
 from fluxbase.db.identifiers import quote_ident
 from fluxbase.query_grammar.filters import (
@@ -24,27 +16,21 @@ from fluxbase.query_grammar.filters import (
     Quantifier,
 )
 from fluxbase.query_grammar.names import JsonStep
-from fluxbase.rest.plan import (
-    JSON_TYPES,
-    Argument,
-    CallPlan,
+from fluxbase.rest.plan.model import (
     ColumnRef,
     Condition,
     Embed,
     EmbedNullCheck,
     Logic,
-    MutatePlan,
     Ordering,
     OutputField,
     Predicate,
     ReadPlan,
 )
-from fluxbase.rest.request.action import Action
 from fluxbase.rest.request.filters import LogicOperator
 from fluxbase.rest.request.order import Direction, Nulls
-from fluxbase.rest.request.preferences import ResolutionPreference
 from fluxbase.rest.request.ranges import Page
-from fluxbase.rest.schema import Cardinality, QualifiedName, RelationKind
+from fluxbase.rest.schema import Cardinality, QualifiedName
 
 _COMPARISON = {
     Operator.EQ: "=",
@@ -107,14 +93,18 @@ class Statement:
         return f"${len(self.params)}"
 
 
-class _Renderer:
+class Renderer:
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._aliases = 0
 
-    def alias(self) -> str:
+    def alias(self, relation: str | None = None) -> str:
+        """A fresh alias: `films_1` for a relation read inside another (PostgREST's names, which
+        PostgreSQL's errors then show), `_pgrst_1` for the statement's own subqueries."""
         self._aliases += 1
-        return f"_pgrst_{self._aliases}"
+        if relation is None:
+            return f"_pgrst_{self._aliases}"
+        return quote_ident(f"{relation}_{self._aliases}")
 
     # --- values and expressions -------------------------------------------------------
 
@@ -134,7 +124,11 @@ class _Renderer:
         return "".join(parts)
 
     def column(self, alias: str, ref: ColumnRef) -> str:
-        expression = f"{alias}.{quote_ident(ref.column.name)}"
+        if ref.column.computed_by is not None:
+            # A computed field: the function applied to the whole row.
+            expression = f"{quote_name(ref.column.computed_by)}({alias})"
+        else:
+            expression = f"{alias}.{quote_ident(ref.column.name)}"
         if not ref.json_path:
             return expression
         if ref.column.base_type not in _JSON_TYPES or ref.column.is_array:
@@ -200,18 +194,23 @@ class _Renderer:
 
     def embed_presence(self, embed: Embed, embed_alias: str, *, present: bool) -> str:
         if embed.to_one:
-            return f"{embed_alias}.body IS {'NOT ' if present else ''}NULL"
+            # A to-one spread has no body: its row carries a marker instead.
+            marker = _PRESENT if embed.spread else "body"
+            return f"{embed_alias}.{marker} IS {'NOT ' if present else ''}NULL"
         return f"{embed_alias}.n {'>' if present else '='} 0"
 
     # --- reads --------------------------------------------------------------------------
 
-    def output(self, alias: str, output: OutputField) -> str:
+    def output(self, alias: str, output: OutputField, *, raw: bool = False) -> str:
+        """One output column; `raw` leaves the aggregate to the parent (a to-one spread's)."""
         if output.ref is None:
-            expression = "count(*)"
+            expression = "1" if raw else "count(*)"
         else:
             expression = self.column(alias, output.ref)
             if output.cast:
                 expression = f"({expression})::{output.cast}"
+            if raw:
+                return f"{expression} AS {quote_ident(output.name)}"
             if output.aggregate is not None:
                 expression = f"{output.aggregate.value}({expression})"
         if output.aggregate_cast:
@@ -225,14 +224,18 @@ class _Renderer:
         join: tuple[str, Embed] | None = None,
         count_only: bool = False,
         source: str | None = None,
+        raw_aggregates: bool = False,
     ) -> str:
         """A SELECT whose output columns are the plan's keys (one row per row read).
 
-        `source` reads from a named CTE (the rows a write returned) instead of the table.
+        `source` reads from a named CTE (the rows a write returned) or a function call
+        instead of the table. The top-level relation is aliased by its own name and
+        embedded ones `name_n`, as PostgREST does, so errors name them alike.
         """
-        alias = self.alias()
+        alias = quote_ident(plan.table.name.name) if join is None else self.alias(plan.table.name.name)
         columns: list[str] = []
         joins: list[str] = []
+        group_keys: list[str] = []
         embeds: dict[str, tuple[Embed, str]] = {}
         needed = _embeds_needed_for_filtering(plan) if count_only else None
         for embed in plan.embeds:
@@ -241,35 +244,39 @@ class _Renderer:
             embed_alias = self.alias()
             embeds[embed.name] = (embed, embed_alias)
             joins.append(self.embed_join(alias, embed, embed_alias))
-            if count_only:
+            if count_only or embed.hidden:
                 continue
             if embed.spread:
-                columns.extend(
-                    f"{embed_alias}.{quote_ident(name)} AS {quote_ident(name)}"
-                    for name in _output_names(embed.read)
-                )
+                spread_columns, spread_keys = _spread_columns(embed, embed_alias)
+                columns.extend(spread_columns)
+                group_keys.extend(spread_keys)
             else:
                 columns.append(f"{embed_alias}.body AS {quote_ident(embed.name)}")
         if not count_only:
-            columns[:0] = [self.output(alias, f) for f in plan.fields]
+            columns[:0] = [self.output(alias, f, raw=raw_aggregates) for f in plan.fields]
         conditions = [self.predicate(alias, p, embeds) for p in plan.where]
         for embed, embed_alias in embeds.values():
             # An inner to-one embed already drops rows through its INNER JOIN.
             if embed.inner and not embed.to_one:
                 conditions.append(self.embed_presence(embed, embed_alias, present=True))
+        relation = source or quote_name(plan.table.name)
         if join is not None:
             parent_alias, parent_embed = join
-            conditions.insert(0, self.join_condition(parent_alias, parent_embed, alias))
-        relation = source or quote_name(plan.table.name)
+            function = parent_embed.relationship.function
+            if function is not None:
+                relation = f"{quote_name(function)}({parent_alias})"
+            else:
+                conditions.insert(0, self.join_condition(parent_alias, parent_embed, alias))
         sql = f"SELECT {', '.join(columns) or '1'} FROM {relation} AS {alias}"
         if joins:
             sql += " " + " ".join(joins)
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        if plan.grouped and not count_only:
+        if plan.grouped and not count_only and not raw_aggregates:
             keys = [
                 self.column(alias, f.ref) for f in plan.fields if f.aggregate is None and f.ref is not None
             ]
+            keys.extend(group_keys)
             if keys:
                 sql += " GROUP BY " + ", ".join(keys)
         if plan.order and not count_only:
@@ -283,10 +290,17 @@ class _Renderer:
             sql = self.column(alias, ordering.ref)
         else:
             # A to-one embed has at most one row, so a scalar subquery orders by its column.
-            related = self.alias()
-            table = quote_name(ordering.through.read.table.name)
-            condition = self.join_condition(alias, ordering.through, related)
-            sql = f"(SELECT {self.column(related, ordering.ref)} FROM {table} AS {related} WHERE {condition})"
+            through = ordering.through
+            related = self.alias(through.read.table.name.name)
+            function = through.relationship.function
+            if function is not None:
+                source, condition = f"{quote_name(function)}({alias})", "TRUE"
+            else:
+                source = quote_name(through.read.table.name)
+                condition = self.join_condition(alias, through, related)
+            sql = (
+                f"(SELECT {self.column(related, ordering.ref)} FROM {source} AS {related} WHERE {condition})"
+            )
         direction, nulls = ordering.term.direction, ordering.term.nulls
         if direction is not None:
             sql += " DESC" if direction == Direction.DESC else " ASC"
@@ -303,10 +317,18 @@ class _Renderer:
         return sql
 
     def embed_join(self, parent_alias: str, embed: Embed, embed_alias: str) -> str:
-        child = self.read(embed.read, join=(parent_alias, embed))
+        spread_to_one = embed.spread and embed.to_one
+        child = self.read(embed.read, join=(parent_alias, embed), raw_aggregates=spread_to_one)
         kind = "INNER" if embed.inner and embed.to_one else "LEFT"
-        if embed.spread:
-            body = child
+        if spread_to_one:
+            body = f"SELECT _e.*, TRUE AS {_PRESENT} FROM ({child}) AS _e"
+        elif embed.spread:
+            # PostgREST 13's to-many spread: each key becomes the array of its values.
+            arrays = [
+                f"coalesce(json_agg(_e.{quote_ident(name)}), '[]') AS {quote_ident(name)}"
+                for name in _output_names(embed.read)
+            ]
+            body = f"SELECT {', '.join([*arrays, 'count(_e) AS n'])} FROM ({child}) AS _e"
         elif embed.to_one:
             body = f"SELECT row_to_json(_e) AS body FROM ({child}) AS _e"
         else:
@@ -335,11 +357,42 @@ class _Renderer:
         return "(" + " AND ".join(pairs) + ")"
 
 
+_PRESENT = "_pgrst_present"  # marks a joined row of a to-one spread (embed presence filters)
+
+
 def _output_names(plan: ReadPlan) -> list[str]:
     names = [f.name for f in plan.fields]
     for embed in plan.embeds:
-        names.extend(_output_names(embed.read) if embed.spread else [embed.name])
+        if not embed.hidden:
+            names.extend(_output_names(embed.read) if embed.spread else [embed.name])
     return names
+
+
+def output_names(plan: ReadPlan) -> list[str]:
+    """The keys of each result object, in order (the header of a CSV answer)."""
+    return _output_names(plan)
+
+
+def _spread_columns(embed: Embed, embed_alias: str) -> tuple[list[str], list[str]]:
+    """A spread's keys at its parent's level, and the grouping keys they add when aggregating.
+
+    A to-one spread's aggregates are taken here, over the joined rows, grouped by its other
+    keys (and the parent's), as PostgREST does; a to-many spread's keys are arrays already.
+    """
+    columns: list[str] = []
+    keys: list[str] = []
+    aggregated = {f.name: f for f in embed.read.fields if f.aggregate is not None} if embed.to_one else {}
+    for name in _output_names(embed.read):
+        expression = f"{embed_alias}.{quote_ident(name)}"
+        field = aggregated.get(name)
+        if field is not None and field.aggregate is not None:
+            expression = f"{field.aggregate.value}({expression})"
+            if field.aggregate_cast:
+                expression = f"({expression})::{field.aggregate_cast}"
+        else:
+            keys.append(expression)
+        columns.append(f"{expression} AS {quote_ident(name)}")
+    return columns, keys
 
 
 def _embeds_needed_for_filtering(plan: ReadPlan) -> set[str]:
@@ -356,215 +409,6 @@ def _embeds_needed_for_filtering(plan: ReadPlan) -> set[str]:
     for predicate in plan.where:
         visit(predicate)
     return needed
-
-
-def read_statement(plan: ReadPlan, *, exact_count: bool, body: str = "json") -> Statement:
-    """One statement for a read: the total (when counted), the page's row count and the JSON body.
-
-    Result columns: total (bigint or null), page_total (bigint), body (text or null).
-    """
-    statement = Statement()
-    renderer = _Renderer(statement)
-    source = renderer.read(plan)
-    total = "NULL::bigint"
-    if exact_count:
-        total = f"(SELECT count(*) FROM ({renderer.read(plan, count_only=True)}) AS _c)"
-    if body == "json":
-        body_sql = "coalesce(json_agg(_t), '[]')::text"
-    elif body == "single":
-        body_sql = "(json_agg(_t) -> 0)::text"
-    else:
-        body_sql = "NULL::text"
-    statement.sql = (
-        f"SELECT {total} AS total, count(_t) AS page_total, {body_sql} AS body, {RESPONSE_SETTINGS} "
-        f"FROM ({source}) AS _t"
-    )
-    return statement
-
-
-def planned_count_statement(plan: ReadPlan) -> Statement:
-    """EXPLAIN of the count query: its top node's row estimate is Prefer: count=planned."""
-    statement = Statement()
-    renderer = _Renderer(statement)
-    statement.sql = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ({renderer.read(plan, count_only=True)}) AS _c"
-    return statement
-
-
-MUTATED = "pgrst_mutated"
-INSERTED = "pgrst_inserted"  # the RETURNING column that marks rows an insert created
-
-
-def _payload_rows(renderer: _Renderer, plan: MutatePlan, body: bytes) -> str:
-    """The body's rows as a record set of the table's row type (one JSON parameter)."""
-    table = quote_name(plan.table.name)
-    payload = renderer.statement.bind(body.decode())
-    as_array = "CASE WHEN json_typeof(_j) = 'array' THEN _j ELSE json_build_array(_j) END"
-    array = f"(SELECT {as_array} FROM (SELECT {payload}::json AS _j) AS _p)"
-    if not plan.missing_default:
-        return f"SELECT * FROM json_populate_recordset(NULL::{table}, {array})"
-    # Absent keys take the column's DEFAULT (the catalog's own expression), present ones the value.
-    values = [
-        f"CASE WHEN _e.value::jsonb ? {renderer.statement.bind(c.name)}::text THEN _r.{quote_ident(c.name)} "
-        f"ELSE {c.default or 'NULL'} END AS {quote_ident(c.name)}"
-        for c in plan.columns
-    ]
-    return (
-        f"SELECT {', '.join(values) or '1'} FROM json_array_elements({array}) AS _e, "
-        f"LATERAL json_populate_record(NULL::{table}, _e.value) AS _r"
-    )
-
-
-def mutation_statement(plan: MutatePlan, body: bytes | None, *, single: bool = False) -> Statement:
-    """One statement that writes and answers: total, page_total (rows affected), body, location.
-
-    The write is a data-modifying CTE, so it runs in full whether or not its rows are read.
-    """
-    statement = Statement()
-    renderer = _Renderer(statement)
-    table = quote_name(plan.table.name)
-    target = renderer.alias()
-    names = [quote_ident(c.name) for c in plan.columns]
-    if plan.action in (Action.INSERT, Action.UPSERT_ONE):
-        rows = _payload_rows(renderer, plan, body or b"null")
-        column_list = ", ".join(names)
-        mutation = (
-            f"INSERT INTO {table} AS {target} ({column_list}) SELECT {column_list} FROM ({rows}) AS _rows"
-        )
-        if plan.conflict:
-            conflict = ", ".join(quote_ident(c) for c in plan.conflict)
-            updates = [n for n in names if n not in {quote_ident(c) for c in plan.conflict}]
-            if plan.resolution == ResolutionPreference.IGNORE_DUPLICATES or not updates:
-                mutation += f" ON CONFLICT ({conflict}) DO NOTHING"
-            else:
-                assignments = ", ".join(f"{n} = EXCLUDED.{n}" for n in updates)
-                mutation += f" ON CONFLICT ({conflict}) DO UPDATE SET {assignments}"
-            if plan.action == Action.UPSERT_ONE:
-                conditions = [renderer.predicate(target, p, {}) for p in plan.where]
-                if conditions and updates:
-                    mutation += " WHERE " + " AND ".join(conditions)
-    elif plan.action == Action.UPDATE:
-        body_alias = renderer.alias()
-        payload = statement.bind((body or b"{}").decode())
-        assignments = ", ".join(f"{n} = {body_alias}.{n}" for n in names)
-        conditions = [renderer.predicate(target, p, {}) for p in plan.where]
-        mutation = (
-            f"UPDATE {table} AS {target} SET {assignments} "
-            f"FROM (SELECT * FROM json_populate_record(NULL::{table}, {payload}::json)) AS {body_alias}"
-        )
-        if conditions:
-            mutation += " WHERE " + " AND ".join(conditions)
-    else:
-        conditions = [renderer.predicate(target, p, {}) for p in plan.where]
-        mutation = f"DELETE FROM {table} AS {target}"
-        if conditions:
-            mutation += " WHERE " + " AND ".join(conditions)
-    # xmax is 0 on a row version this statement inserted, not on one ON CONFLICT updated:
-    # that tells a merge-duplicates upsert that inserted nothing (200) from one that did (201).
-    # Only tables have xmax; elsewhere `inserted` stays NULL (unknown, answered as 201).
-    inserting = (
-        plan.action == Action.INSERT
-        and plan.resolution == ResolutionPreference.MERGE_DUPLICATES
-        and plan.table.kind in (RelationKind.TABLE, RelationKind.PARTITIONED_TABLE)
-    )
-    mutation += f" RETURNING {target}.*"
-    if inserting:
-        mutation += f", ({target}.xmax = 0) AS {INSERTED}"
-    if not names and plan.action != Action.DELETE:
-        # An empty body ({} or []) writes nothing; the answer is the usual one with no rows.
-        marker = f", FALSE AS {INSERTED}" if inserting else ""
-        mutation = f"SELECT {target}.*{marker} FROM {table} AS {target} WHERE FALSE"
-
-    body_sql = "NULL::text"
-    if plan.representation is not None:
-        read = renderer.read(plan.representation, source=MUTATED)
-        body_sql = (
-            f"(SELECT (json_agg(_t) -> 0)::text FROM ({read}) AS _t)"
-            if single
-            else f"(SELECT coalesce(json_agg(_t), '[]')::text FROM ({read}) AS _t)"
-        )
-    location_sql = "NULL::text"
-    if plan.location:
-        pk = ", ".join(f"{quote_ident(c)}::text" for c in plan.table.primary_key)
-        location_sql = f"(SELECT json_build_array({pk})::text FROM {MUTATED} LIMIT 1)"
-    statement.sql = (
-        f"WITH {MUTATED} AS ({mutation}) "
-        f"SELECT NULL::bigint AS total, (SELECT count(*) FROM {MUTATED}) AS page_total, "
-        f"{body_sql} AS body, {location_sql} AS location, {RESPONSE_SETTINGS}, "
-        + (f"(SELECT count(*) FROM {MUTATED} WHERE {INSERTED})" if inserting else "NULL::bigint")
-        + " AS inserted"
-    )
-    return statement
-
-
-def _argument(renderer: _Renderer, argument: Argument, *, from_query: bool) -> str:
-    """One named argument: its value bound as text and converted to the parameter's type."""
-    parameter = argument.parameter
-    value = argument.value
-    sql_type = parameter.type
-    if value is None:
-        expression = f"NULL::{sql_type}"
-    elif from_query:
-        expression = renderer.typed_value(str(value), sql_type)
-    elif sql_type in JSON_TYPES:
-        expression = f"({renderer.statement.bind(orjson.dumps(value).decode())}::text)::{sql_type}"
-    elif isinstance(value, list) and sql_type.endswith("[]"):
-        param = renderer.statement.bind(orjson.dumps(value).decode())
-        expression = f"ARRAY(SELECT json_array_elements_text({param}::json))::{sql_type}"
-    elif isinstance(value, dict):
-        param = renderer.statement.bind(orjson.dumps(value).decode())
-        expression = f"json_populate_record(NULL::{sql_type}, {param}::json)"
-    else:
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        expression = renderer.typed_value(text, sql_type)
-    prefix = "VARIADIC " if parameter.variadic else ""
-    return f"{quote_ident(parameter.name)} => {prefix}{expression}"
-
-
-def call_statement(
-    plan: CallPlan, body: bytes | None, *, from_query: bool, exact_count: bool, single: bool
-) -> Statement:
-    """One statement calling the function: total, page_total, body and the response.* settings."""
-    statement = Statement()
-    renderer = _Renderer(statement)
-    function = quote_name(plan.function.name)
-    if plan.whole_body:
-        call = f"{function}({statement.bind((body or b'{}').decode())}::{plan.function.parameters[0].type})"
-    else:
-        call = (
-            f"{function}({', '.join(_argument(renderer, a, from_query=from_query) for a in plan.arguments)})"
-        )
-    total = "NULL::bigint"
-    if plan.read is not None:
-        source = renderer.read(plan.read, source=call)
-        if exact_count:
-            total = f"(SELECT count(*) FROM ({renderer.read(plan.read, source=call, count_only=True)}) AS _c)"
-        single_row = single or not plan.function.returns_set
-        body_sql = "(json_agg(_t) -> 0)::text" if single_row else "coalesce(json_agg(_t), '[]')::text"
-        select = f"SELECT {total} AS total, count(_t) AS page_total, {body_sql} AS body FROM ({source}) AS _t"
-    elif plan.returns_void:
-        select = (
-            "SELECT NULL::bigint AS total, 0::bigint AS page_total, NULL::text AS body "
-            f"FROM (SELECT {call}) AS _v"
-        )
-    elif plan.function.returns_scalar and not plan.function.returns_set:
-        select = (
-            "SELECT NULL::bigint AS total, 1::bigint AS page_total, to_json(_t.v)::text AS body "
-            f"FROM (SELECT {call} AS v) AS _t"
-        )
-    elif plan.function.returns_scalar:
-        select = (
-            "SELECT NULL::bigint AS total, count(*) AS page_total, "
-            f"coalesce(json_agg(_t.v), '[]')::text AS body FROM {call} AS _t(v)"
-        )
-    else:
-        body_sql = (
-            "coalesce(json_agg(_t), '[]')::text" if plan.function.returns_set else "(json_agg(_t) -> 0)::text"
-        )
-        select = (
-            f"SELECT NULL::bigint AS total, count(_t) AS page_total, {body_sql} AS body FROM {call} AS _t"
-        )
-    statement.sql = f"SELECT _r.*, {RESPONSE_SETTINGS} FROM ({select}) AS _r"
-    return statement
 
 
 def explain_statement(statement: Statement, *, json_format: bool, options: tuple[str, ...]) -> Statement:

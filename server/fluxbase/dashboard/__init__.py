@@ -1,0 +1,1 @@
+"""Dashboard administrators: /dashboard/auth/* (login, 2FA, sessions, passwords)."""
