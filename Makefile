@@ -27,11 +27,12 @@ run: $(STAMP)
 # The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
 bench: bench-rest bench-realtime bench-storage
 
-# The data API benchmark: Fluxbase next to a minimal baseline under wrk.
+# The data API benchmark: Fluxbase next to a minimal baseline under wrk
+# (BENCH_REST_ARGS="--profile after" also records a py-spy profile).
 bench-rest: $(STAMP)
 	bash deploy/scripts/system-deps.sh bench
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python tests/perf/bench_rest.py
+	$(BIN)/python tests/perf/bench_rest.py $(BENCH_REST_ARGS)
 
 # 2,000 then 5,000 realtime subscribers on one `fluxbase serve`: latency, throughput, memory.
 bench-realtime: $(STAMP)

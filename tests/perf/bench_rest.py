@@ -278,7 +278,11 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of a process and its children (a server's workers, PostgreSQL's backends)."""
+    """User + system CPU seconds of a process and its children (a server's workers, PostgreSQL's backends).
+
+    Live children are read one by one; children that ended (a backend, an autovacuum worker)
+    are in the parent's cutime/cstime once it has waited for them, so nothing is lost.
+    """
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -286,8 +290,10 @@ def cpu_seconds(root: int) -> float:
         except (OSError, IndexError):
             continue  # gone meanwhile
         pid = int(stat.parent.name)
-        if pid == root or int(fields[1]) == root:  # fields[1]: the parent's pid
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+        if pid == root:  # utime, stime, and the ended children's cutime, cstime
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        elif int(fields[1]) == root:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])
     return total / _TICKS
 
 
