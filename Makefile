@@ -55,10 +55,12 @@ run: $(STAMP) $(UI_BUILD)
 # The benchmarks (tests/perf/), results in docs/BENCHMARKS.md.
 bench: bench-rest bench-audit bench-realtime bench-storage bench-dashboard
 
-# The data API benchmark: Fluxbase next to a minimal baseline under wrk.
+# The data API benchmark: Fluxbase next to a minimal baseline under wrk
+# (BENCH_REST_ARGS="--profile after" also records a py-spy profile).
 bench-rest: $(STAMP)
 	bash deploy/scripts/system-deps.sh bench
-	$(BIN)/python tests/perf/bench_rest.py
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python tests/perf/bench_rest.py $(BENCH_REST_ARGS)
 
 # The audit trail's write overhead: POST into a table with and without audit.enable_tracking.
 bench-audit: $(STAMP)

@@ -1,9 +1,10 @@
-"""Builds the aiohttp application: middleware order, routes, start-up and shutdown.
+"""Builds the aiohttp application: the request path, routes, start-up and shutdown.
 
-Request path: request id + access log -> metrics -> errors -> CORS -> client IP
--> API-key admin scope -> rate limit (per user, API key or IP) -> CSRF -> request
-limits (body size and JSON depth, URL length) -> handler (security headers are added
-to every response as it is prepared).
+Request path (request_path.py, one middleware): request id + access log ->
+metrics -> errors -> CORS -> client IP -> API-key admin scope -> rate limit (per
+user, API key or IP) -> CSRF -> request limits (body size and JSON depth, URL
+length) -> handler (security headers are added to every response as it is
+prepared).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from fluxbase import ops
 from fluxbase.admin_api import routes as admin_routes
@@ -29,21 +29,15 @@ from fluxbase.dashboard_ui import add_routes as add_dashboard_ui
 from fluxbase.db.audit_retention import AuditRetention
 from fluxbase.db.migrate import read_plan
 from fluxbase.db.pool import Database, ReadinessProbe, authenticator_dsn
-from fluxbase.errors import error_middleware
 from fluxbase.observability.history import MetricsHistory
-from fluxbase.observability.http import metrics_middleware, request_context_middleware
 from fluxbase.realtime import handlers as realtime_handlers
+from fluxbase.request_path import RequestPath
 from fluxbase.rest import handlers as rest_handlers
 from fluxbase.rest.schema_cache import SchemaCacheHolder
 from fluxbase.security.authenticate import AUTHENTICATOR, Authenticator
-from fluxbase.security.client_ip import client_ip_middleware, parse_networks
-from fluxbase.security.cors import cors_middleware
-from fluxbase.security.csrf import csrf_middleware
 from fluxbase.security.headers import install_security_headers
-from fluxbase.security.key_registry import ApiKeyRegistry, ApiKeyWatcher, api_key_admin_scope_middleware
-from fluxbase.security.ratelimit import rate_limit_middleware
+from fluxbase.security.key_registry import ApiKeyRegistry, ApiKeyWatcher
 from fluxbase.security.ratelimit_store import LimitStore, make_store
-from fluxbase.security.request_limits import request_limits_middleware
 from fluxbase.security.signing_keys import load_signing_keys
 from fluxbase.storage import handlers as storage_handlers
 
@@ -62,26 +56,16 @@ class Runtime:
 
 def build_app(config: Config, runtime: Runtime) -> web.Application:
     api_keys = ApiKeyRegistry()
-    middlewares: list[Middleware] = [
-        request_context_middleware,
-        metrics_middleware,
-        error_middleware,
-        cors_middleware(config.security.cors.allowed_origins),
-        client_ip_middleware(parse_networks(config.security.trusted_proxies)),
-        api_key_admin_scope_middleware(api_keys),
-    ]
     limits = config.security.rate_limit
     store: LimitStore | None = None
     if limits.enabled:
         store = make_store(limits.backend, limits.redis_url, limits.redis_timeout)
-        middlewares.append(rate_limit_middleware(store, limits))
-    if config.security.csrf.enabled:
-        middlewares.append(csrf_middleware(config.security.csrf.cookie_secure))
-    middlewares.append(request_limits_middleware(config.server))
 
     if config.auth.jwt_secret is None:
         raise ValueError("build_app needs a JWT secret: call ensure_jwt_secret() first")
-    app = web.Application(middlewares=middlewares, client_max_size=config.server.body_limit)
+    # One middleware runs every step (request_path.py): a frame per request, not one per step.
+    request_path = RequestPath(config, store, api_keys)
+    app = web.Application(middlewares=[request_path.middleware], client_max_size=config.server.body_limit)
     keys = load_signing_keys(config.auth.jwt_algorithm, config.auth.jwt_private_key, config.auth.jwt_key_id)
     app[AUTHENTICATOR] = Authenticator(config.auth.jwt_secret, signing_keys=keys, api_keys=api_keys)
     install_security_headers(app, hsts=config.server.base_url.startswith("https://"))

@@ -101,21 +101,19 @@ LOST_DATABASE: tuple[type[BaseException], ...] = (
 )
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except HttpError as error:
-        return error_response(error)
-    except DatabaseUnavailable as error:
-        return error_response(database_unavailable(error))
-    except web.HTTPException as exc:
+def response_for(request: web.Request, exc: Exception) -> web.Response:
+    """The answer to an exception that escaped a handler; re-raises one that is no error (a redirect)."""
+    if isinstance(exc, HttpError):
+        return error_response(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        return error_response(database_unavailable(exc))
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code, message = _AIOHTTP_CODES.get(exc.status, (exc.reason.lower().replace(" ", "_"), exc.reason))
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return error_response(HttpError(exc.status, code, message, headers=headers))
-    except LOST_DATABASE as exc:
+    if isinstance(exc, LOST_DATABASE):
         log.error(
             "database connection lost during the request",
             extra={"path": request.path, "method": request.method, "reason": type(exc).__name__},
@@ -128,13 +126,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 headers={"Retry-After": "1"},
             )
         )
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return error_response(
-            HttpError(
-                500,
-                "internal_error",
-                "Internal server error",
-                hint="see the server log for this request id",
-            )
+    log.error(
+        "unhandled error",
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"path": request.path, "method": request.method},
+    )
+    return error_response(
+        HttpError(
+            500,
+            "internal_error",
+            "Internal server error",
+            hint="see the server log for this request id",
         )
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The error step alone, for apps without the whole request path (tests, small tools)."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return response_for(request, exc)

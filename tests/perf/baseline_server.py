@@ -44,6 +44,10 @@ INSERT_ONE = (
     "select project_id, title from json_populate_record(null::public.todos, $1::json) returning *) "
     "select coalesce(json_agg(inserted), '[]')::text from inserted"
 )
+CALL_TODO_TITLE = "select to_json(public.todo_title(($1::json->>'todo_id')::bigint))::text"
+# GET /auth/v1/user: the account as GoTrue shows it, read by the SECURITY DEFINER function as
+# service_role, the way Fluxbase's auth service does.
+USER_JSON = "select auth.user_json($1::uuid)::text"
 POOL = web.AppKey("pool", asyncpg.Pool)
 SECRET = web.AppKey("secret", str)
 
@@ -67,15 +71,32 @@ def caller_claims(request: web.Request) -> dict[str, Any]:
 async def run(request: web.Request, sql: str, argument: object, *, read_only: bool) -> str:
     claims = caller_claims(request)
     headers = {name.lower(): value for name, value in request.headers.items()}
+    return await in_transaction(
+        request,
+        sql,
+        argument,
+        read_only,
+        ("authenticated", orjson.dumps(claims).decode(), headers, SEARCH_PATH),
+    )
+
+
+async def in_transaction(
+    request: web.Request,
+    sql: str,
+    argument: object,
+    read_only: bool,
+    who: tuple[str, str, object, str | None],
+) -> str:
+    role, claims, headers, search_path = who
     async with request.app[POOL].acquire() as connection, connection.transaction(readonly=read_only):
         await connection.fetchrow(
             SET_REQUEST_CONTEXT,
-            "authenticated",
-            orjson.dumps(claims).decode(),
+            role,
+            claims,
             request.method,
             request.path,
             orjson.dumps(headers).decode(),
-            SEARCH_PATH,
+            search_path,
             request.headers.get("X-Request-ID", ""),
         )
         body: str = await connection.fetchval(sql, argument)
@@ -100,6 +121,20 @@ async def insert(request: web.Request) -> web.Response:
     return web.Response(status=201, body=body.encode(), content_type="application/json")
 
 
+async def call_todo_title(request: web.Request) -> web.Response:
+    body = await run(request, CALL_TODO_TITLE, (await request.read()).decode(), read_only=True)
+    return web.Response(body=body.encode(), content_type="application/json")
+
+
+async def auth_user(request: web.Request) -> web.Response:
+    # As Fluxbase's auth: the user's token verified, then service_role reads the account.
+    claims = caller_claims(request)
+    body = await in_transaction(
+        request, USER_JSON, claims["sub"], True, ("service_role", '{"role":"service_role"}', {}, None)
+    )
+    return web.Response(body=body.encode(), content_type="application/json")
+
+
 async def health(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -110,6 +145,8 @@ async def serve(options: argparse.Namespace) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/rest/v1/todos", read)
     app.router.add_post("/rest/v1/todos", insert)
+    app.router.add_post("/rest/v1/rpc/todo_title", call_todo_title)
+    app.router.add_get("/auth/v1/user", auth_user)
 
     async def pool(app: web.Application) -> Any:
         app[POOL] = await asyncpg.create_pool(

@@ -48,3 +48,14 @@ insert into public.tracked_todos (user_id, project_id, title, done)
 select user_id, project_id, title, done from public.todos order by id;
 select audit.enable_tracking('public.tracked_todos');
 analyze public.tracked_todos;
+
+-- RPC: a stable scalar function, read under RLS like the table (POST /rest/v1/rpc/todo_title).
+create function public.todo_title(todo_id bigint) returns text
+  language sql stable
+  as $$ select title from public.todos where id = todo_id $$;
+grant execute on function public.todo_title(bigint) to authenticated;
+
+-- GET /auth/v1/user: user 1 exists as an account (confirmed, no password needed to read it).
+insert into auth.users (id, email, email_confirmed_at, created_at, updated_at)
+values ('00000000-0000-0000-0000-000000000001', 'user1@bench.test',
+        '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');

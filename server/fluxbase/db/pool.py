@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -28,6 +28,7 @@ from fluxbase.db.transaction import (
     reset_connection,
     role_switched_transaction,
 )
+from fluxbase.observability import metrics
 
 log = logging.getLogger("fluxbase.db")
 
@@ -49,6 +50,11 @@ class Database:
         self.pool = pool
         self.config = config
         self._tasks: list[asyncio.Task[None]] = []
+        # fluxbase_db_connections is read from the pool when /metrics is scraped, not per request.
+        self._watch = metrics.watch_pool(self._pool_size)
+
+    def _pool_size(self) -> tuple[int, int]:
+        return self.pool.get_idle_size(), self.pool.get_size()
 
     @classmethod
     async def connect(cls, dsn: str, config: DatabaseConfig) -> Database:
@@ -69,7 +75,16 @@ class Database:
             asyncio.create_task(database._recycle_connections()),
             asyncio.create_task(database._check_health()),
         ]
+        if metrics.MULTIPROCESS:
+            database._tasks.append(asyncio.create_task(database._sample_pool()))
         return database
+
+    async def _sample_pool(self) -> None:
+        # With several workers the scraped one reads the others' gauge files: each worker
+        # refreshes its own every second, not on every request.
+        while True:
+            metrics.sample_pools()
+            await asyncio.sleep(metrics.POOL_SAMPLE_SECONDS)
 
     async def _recycle_connections(self) -> None:
         # asyncpg has no per-connection lifetime; retiring the whole pool every
@@ -97,32 +112,33 @@ class Database:
                 # The check must outlive any surprise, or the pool is never checked again.
                 log.exception("database connection check failed unexpectedly")
 
-    @asynccontextmanager
-    async def transaction(
+    # These hand out role_switched_transaction's own context manager (no wrapper of their own):
+    # every data request enters it, and each generator layer costs a frame and a task step.
+    def transaction(
         self, context: RequestContext, *, read_only: bool = False
-    ) -> AsyncIterator[RoleSwitchedTransaction]:
-        async with role_switched_transaction(
+    ) -> AbstractAsyncContextManager[RoleSwitchedTransaction]:
+        return role_switched_transaction(
             self.pool,
             context,
             read_only=read_only,
             acquire_timeout=self.config.acquire_timeout,
             slow_query_threshold=self.config.slow_query_threshold,
-        ) as tx:
-            yield tx
+        )
 
-    @asynccontextmanager
-    async def server_transaction(self, *, read_only: bool = False) -> AsyncIterator[RoleSwitchedTransaction]:
+    def server_transaction(
+        self, *, read_only: bool = False
+    ) -> AbstractAsyncContextManager[RoleSwitchedTransaction]:
         """A transaction in the server's own role (authenticator): no API role, no request settings."""
-        async with role_switched_transaction(
+        return role_switched_transaction(
             self.pool,
             None,
             read_only=read_only,
             acquire_timeout=self.config.acquire_timeout,
             slow_query_threshold=self.config.slow_query_threshold,
-        ) as tx:
-            yield tx
+        )
 
     async def close(self) -> None:
+        metrics.unwatch_pool(self._watch)
         await stop_tasks(self._tasks)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pool.close(), timeout=10)

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -63,17 +64,30 @@ def _is_gone(connection: asyncpg.Connection) -> bool:
         return True
 
 
-@contextlib.contextmanager
-def losing_the_connection_raises(connection: asyncpg.Connection) -> Iterator[None]:
+class losing_the_connection_raises:
     """Turns a statement's failure into ConnectionLost when the connection, not the SQL, failed.
 
     A plain InterfaceError is not enough to tell: asyncpg's DataError (a bad argument) is one.
+    A class rather than a generator: every statement of every request enters it.
     """
-    try:
-        yield
-    except Exception as exc:
-        if isinstance(exc, TimeoutError) or not (isinstance(exc, SESSION_ENDED) or _is_gone(connection)):
-            raise
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception):
+            return
+        if isinstance(exc, TimeoutError) or not (
+            isinstance(exc, SESSION_ENDED) or _is_gone(self._connection)
+        ):
+            return
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("database connection lost", extra={"reason": reason})
         raise ConnectionLost(reason) from exc
@@ -175,12 +189,6 @@ async def reset_connection(connection: FluxbaseConnection) -> None:
     await connection.execute(connection.get_reset_query())
 
 
-def _publish_pool_gauges(pool: asyncpg.Pool) -> None:
-    idle = pool.get_idle_size()
-    metrics.db_connections_idle.set(idle)
-    metrics.db_connections_in_use.set(pool.get_size() - idle)
-
-
 async def _acquire(pool: asyncpg.Pool, acquire_timeout: float) -> Any:
     try:
         return await pool.acquire(timeout=acquire_timeout)
@@ -252,7 +260,6 @@ async def role_switched_transaction(
     Commits when the block ends normally, rolls back when it raises or asked for rollback.
     """
     connection = await _begin_on_a_live_connection(pool, context, read_only, acquire_timeout)
-    _publish_pool_gauges(pool)
     try:
         work = RoleSwitchedTransaction(connection, slow_query_threshold)
         try:
@@ -271,7 +278,7 @@ async def role_switched_transaction(
             await connection.execute(f"{ending};\n{connection.get_reset_query()}")
         connection.mark_reset()
     finally:
-        try:
-            await asyncio.shield(pool.release(connection))
-        finally:
-            _publish_pool_gauges(pool)
+        # No shield of our own: asyncpg's release shields the holder's release itself, and
+        # runs synchronously up to that point, so a cancelled request still returns the
+        # connection (one task per request fewer).
+        await pool.release(connection)

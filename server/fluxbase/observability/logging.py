@@ -2,6 +2,10 @@
 
 The request id of the request being served travels in a context variable,
 so every line logged while serving it (slow queries, audit events) carries it.
+The access log, one line per request, is the hot path's only log line: with
+the JSON format it is encoded by orjson and written to the same stream
+directly (`write_json_line`), the same fields in the same order as the
+formatter's, without a LogRecord per request.
 """
 
 from __future__ import annotations
@@ -41,11 +45,26 @@ _SECRET_KEY_PARTS = ("password", "secret", "token", "apikey", "api_key", "author
 audit_log = logging.getLogger("fluxbase.audit")
 
 
+# The handler configure_logging installed for the JSON format: what write_json_line writes to.
+_json_handler: logging.StreamHandler[Any] | None = None
+
+
 def _redacted(key: str, value: Any) -> Any:
     lowered = key.lower()
     if any(part in lowered for part in _SECRET_KEY_PARTS):
         return "[redacted]"
     return value
+
+
+_second: list[object] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds; the part up to the second is formatted once a second."""
+    second = int(created)
+    if _second[0] != second:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,8 +73,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": _timestamp(record.created),
             "logger": record.name,
         }
         request_id = request_id_var.get()
@@ -88,9 +106,48 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def write_json_line(logger: logging.Logger, level: int, message: str, fields: Mapping[str, Any]) -> bool:
+    """Writes what `logger.log(level, message, extra=fields)` would, without `logging`'s machinery.
+
+    Only when logging is configured as JSON on stdout (configure_logging) and nothing else
+    listens to the logger (its own handlers, filters, a test's capture): then the line is
+    the same, key for key. Returns False when the caller must log the usual way. The
+    fields' names must not look secret (they are not redacted here).
+    """
+    handler = _json_handler
+    if handler is None or not logger.isEnabledFor(level):
+        return False
+    root = logging.root
+    if logger.handlers or logger.filters or not logger.propagate:
+        return False
+    if root.handlers != [handler] or root.filters:
+        return False
+    entry: dict[str, Any] = {
+        "level": _LEVEL_NAMES.get(level, "info"),
+        "time": _timestamp(time.time()),
+        "logger": logger.name,
+    }
+    request_id = request_id_var.get()
+    if request_id is not None:
+        entry["request_id"] = request_id
+    entry.update(fields)
+    entry["message"] = message
+    line = orjson.dumps(entry, default=str).decode() + "\n"
+    handler.acquire()
+    try:
+        stream = handler.stream
+        stream.write(line)
+        stream.flush()
+    finally:
+        handler.release()
+    return True
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    global _json_handler
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    _json_handler = handler if fmt == "json" else None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])

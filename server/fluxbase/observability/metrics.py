@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -22,6 +23,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 STARTED_AT = float(os.environ.get("FLUXBASE_STARTED_AT", time.time()))
@@ -41,12 +44,55 @@ db_queries_total = Counter("fluxbase_db_queries_total", "Database statements run
 db_query_duration_seconds = Histogram(
     "fluxbase_db_query_duration_seconds", "Database statement latency", buckets=_LATENCY_BUCKETS
 )
-db_connections = Gauge(
-    "fluxbase_db_connections",
-    "Database pool connections by state (summed over workers)",
-    ("state",),
-    multiprocess_mode="livesum",
-)
+DB_CONNECTIONS = "fluxbase_db_connections"
+DB_CONNECTIONS_HELP = "Database pool connections by state (summed over workers)"
+# (idle, total) of each pool this process serves through; read when /metrics is scraped.
+PoolSize = Callable[[], tuple[int, int]]
+_pools: dict[int, PoolSize] = {}
+
+
+def watch_pool(size: PoolSize) -> int:
+    """Counts a pool in fluxbase_db_connections from now on; returns the handle to unwatch it."""
+    handle = id(size)
+    _pools[handle] = size
+    return handle
+
+
+def unwatch_pool(handle: int) -> None:
+    _pools.pop(handle, None)
+
+
+def _pool_states() -> tuple[int, int]:
+    """(idle, in use) over every watched pool."""
+    idle = total = 0
+    for size in list(_pools.values()):
+        pool_idle, pool_total = size()
+        idle += pool_idle
+        total += pool_total
+    return idle, total - idle
+
+
+class PoolCollector(Collector):
+    """fluxbase_db_connections sampled at scrape time: a request pays nothing for it."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        idle, in_use = _pool_states()
+        family = GaugeMetricFamily(DB_CONNECTIONS, DB_CONNECTIONS_HELP, labels=("state",))
+        family.add_metric(("idle",), idle)
+        family.add_metric(("in_use",), in_use)
+        yield family
+
+
+if MULTIPROCESS:
+    # Files summed by whichever worker is scraped: each worker writes its own state there when
+    # it is scraped itself (render) and every POOL_SAMPLE_SECONDS (sample_pools).
+    db_connections: Gauge | None = Gauge(
+        DB_CONNECTIONS, DB_CONNECTIONS_HELP, ("state",), multiprocess_mode="livesum"
+    )
+else:
+    db_connections = None
+    REGISTRY.register(PoolCollector())
+POOL_SAMPLE_SECONDS = 1.0
 realtime_connections = Gauge(
     "fluxbase_realtime_connections",
     "Open realtime WebSocket connections",
@@ -77,8 +123,6 @@ system_uptime_seconds = Gauge(
 # templates, methods, status codes, a few fixed words).
 db_queries_ok = db_queries_total.labels("ok")
 db_queries_error = db_queries_total.labels("error")
-db_connections_idle = db_connections.labels("idle")
-db_connections_in_use = db_connections.labels("in_use")
 _http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
@@ -96,10 +140,19 @@ def http_request_observed(method: str, path: str, status: int, seconds: float) -
     children[1].observe(seconds)
 
 
+def sample_pools() -> None:
+    """With several workers: writes this worker's pool state to its gauge file."""
+    if db_connections is not None:
+        idle, in_use = _pool_states()
+        db_connections.labels("idle").set(idle)
+        db_connections.labels("in_use").set(in_use)
+
+
 def registry() -> CollectorRegistry:
     """What /metrics shows: this process's registry, or every worker's values added up."""
     system_uptime_seconds.set(time.time() - STARTED_AT)
     if MULTIPROCESS:
+        sample_pools()
         combined = CollectorRegistry()
         multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
         return combined

@@ -6,10 +6,11 @@ Mounted at /rest/v1 (Supabase's path) and /api/v1/tables + /api/v1/rpc
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -53,6 +54,7 @@ from fluxbase.rest.request.api_request import ApiRequest, check_profile, parse_r
 from fluxbase.rest.request.body import csv_rows
 from fluxbase.rest.request.media import MediaKind
 from fluxbase.rest.request.preferences import CountPreference, HandlingPreference, TxPreference
+from fluxbase.rest.request_cache import RequestCache, Shape, build_write_plan, write_signature
 from fluxbase.rest.response import Reply, apply_response_settings, call_reply, read_reply, write_reply
 from fluxbase.rest.schema import SchemaCache, Volatility
 from fluxbase.security.authenticate import AuthenticationError, Caller, authenticate
@@ -60,6 +62,8 @@ from fluxbase.security.scopes import ScopeError, require_scope, rest_scope
 
 MAX_URL_BYTES = 16 * 1024
 WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.UPSERT_ONE, Action.DELETE})
+# PUT's plan compares the body's values with the filters: planned every time.
+CACHED_WRITES = frozenset({Action.INSERT, Action.UPDATE, Action.DELETE})
 
 
 class SchemaSource(Protocol):
@@ -78,6 +82,7 @@ class RestContext:
     database: Database
     schema: SchemaSource
     base_url: str = "http://localhost:8080"  # server.base_url: the OpenAPI document's server
+    shapes: RequestCache = field(default_factory=RequestCache)  # parses and read plans, per shape
 
     @property
     def plan_settings(self) -> PlanSettings:
@@ -133,6 +138,7 @@ def _caller(request: web.Request) -> Caller:
     return caller
 
 
+@functools.lru_cache(maxsize=64)  # a few exposed schemas per configuration: quoted once each
 def _search_path(schema: str, api: ApiConfig) -> str:
     names = [schema, *(s for s in api.extra_search_path if s != schema)]
     return ", ".join(quote_ident(name) for name in names)
@@ -187,6 +193,7 @@ class _DataRequest:
 
     http: web.Request
     rest: RestContext
+    shape: Shape
     api: ApiRequest
     caller: Caller
     schema: str
@@ -221,20 +228,26 @@ class _DataRequest:
 
     async def read(self) -> Reply:
         api, rest = self.api, self.rest
-        plan = plan_read(api, self.cache, self.schema, rest.plan_settings)
         count = api.preferences.count
         head = self.http.method == "HEAD"
-        body_kind = _body_kind(api, self.cache, head)
         # The page is the whole result when nothing limits it: its size is then the total,
         # and the count query is skipped, as PostgREST does.
-        whole = plan.page.offset == 0 and plan.page.limit is None
         counting = count in (CountPreference.EXACT, CountPreference.ESTIMATED)
-        statement = read_statement(
-            plan,
-            exact_count=counting and not whole,
-            body=body_kind,
-            geojson=self.cache.geojson_function,
-        )
+        planned = self.shape.read_plan(self.cache)
+        if planned is None:
+            plan = plan_read(api, self.cache, self.schema, rest.plan_settings)
+            body_kind = _body_kind(api, self.cache, head)
+            whole = plan.page.offset == 0 and plan.page.limit is None
+            statement = read_statement(
+                plan,
+                exact_count=counting and not whole,
+                body=body_kind,
+                geojson=self.cache.geojson_function,
+            )
+            self.shape.keep_read_plan(self.cache, plan, statement)
+        else:
+            plan, statement = planned
+            whole = plan.page.offset == 0 and plan.page.limit is None
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=True)
@@ -270,9 +283,18 @@ class _DataRequest:
         body: bytes | None = None
         if api.action != Action.DELETE:
             payload, body = _payload(api, await self.http.read())
-        plan = plan_mutation(api, self.cache, self.schema, rest.plan_settings, payload)
         single = api.accept.kind == MediaKind.SINGULAR
-        statement = mutation_statement(plan, body, single=single)
+        signature = write_signature(payload, body is not None) if api.action in CACHED_WRITES else None
+        kept = self.shape.write_plan(self.cache, signature) if signature is not None else None
+        if kept is not None:
+            plan, statement = kept.plan, kept.statement_for(body)
+        else:
+            plan = plan_mutation(api, self.cache, self.schema, rest.plan_settings, payload)
+            statement = mutation_statement(plan, body, single=single)
+            if signature is not None:
+                built = build_write_plan(plan, body, functools.partial(mutation_statement, single=single))
+                if built is not None:
+                    self.shape.keep_write_plan(self.cache, signature, built)
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=False)
@@ -382,6 +404,23 @@ async def _planned_total(tx: Any, statement: Statement) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def _shape(request: web.Request, rest: RestContext, path_kind: PathKind, target: str) -> Shape:
+    """The parsed request, from the shape cache when this shape was parsed before."""
+    key = rest.shapes.key(request, path_kind, target)
+    shape = rest.shapes.get(key) if key is not None else None
+    if shape is None:
+        api_request = parse_request(
+            request.method,
+            path_kind,
+            target,
+            list(request.query.items()),
+            request.headers,
+            plan_enabled=rest.api.plan_enabled,
+        )
+        shape = rest.shapes.put(key, api_request) if key is not None else Shape(api_request)
+    return shape
+
+
 def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         rest = request.app[REST]
@@ -391,20 +430,14 @@ def _endpoint(path_kind: PathKind) -> Callable[[web.Request], Awaitable[web.Stre
                 raise ApiError(414, "PGRST100", "URI too long")
             caller = _caller(request)
             target = request.match_info.get("name", "")
-            api_request = parse_request(
-                request.method,
-                path_kind,
-                target,
-                list(request.query.items()),
-                request.headers,
-                plan_enabled=rest.api.plan_enabled,
-            )
+            shape = _shape(request, rest, path_kind, target)
+            api_request = shape.api
             schema = check_profile(api_request.profile, rest.api.schemas)
             if not rest.schema.loaded:
                 raise schema_cache_not_loaded()
             cache = rest.schema.cache
             timer.lap("parse")
-            data = _DataRequest(request, rest, api_request, caller, schema, cache, timer)
+            data = _DataRequest(request, rest, shape, api_request, caller, schema, cache, timer)
             if path_kind == "relation" and api_request.action == Action.READ:
                 reply = await data.read()
             elif path_kind == "relation" and api_request.action in WRITES:

@@ -60,14 +60,22 @@ def peer_address(request: web.Request) -> str:
     return UNIX_SOCKET_PEER
 
 
+def client_ip(request: web.Request, trusted: Sequence[Network]) -> str:
+    """The request's client address (X-Forwarded-For is not even read without trusted proxies)."""
+    peer = peer_address(request)
+    if not trusted:
+        return peer
+    return resolve_client_ip(peer, request.headers.getall("X-Forwarded-For", []), trusted)
+
+
 def client_ip_middleware(
     trusted: Sequence[Network],
 ) -> Middleware:
+    """The client-IP step alone (request_path.py runs it inside the one composed middleware)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[CLIENT_IP] = resolve_client_ip(
-            peer_address(request), request.headers.getall("X-Forwarded-For", []), trusted
-        )
+        request[CLIENT_IP] = client_ip(request, trusted)
         return await handler(request)
 
     return middleware

@@ -30,30 +30,51 @@ EXPOSED_HEADERS = (
 MAX_AGE = "86400"
 
 
-def cors_middleware(allowed_origins: Sequence[str]) -> Middleware:
-    any_origin = "*" in allowed_origins
-    allowed = frozenset(allowed_origins)
+class CorsPolicy:
+    """Which origins may call, the preflight answer, and the headers an allowed origin's responses get."""
 
-    def origin_allowed(origin: str) -> bool:
-        return any_origin or origin in allowed
+    def __init__(self, allowed_origins: Sequence[str]) -> None:
+        self._any = "*" in allowed_origins
+        self._allowed = frozenset(allowed_origins)
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def origin(self, request: web.Request) -> str | None:
+        """The request's Origin when it is allowed; None for same-origin and refused ones."""
         origin = request.headers.get("Origin")
-        if origin is None or not origin_allowed(origin):
-            return await handler(request)
-        preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
-        if preflight:
-            response: web.StreamResponse = web.Response(status=204)
-            response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-            response.headers["Access-Control-Max-Age"] = MAX_AGE
-        else:
-            response = await handler(request)
+        if origin is None or not (self._any or origin in self._allowed):
+            return None
+        return origin
+
+    @staticmethod
+    def is_preflight(request: web.Request) -> bool:
+        return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+    @staticmethod
+    def preflight() -> web.StreamResponse:
+        response = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+        response.headers["Access-Control-Max-Age"] = MAX_AGE
+        return response
+
+    @staticmethod
+    def add_headers(response: web.StreamResponse, origin: str) -> None:
         # Echo the origin rather than "*": it also works for requests that carry credentials.
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         response.headers.add("Vary", "Origin")
+
+
+def cors_middleware(allowed_origins: Sequence[str]) -> Middleware:
+    """The CORS step alone (request_path.py runs it inside the one composed middleware)."""
+    policy = CorsPolicy(allowed_origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = policy.origin(request)
+        if origin is None:
+            return await handler(request)
+        response = policy.preflight() if policy.is_preflight(request) else await handler(request)
+        policy.add_headers(response, origin)
         return response
 
     return middleware

@@ -24,11 +24,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def csrf_middleware(
-    cookie_secure: bool,
-) -> Middleware:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+class CsrfCheck:
+    """The double-submit check before the handler, and the cookie handed out after safe requests."""
+
+    def __init__(self, cookie_secure: bool) -> None:
+        self._secure = cookie_secure
+
+    def check(self, request: web.Request) -> str | None:
+        """Raises 403 for an unsafe cookie-only request without the matching token; the cookie sent."""
         cookie = request.cookies.get(COOKIE)
         if request.method not in SAFE_METHODS and not _header_credentials(request):
             sent = request.headers.get(HEADER, "")
@@ -40,11 +43,26 @@ def csrf_middleware(
                     "Missing or wrong CSRF token",
                     hint=f"send the {COOKIE} cookie's value in the {HEADER} header",
                 )
-        response = await handler(request)
+        return cookie
+
+    def hand_out(self, request: web.Request, response: web.StreamResponse, cookie: str | None) -> None:
         if cookie is None and request.method in SAFE_METHODS:
             response.set_cookie(
-                COOKIE, secrets.token_urlsafe(32), secure=cookie_secure, samesite="Strict", path="/"
+                COOKIE, secrets.token_urlsafe(32), secure=self._secure, samesite="Strict", path="/"
             )
+
+
+def csrf_middleware(
+    cookie_secure: bool,
+) -> Middleware:
+    """The CSRF step alone (request_path.py runs it inside the one composed middleware)."""
+    csrf = CsrfCheck(cookie_secure)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        cookie = csrf.check(request)
+        response = await handler(request)
+        csrf.hand_out(request, response, cookie)
         return response
 
     return middleware

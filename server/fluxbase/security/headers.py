@@ -21,13 +21,16 @@ HSTS = "max-age=31536000; includeSubDomains"
 def install_security_headers(app: web.Application, *, hsts: bool) -> None:
     """hsts: send Strict-Transport-Security (when the public base URL is https)."""
 
+    # Prepared once: the same names and values go on every response.
+    defaults = tuple({**API_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {})}.items())
+
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
         # A handler that serves a page (the dashboard) sets its own policy first.
-        for name, value in API_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if hsts:
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        for name, value in defaults:
+            if name not in headers:
+                headers[name] = value
         # Say what we are, not which library versions an attacker should look up.
-        response.headers["Server"] = "Fluxbase"
+        headers["Server"] = "Fluxbase"
 
     app.on_response_prepare.append(add_headers)

@@ -220,26 +220,39 @@ def presented_key(request: web.Request) -> str | None:
     return next((c for c in candidates if is_dashboard_key(c)), None)
 
 
-def api_key_admin_scope_middleware(registry: ApiKeyRegistry) -> Middleware:
+class AdminScopeCheck:
     """GoTrue's admin routes need a key's `admin` scope (the auth handlers check no scopes).
 
-    A key's own rate limit (its rate_limit_per_minute) is spent in the rate-limit middleware's
-    api_key tier, in the shared store. An unknown key passes here; the service's
-    authentication refuses it in its own words.
+    A key's own rate limit (its rate_limit_per_minute) is spent in the rate limit's api_key
+    tier, in the shared store. An unknown key passes here; the service's authentication
+    refuses it in its own words.
     """
+
+    def __init__(self, registry: ApiKeyRegistry) -> None:
+        self._registry = registry
+
+    def check(self, request: web.Request) -> None:
+        """Raises 403 when a known key without the admin scope calls an admin route."""
+        key = presented_key(request)
+        if key is None:
+            return
+        try:
+            grant = self._registry.lookup(key)
+        except UnknownApiKey:
+            return
+        if request.path.startswith(AUTH_ADMIN_PREFIXES) and ADMIN_SCOPE not in grant.scopes:
+            raise HttpError(
+                403, "insufficient_scope", f"this API key does not have the {ADMIN_SCOPE!r} scope"
+            )
+
+
+def api_key_admin_scope_middleware(registry: ApiKeyRegistry) -> Middleware:
+    """The admin-scope step alone (request_path.py runs it inside the one composed middleware)."""
+    scope = AdminScopeCheck(registry)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        key = presented_key(request)
-        if key is not None:
-            try:
-                grant = registry.lookup(key)
-            except UnknownApiKey:
-                return await handler(request)
-            if request.path.startswith(AUTH_ADMIN_PREFIXES) and ADMIN_SCOPE not in grant.scopes:
-                raise HttpError(
-                    403, "insufficient_scope", f"this API key does not have the {ADMIN_SCOPE!r} scope"
-                )
+        scope.check(request)
         return await handler(request)
 
     return middleware

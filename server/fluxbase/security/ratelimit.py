@@ -159,25 +159,48 @@ def _add_headers(response: web.StreamResponse, headers: Mapping[str, str]) -> No
         response.headers.update(headers)
 
 
+class RequestLimiter:
+    """The request tiers: counts a request against its tier before the handler runs."""
+
+    def __init__(self, store: LimitStore, limits: RateLimitConfig) -> None:
+        self._store = store
+        self._limits = limits
+
+    async def admit(self, request: web.Request) -> dict[str, str] | None:
+        """The X-RateLimit-* headers for the answer (None: an exempt path); raises the 429."""
+        if request.path in EXEMPT_PATHS:
+            return None
+        ip = request.get(CLIENT_IP, UNKNOWN_CLIENT)
+        tier = request_tier(_caller(request), ip, self._limits)
+        decision = await self._store.hit(tier.name, tier.key, tier.limit, REQUEST_WINDOW)
+        if not decision.allowed:
+            raise refused(decision, tier.name, tier.key, ip=ip)
+        return limit_headers(decision)
+
+    @staticmethod
+    def add_headers(response: web.StreamResponse, headers: Mapping[str, str]) -> None:
+        _add_headers(response, headers)
+
+    @staticmethod
+    def add_to_error(error: HttpError, headers: Mapping[str, str]) -> None:
+        error.headers = {**headers, **error.headers}
+
+
 def rate_limit_middleware(store: LimitStore, limits: RateLimitConfig) -> Middleware:
-    """Counts each request against its tier; 429 with Retry-After once the tier's budget is spent."""
+    """The tier step alone (request_path.py runs it inside the one composed middleware)."""
+    limiter = RequestLimiter(store, limits)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in EXEMPT_PATHS:
+        headers = await limiter.admit(request)
+        if headers is None:
             return await handler(request)
-        ip = request.get(CLIENT_IP, UNKNOWN_CLIENT)
-        tier = request_tier(_caller(request), ip, limits)
-        decision = await store.hit(tier.name, tier.key, tier.limit, REQUEST_WINDOW)
-        if not decision.allowed:
-            raise refused(decision, tier.name, tier.key, ip=ip)
-        headers = limit_headers(decision)
         try:
             response = await handler(request)
         except HttpError as error:
-            error.headers = {**headers, **error.headers}
+            limiter.add_to_error(error, headers)
             raise
-        _add_headers(response, headers)
+        limiter.add_headers(response, headers)
         return response
 
     return middleware

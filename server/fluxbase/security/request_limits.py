@@ -106,17 +106,20 @@ def _route_limit(request: web.Request) -> int | None:
     return int(own(request) if callable(own) else own)
 
 
-def request_limits_middleware(server: ServerConfig) -> Middleware:
-    default_limit = server.body_limit
-    max_depth = server.max_json_depth
-    max_url = server.max_url_length
+class RequestLimits:
+    """URL length, the route's body limit, and JSON depth, checked before the handler runs."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def __init__(self, server: ServerConfig) -> None:
+        self._default_limit = server.body_limit
+        self._max_depth = server.max_json_depth
+        self._max_url = server.max_url_length
+
+    async def check(self, request: web.Request) -> None:
+        max_url = self._max_url
         if len(request.raw_path) > max_url:
             raise HttpError(414, "uri_too_long", f"Request URL is longer than {max_url} bytes")
         own = _route_limit(request)
-        limit = own if own is not None else default_limit
+        limit = own if own is not None else self._default_limit
         request[BODY_LIMIT] = limit
         length = request.content_length
         if length is not None and length > limit:
@@ -125,6 +128,7 @@ def request_limits_middleware(server: ServerConfig) -> Middleware:
             # Read here, within the limit, so no handler ever buffers more; handlers get
             # these bytes back from request.read(), which keeps what it read.
             raw = await _read_within(request, limit)
+            max_depth = self._max_depth
             if _is_json(request) and json_too_deep(raw, max_depth):
                 raise HttpError(
                     400,
@@ -132,6 +136,15 @@ def request_limits_middleware(server: ServerConfig) -> Middleware:
                     f"JSON body is nested deeper than {max_depth} levels",
                     hint="flatten the document or raise server.max_json_depth",
                 )
+
+
+def request_limits_middleware(server: ServerConfig) -> Middleware:
+    """The limits step alone (request_path.py runs it inside the one composed middleware)."""
+    limits = RequestLimits(server)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        await limits.check(request)
         return await handler(request)
 
     return middleware
