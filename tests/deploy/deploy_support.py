@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from prometheus_client import Counter, Gauge, Histogram
 
 from fluxbase.observability import metrics
 
@@ -20,15 +19,16 @@ METRIC_IN_PROMQL = re.compile(r"\bfluxbase_[a-z0-9_]+")
 
 
 def exported_series_names() -> set[str]:
-    """Every series name the server's /metrics can show (counters as _total, histograms in parts)."""
+    """Every series name the server's /metrics can show (counters as _total, histograms in parts),
+    read from the registry /metrics renders, collectors sampled at scrape time included."""
     names: set[str] = set()
-    for value in vars(metrics).values():
-        if isinstance(value, Counter):
-            names.add(value._name + "_total")
-        elif isinstance(value, Histogram):
-            names.update(value._name + suffix for suffix in ("_bucket", "_count", "_sum"))
-        elif isinstance(value, Gauge):
-            names.add(value._name)
+    for family in metrics.registry().collect():
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        elif family.type == "histogram":
+            names.update(family.name + suffix for suffix in ("_bucket", "_count", "_sum"))
+        else:
+            names.add(family.name)
     return names
 
 

@@ -105,3 +105,12 @@ def test_policy_sql_quotes_every_identifier() -> None:
         policy_sql("public", "notes", {"name": "x", "roles": ["anon; drop table t"], "using": "true"})
     with pytest.raises(HttpError):
         policy_sql("public", "notes", {"name": "x", "command": "truncate", "using": "true"})
+
+
+def test_a_totp_secret_sealed_under_another_key_is_a_clear_409() -> None:
+    from fluxbase.dashboard import totp
+
+    sealed = totp.encrypt(b"k" * 32, totp.new_secret())
+    with pytest.raises(HttpError) as refused:
+        totp.decrypt(b"o" * 32, sealed)
+    assert refused.value.status == 409 and refused.value.code == "totp_unreadable"

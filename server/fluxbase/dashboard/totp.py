@@ -14,7 +14,10 @@ import time
 
 import pyotp
 import segno
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from fluxbase.errors import HttpError
 
 ISSUER = "Fluxbase"
 INTERVAL = 30
@@ -34,7 +37,16 @@ def encrypt(key: bytes, secret: str) -> bytes:
 
 
 def decrypt(key: bytes, blob: bytes) -> str:
-    return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], AAD).decode()
+    """The stored secret; a key that no longer opens it (the JWT secret was rotated) is a 409."""
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], AAD).decode()
+    except InvalidTag as exc:
+        raise HttpError(
+            409,
+            "totp_unreadable",
+            "The stored 2FA secret cannot be read (the JWT secret changed); "
+            "sign in with a backup code and set up 2FA again",
+        ) from exc
 
 
 def matching_step(secret: str, code: str, now: float | None = None) -> int | None:

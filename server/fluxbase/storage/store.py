@@ -272,6 +272,10 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str) else value
 
 
+# How often a download reads the row again when the blob it named was replaced meanwhile.
+READ_ATTEMPTS = 5
+
+
 class _BlobGone(Exception):
     """The row named a blob that was no longer there when opened."""
 
@@ -280,14 +284,15 @@ async def serve_object(request: web.Request, caller: Caller, bucket_id: str, key
     """Reads the object's row as `caller`, then serves its bytes.
 
     An overwrite that commits between reading the row and opening the blob removes the old
-    blob: the row is read again once, and the new version served.
+    blob: the row is read again and the new version served. Back-to-back overwrites can do
+    that again before the next read, so a few attempts are made before answering "not found".
     """
-    for attempt in (1, 2):
+    for attempt in range(1, READ_ATTEMPTS + 1):
         row = await read_object_row(request, caller, bucket_id, key)
         try:
             return await _serve_row(request, row, head=request.method == "HEAD")
         except _BlobGone as exc:
-            if attempt == 2:
+            if attempt == READ_ATTEMPTS:
                 log.warning("object row without its blob", extra={"bucket": bucket_id})
                 raise errors.no_such_key() from exc
     raise AssertionError("unreachable")
