@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -97,13 +98,12 @@ async def signup(request: web.Request, ctx: DashboardContext) -> web.StreamRespo
                 "aal1",
                 status=201,
             )
-    audit(
-        "dashboard.signup",
-        success=response is not None,
-        user_id=row["user_id"],
-        ip=ip,
-        outcome=row["error"] or "ok",
-    )
+    return _audited("dashboard.signup", row, ip, response)
+
+
+def _audited(event: str, row: Any, ip: str | None, response: web.StreamResponse | None) -> web.StreamResponse:
+    """Writes the step's audit line; no response means the SQL refused it, in its own words."""
+    audit(event, success=response is not None, user_id=row["user_id"], ip=ip, outcome=row["error"] or "ok")
     if response is None:
         raise outcome_error(row["error"])
     return response
@@ -256,16 +256,7 @@ async def refresh(request: web.Request, ctx: DashboardContext) -> web.StreamResp
             response = await session_response(
                 request, ctx, tx, row["user_id"], row["session_id"], row["refresh_token"], aal
             )
-    audit(
-        "dashboard.token_refresh",
-        success=response is not None,
-        user_id=row["user_id"],
-        ip=ip,
-        outcome=row["error"] or "ok",
-    )
-    if response is None:
-        raise outcome_error(row["error"])
-    return response
+    return _audited("dashboard.token_refresh", row, ip, response)
 
 
 async def logout(request: web.Request, ctx: DashboardContext) -> web.StreamResponse:
