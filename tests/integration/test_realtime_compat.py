@@ -53,13 +53,18 @@ async def test_truncate_reaches_star_and_truncate_bindings_with_no_row_data(serv
         served.sql("truncate public.ledger")
         for socket in (alice, only_truncate, filtered, service):
             [change] = await socket.changes(1)
+            # The seed rows were logged after the server started; under load the listener may
+            # deliver their INSERTs once these channels have joined. They come before the truncate.
+            while change["data"]["type"] == "INSERT" and change["data"]["record"]["id"] in (1, 2):
+                [change] = await socket.changes(1)
             data = change["data"]
             assert data["type"] == "TRUNCATE"
             assert (data["schema"], data["table"]) == ("public", "ledger")
             assert data["commit_timestamp"].endswith("Z") and data["errors"] is None
             assert "record" not in data and "old_record" not in data and data["columns"] == []
             assert change["ids"]
-        assert await inserts.quiet(wait=0.5) == []
+        late = await inserts.quiet(wait=0.5)
+        assert all(c["data"]["type"] == "INSERT" and c["data"]["record"]["id"] in (1, 2) for c in late)
         assert await anon.quiet(wait=0.1) == []
         # Row events keep flowing after a truncate, in log order.
         served.sql("insert into public.ledger values (3, %s, 30)", ALICE)
