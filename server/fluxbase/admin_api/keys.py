@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -138,15 +138,26 @@ async def update_key(request: web.Request, ctx: AdminContext, admin: DashboardAd
     return web.Response(body=raw, content_type="application/json")
 
 
+# The key functions taking (key, admin, client address): a fixed name, never the request's.
+KeyFunction = Literal["revoke_api_key", "regenerate_api_key", "delete_api_key"]
+
+
+async def _key_operation(
+    tx: Any, function: KeyFunction, key_id: str, admin: DashboardAdmin, request: web.Request
+) -> Any:
+    """One of the dashboard.*_api_key(key, admin, inet) functions, as this administrator."""
+    return await tx.fetchval(
+        f"select dashboard.{function}($1::uuid, $2::uuid, $3::inet)",
+        key_id,
+        admin.user_id,
+        client_inet(request),
+    )
+
+
 async def revoke_key(request: web.Request, ctx: AdminContext, admin: DashboardAdmin) -> web.StreamResponse:
     key_id = _key_id(request)
     async with ctx.as_service(request) as tx:
-        revoked = await tx.fetchval(
-            "select dashboard.revoke_api_key($1::uuid, $2::uuid, $3::inet)",
-            key_id,
-            admin.user_id,
-            client_inet(request),
-        )
+        revoked = await _key_operation(tx, "revoke_api_key", key_id, admin, request)
     _audit("api_key_revoked", request, admin, key_id, bool(revoked))
     if not revoked:
         raise outcome_error("not_found", "No such live key")
@@ -158,12 +169,7 @@ async def regenerate_key(
 ) -> web.StreamResponse:
     key_id = _key_id(request)
     async with ctx.as_service(request) as tx:
-        key = await tx.fetchval(
-            "select dashboard.regenerate_api_key($1::uuid, $2::uuid, $3::inet)",
-            key_id,
-            admin.user_id,
-            client_inet(request),
-        )
+        key = await _key_operation(tx, "regenerate_api_key", key_id, admin, request)
         raw = await tx.fetchval("select dashboard.api_key_json($1::uuid)::text", key_id)
     _audit("api_key_regenerated", request, admin, key_id, key is not None)
     if key is None:
@@ -174,12 +180,7 @@ async def regenerate_key(
 async def delete_key(request: web.Request, ctx: AdminContext, admin: DashboardAdmin) -> web.StreamResponse:
     key_id = _key_id(request)
     async with ctx.as_service(request) as tx:
-        deleted = await tx.fetchval(
-            "select dashboard.delete_api_key($1::uuid, $2::uuid, $3::inet)",
-            key_id,
-            admin.user_id,
-            client_inet(request),
-        )
+        deleted = await _key_operation(tx, "delete_api_key", key_id, admin, request)
     _audit("api_key_deleted", request, admin, key_id, bool(deleted))
     if not deleted:
         raise outcome_error("not_found")
