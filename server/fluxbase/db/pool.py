@@ -25,6 +25,7 @@ from fluxbase.db.transaction import (
     FluxbaseConnection,
     RequestContext,
     RoleSwitchedTransaction,
+    read_one_as,
     reset_connection,
     role_switched_transaction,
 )
@@ -121,6 +122,17 @@ class Database:
             self.pool,
             context,
             read_only=read_only,
+            acquire_timeout=self.config.acquire_timeout,
+            slow_query_threshold=self.config.slow_query_threshold,
+        )
+
+    async def read_one(self, context: RequestContext, query: str, *args: Any) -> asyncpg.Record | None:
+        """One read-only statement as the caller, without BEGIN/COMMIT (transaction.read_one_as)."""
+        return await read_one_as(
+            self.pool,
+            context,
+            query,
+            args,
             acquire_timeout=self.config.acquire_timeout,
             slow_query_threshold=self.config.slow_query_threshold,
         )
