@@ -25,7 +25,7 @@ from fluxbase.db.transaction import (
     FluxbaseConnection,
     RequestContext,
     RoleSwitchedTransaction,
-    read_one_as,
+    one_statement_as,
     reset_connection,
     role_switched_transaction,
 )
@@ -126,13 +126,16 @@ class Database:
             slow_query_threshold=self.config.slow_query_threshold,
         )
 
-    async def read_one(self, context: RequestContext, query: str, *args: Any) -> asyncpg.Record | None:
-        """One read-only statement as the caller, without BEGIN/COMMIT (transaction.read_one_as)."""
-        return await read_one_as(
+    async def one_statement(
+        self, context: RequestContext, query: str, *args: Any, read_only: bool
+    ) -> asyncpg.Record | None:
+        """One statement as the caller, as its own transaction: no BEGIN/COMMIT (one_statement_as)."""
+        return await one_statement_as(
             self.pool,
             context,
             query,
             args,
+            read_only=read_only,
             acquire_timeout=self.config.acquire_timeout,
             slow_query_threshold=self.config.slow_query_threshold,
         )

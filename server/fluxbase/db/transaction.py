@@ -6,13 +6,14 @@ the work; COMMIT, or ROLLBACK on error or when asked.  Nothing survives into
 the next use of the connection: the settings are local, and the pool's reset
 clears anything a function set for the session.
 
-A read that is one statement (`read_one_as`) needs no BEGIN: the settings are
-made for the session (with default_transaction_read_only on), the statement
-runs in its own read-only transaction, and the pool's reset (RESET ALL, RESET
-ROLE) clears them before the connection serves anyone else -- run at once
-after the statement, or by the pool on release if the request failed before
-(a connection whose reset fails is closed, never reused).  One round trip
-fewer than BEGIN ... COMMIT, with the same role, settings and snapshot rules.
+A request that is one statement (`one_statement_as`) needs no BEGIN: the
+settings are made for the session (default_transaction_read_only on for a
+read), the statement runs as its own transaction -- atomic, committed when it
+returns -- and the pool's reset (RESET ALL, RESET ROLE) clears the settings
+before the connection serves anyone else: at once after the statement, or by
+the pool on release if the statement failed (a connection whose reset fails is
+closed, never reused).  One round trip fewer than BEGIN ... COMMIT, with the
+same role, settings, snapshot and atomicity.
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ SET_REQUEST_CONTEXT = (
     "set_config('request.headers', $5, true), set_config('request.id', $7, true)"
 )
 
-# The same settings for the session, plus read-only transactions: what read_one_as's one
-# statement runs under. The pool's reset (get_reset_query) undoes every one of them.
+# The same settings for the session, and whether its transactions are read-only: what
+# one_statement_as's statement runs under. The pool's reset (get_reset_query) undoes them all.
 SET_SESSION_CONTEXT = (
     "select set_config('search_path', coalesce($6, current_setting('search_path')), false), "
     "set_config('role', $1, false), set_config('request.jwt.claims', $2, false), "
     "set_config('request.method', $3, false), set_config('request.path', $4, false), "
     "set_config('request.headers', $5, false), set_config('request.id', $7, false), "
-    "set_config('default_transaction_read_only', 'on', false)"
+    "set_config('default_transaction_read_only', $8, false)"
 )
 
 # Besides a closed connection: errors after which the session is certainly gone.
@@ -227,13 +228,13 @@ async def _begin(connection: Any, context: RequestContext | None, read_only: boo
             await _set_context(connection, SET_REQUEST_CONTEXT, context)
 
 
-async def _set_session(connection: Any, context: RequestContext | None, _read_only: bool) -> None:
+async def _set_session(connection: Any, context: RequestContext | None, read_only: bool) -> None:
     assert context is not None
     with losing_the_connection_raises(connection):
-        await _set_context(connection, SET_SESSION_CONTEXT, context)
+        await _set_context(connection, SET_SESSION_CONTEXT, context, "on" if read_only else "off")
 
 
-async def _set_context(connection: Any, statement: str, context: RequestContext) -> None:
+async def _set_context(connection: Any, statement: str, context: RequestContext, *more: str) -> None:
     await connection.fetchrow(
         statement,
         context.role,
@@ -243,6 +244,7 @@ async def _set_context(connection: Any, statement: str, context: RequestContext)
         orjson.dumps(dict(context.headers)).decode(),
         context.search_path,
         context.request_id or request_id_var.get() or "",
+        *more,
     )
 
 
@@ -316,27 +318,33 @@ async def role_switched_transaction(
         await pool.release(connection)
 
 
-async def read_one_as(
+async def one_statement_as(
     pool: asyncpg.Pool,
     context: RequestContext,
     query: str,
     args: tuple[Any, ...],
     *,
+    read_only: bool,
     acquire_timeout: float = 5.0,
     slow_query_threshold: float = 1.0,
 ) -> asyncpg.Record | None:
-    """One read-only statement as context.role with the request settings: its first row.
+    """One statement as context.role with the request settings, as its own transaction: its first row.
 
-    Without BEGIN (see the module's docstring): the settings are the session's until the
-    reset right after the statement; the statement is its own read-only transaction.
+    Without BEGIN (see the module's docstring). When the statement has returned, its
+    transaction has ended (a write is committed): a connection lost only during the reset
+    after it does not undo that, so the row is still the answer, and the pool, whose own
+    reset then fails, closes the connection.
     """
-    connection = await _begin_on_a_live_connection(pool, context, True, acquire_timeout, _set_session)
+    connection = await _begin_on_a_live_connection(pool, context, read_only, acquire_timeout, _set_session)
     try:
         row: asyncpg.Record | None = await RoleSwitchedTransaction(connection, slow_query_threshold).fetchrow(
             query, *args
         )
-        with losing_the_connection_raises(connection):
-            await connection.execute(connection.get_reset_query())
+        try:
+            with losing_the_connection_raises(connection):
+                await connection.execute(connection.get_reset_query())
+        except ConnectionLost:
+            return row
         connection.mark_reset()
         return row
     finally:

@@ -204,14 +204,16 @@ class _DataRequest:
     cache: SchemaCache
     timer: _Timer
 
-    def one_read_suffices(self) -> bool:
-        """A read of one statement with nothing set before it runs without BEGIN/COMMIT."""
+    def nothing_runs_before(self) -> bool:
+        """No statement precedes the request's own (a timezone, a pre-request function)."""
         return self.api.preferences.timezone is None and not self.rest.api.pre_request
 
-    async def read_one(self, statement: Statement) -> asyncpg.Record:
-        """The statement's row, read in its own read-only transaction (Database.read_one)."""
+    async def one_statement(self, statement: Statement, *, read_only: bool) -> asyncpg.Record:
+        """The statement's row, the statement being its own transaction (Database.one_statement)."""
         context = _context(self.http, self.caller, self.schema, self.rest)
-        row = await self.rest.database.read_one(context, statement.sql, *statement.params)
+        row = await self.rest.database.one_statement(
+            context, statement.sql, *statement.params, read_only=read_only
+        )
         assert row is not None
         return row
 
@@ -266,8 +268,8 @@ class _DataRequest:
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=True)
-        if count not in (CountPreference.PLANNED, CountPreference.ESTIMATED) and self.one_read_suffices():
-            row = await self.read_one(statement)
+        if count not in (CountPreference.PLANNED, CountPreference.ESTIMATED) and self.nothing_runs_before():
+            row = await self.one_statement(statement, read_only=True)
             total = row["page_total"] if counting and whole else row["total"]
         else:
             row, total = await self._read_counting(plan, statement, counting and whole)
@@ -326,17 +328,24 @@ class _DataRequest:
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=False)
         preferences = api.preferences
-        async with self.transaction(read_only=False) as tx:
-            row = await tx.fetchrow(statement.sql, *statement.params)
-            assert row is not None
+        max_affected = preferences.max_affected if preferences.handling == HandlingPreference.STRICT else None
+        singular = single and plan.representation is not None
+        rollback = preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override
+        if max_affected is None and not singular and not rollback and self.nothing_runs_before():
+            # No check may undo it: the one statement commits by itself.
+            row = await self.one_statement(statement, read_only=False)
             affected = int(row["page_total"])
-            strict = preferences.handling == HandlingPreference.STRICT
-            if strict and preferences.max_affected is not None and affected > preferences.max_affected:
-                raise max_affected_violation(affected)  # raised inside: the write is rolled back
-            if single and plan.representation is not None and affected != 1:
-                raise singularity_error(affected, postgrest_version=rest.api.postgrest_version)
-            if preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
-                tx.request_rollback()
+        else:
+            async with self.transaction(read_only=False) as tx:
+                row = await tx.fetchrow(statement.sql, *statement.params)
+                assert row is not None
+                affected = int(row["page_total"])
+                if max_affected is not None and affected > max_affected:
+                    raise max_affected_violation(affected)  # raised inside: the write is rolled back
+                if singular and affected != 1:
+                    raise singularity_error(affected, postgrest_version=rest.api.postgrest_version)
+                if rollback:
+                    tx.request_rollback()
         self.timer.lap("transaction")
         reply = write_reply(
             plan,
@@ -370,9 +379,9 @@ class _DataRequest:
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=plan.read_only)
-        if plan.read_only and self.one_read_suffices():
+        if plan.read_only and self.nothing_runs_before():
             # Nothing to roll back: the checks may come after the statement's own transaction.
-            row = await self.read_one(statement)
+            row = await self.one_statement(statement, read_only=True)
             self._check_call(row, single and plan.read is not None)
         else:
             async with self.transaction(read_only=plan.read_only) as tx:
