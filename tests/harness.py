@@ -199,6 +199,8 @@ def start_server(
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
         "FLUXBASE_SERVER_ADDRESS": f"127.0.0.1:{port}",
+        # A tree run with another venv's interpreter (PYTHONPATH=server) serves its own code.
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         **env,
     }
     process = subprocess.Popen(

@@ -393,3 +393,115 @@ async def test_each_request_is_four_round_trips(todos_dsn: str) -> None:
         assert state[1].startswith("COMMIT;") and "RESET ROLE" in state[1]
     finally:
         await db.close()
+
+
+async def test_a_one_statement_read_runs_as_the_caller_and_leaves_nothing_behind(todos_dsn: str) -> None:
+    """one_statement: no BEGIN, settings for the session, then the pool's reset at once."""
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        row = await db.one_statement(
+            user(USER_A),
+            WHO + ", current_setting('transaction_read_only'), (select count(*) from public.todos)",
+            read_only=True,
+        )
+        assert row is not None
+        assert tuple(row) == (
+            "authenticated",
+            USER_A,
+            "authenticated",
+            "GET",
+            "/rest/v1/todos",
+            "1111",
+            "on",
+            2,
+        )
+        conn = await db.pool.acquire()
+        try:
+            after = await conn.fetchrow(
+                "select current_user, current_setting('request.jwt.claims', true), "
+                "current_setting('default_transaction_read_only'), current_setting('request.path', true)"
+            )
+        finally:
+            await db.pool.release(conn)
+        assert tuple(after) == ("authenticator", "", "off", "")
+    finally:
+        await db.close()
+
+
+async def test_a_one_statement_read_cannot_write(todos_dsn: str) -> None:
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await db.one_statement(
+                RequestContext("service_role", {"role": "service_role"}),
+                "with gone as (delete from public.todos returning 1) select count(*) from gone",
+                read_only=True,
+            )
+        async with db.transaction(RequestContext("service_role")) as tx:
+            assert await tx.fetchval("select count(*) from public.todos") == 3
+    finally:
+        await db.close()
+
+
+async def test_a_failing_one_statement_read_still_resets_the_session(todos_dsn: str) -> None:
+    """The error comes before the reset: the pool's own reset clears the session on release."""
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await db.one_statement(user(USER_B), "select 1 / 0", read_only=True)
+        async with db.transaction(RequestContext("anon"), read_only=True) as tx:
+            row = await tx.fetchrow("select current_user, auth.uid(), current_setting('request.path', true)")
+        assert tuple(row) == ("anon", None, "/")
+        conn = await db.pool.acquire()
+        try:
+            outside = await conn.fetchrow(
+                "select current_user, current_setting('default_transaction_read_only'), "
+                "current_setting('request.jwt.claims', true)"
+            )
+        finally:
+            await db.pool.release(conn)
+        assert tuple(outside) == ("authenticator", "off", "")
+    finally:
+        await db.close()
+
+
+async def test_a_one_statement_read_ends_with_the_reset_and_no_commit(todos_dsn: str) -> None:
+    """The settings, the statement, the reset: no BEGIN, no COMMIT."""
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        await db.one_statement(RequestContext("anon"), "select 1", read_only=True)  # warm the statement cache
+        conn = await db.pool.acquire()
+        pid = conn.get_server_pid()
+        await db.pool.release(conn)
+        with psycopg.connect(todos_dsn, autocommit=True) as owner:
+            await db.one_statement(RequestContext("anon"), "select 1", read_only=True)
+            state = owner.execute(
+                "select state, query from pg_stat_activity where pid = %s", (pid,)
+            ).fetchone()
+        assert state is not None and state[0] == "idle"
+        assert "RESET ALL" in state[1] and "RESET ROLE" in state[1] and "COMMIT" not in state[1]
+    finally:
+        await db.close()
+
+
+async def test_a_one_statement_write_commits_as_the_caller_under_rls(todos_dsn: str) -> None:
+    """A write of one statement is its own transaction: committed, RLS-checked, nothing left behind."""
+    db = await connect(todos_dsn, max_connections=1)
+    try:
+        insert = "insert into public.todos (user_id, title) values ($1, $2) returning title"
+        row = await db.one_statement(user(USER_A), insert, USER_A, "a3", read_only=False)
+        assert row is not None and row["title"] == "a3"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # WITH CHECK: not A's row
+            await db.one_statement(user(USER_A), insert, USER_B, "b-by-a", read_only=False)
+        async with db.transaction(RequestContext("service_role")) as tx:
+            titles = await tx.fetch("select title from public.todos where title in ('a3', 'b-by-a')")
+            assert [r["title"] for r in titles] == ["a3"]
+            await tx.execute("delete from public.todos where title = 'a3'")
+        conn = await db.pool.acquire()
+        try:
+            outside = await conn.fetchrow("select current_user, current_setting('request.jwt.claims', true)")
+        finally:
+            await db.pool.release(conn)
+        assert tuple(outside) == ("authenticator", "")
+    finally:
+        await db.close()

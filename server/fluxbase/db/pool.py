@@ -25,6 +25,7 @@ from fluxbase.db.transaction import (
     FluxbaseConnection,
     RequestContext,
     RoleSwitchedTransaction,
+    one_statement_as,
     reset_connection,
     role_switched_transaction,
 )
@@ -120,6 +121,20 @@ class Database:
         return role_switched_transaction(
             self.pool,
             context,
+            read_only=read_only,
+            acquire_timeout=self.config.acquire_timeout,
+            slow_query_threshold=self.config.slow_query_threshold,
+        )
+
+    async def one_statement(
+        self, context: RequestContext, query: str, *args: Any, read_only: bool
+    ) -> asyncpg.Record | None:
+        """One statement as the caller, as its own transaction: no BEGIN/COMMIT (one_statement_as)."""
+        return await one_statement_as(
+            self.pool,
+            context,
+            query,
+            args,
             read_only=read_only,
             acquire_timeout=self.config.acquire_timeout,
             slow_query_threshold=self.config.slow_query_threshold,

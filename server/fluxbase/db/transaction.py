@@ -5,6 +5,15 @@ statement sets the role and the request settings (all transaction-local);
 the work; COMMIT, or ROLLBACK on error or when asked.  Nothing survives into
 the next use of the connection: the settings are local, and the pool's reset
 clears anything a function set for the session.
+
+A request that is one statement (`one_statement_as`) needs no BEGIN: the
+settings are made for the session (default_transaction_read_only on for a
+read), the statement runs as its own transaction -- atomic, committed when it
+returns -- and the pool's reset (RESET ALL, RESET ROLE) clears the settings
+before the connection serves anyone else: at once after the statement, or by
+the pool on release if the statement failed (a connection whose reset fails is
+closed, never reused).  One round trip fewer than BEGIN ... COMMIT, with the
+same role, settings, snapshot and atomicity.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +52,16 @@ SET_REQUEST_CONTEXT = (
     "set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
     "set_config('request.headers', $5, true), set_config('request.id', $7, true)"
+)
+
+# The same settings for the session, and whether its transactions are read-only: what
+# one_statement_as's statement runs under. The pool's reset (get_reset_query) undoes them all.
+SET_SESSION_CONTEXT = (
+    "select set_config('search_path', coalesce($6, current_setting('search_path')), false), "
+    "set_config('role', $1, false), set_config('request.jwt.claims', $2, false), "
+    "set_config('request.method', $3, false), set_config('request.path', $4, false), "
+    "set_config('request.headers', $5, false), set_config('request.id', $7, false), "
+    "set_config('default_transaction_read_only', $8, false)"
 )
 
 # Besides a closed connection: errors after which the session is certainly gone.
@@ -206,20 +225,35 @@ async def _begin(connection: Any, context: RequestContext | None, read_only: boo
     with losing_the_connection_raises(connection):
         await connection.execute("BEGIN READ ONLY" if read_only else "BEGIN")
         if context is not None:
-            await connection.fetchrow(
-                SET_REQUEST_CONTEXT,
-                context.role,
-                orjson.dumps(context.claims).decode(),
-                context.method,
-                context.path,
-                orjson.dumps(dict(context.headers)).decode(),
-                context.search_path,
-                context.request_id or request_id_var.get() or "",
-            )
+            await _set_context(connection, SET_REQUEST_CONTEXT, context)
+
+
+async def _set_session(connection: Any, context: RequestContext | None, read_only: bool) -> None:
+    assert context is not None
+    with losing_the_connection_raises(connection):
+        await _set_context(connection, SET_SESSION_CONTEXT, context, "on" if read_only else "off")
+
+
+async def _set_context(connection: Any, statement: str, context: RequestContext, *more: str) -> None:
+    await connection.fetchrow(
+        statement,
+        context.role,
+        orjson.dumps(context.claims).decode(),
+        context.method,
+        context.path,
+        orjson.dumps(dict(context.headers)).decode(),
+        context.search_path,
+        context.request_id or request_id_var.get() or "",
+        *more,
+    )
 
 
 async def _begin_on_a_live_connection(
-    pool: asyncpg.Pool, context: RequestContext | None, read_only: bool, acquire_timeout: float
+    pool: asyncpg.Pool,
+    context: RequestContext | None,
+    read_only: bool,
+    acquire_timeout: float,
+    start: Callable[[Any, RequestContext | None, bool], Awaitable[None]] = _begin,
 ) -> Any:
     """A pooled connection with the transaction begun; released again if that fails.
 
@@ -231,7 +265,7 @@ async def _begin_on_a_live_connection(
     for attempt in (1, 2):
         connection = await _acquire(pool, acquire_timeout)
         try:
-            await _begin(connection, context, read_only)
+            await start(connection, context, read_only)
             return connection
         except ConnectionLost:
             await pool.expire_connections()
@@ -281,4 +315,39 @@ async def role_switched_transaction(
         # No shield of our own: asyncpg's release shields the holder's release itself, and
         # runs synchronously up to that point, so a cancelled request still returns the
         # connection (one task per request fewer).
+        await pool.release(connection)
+
+
+async def one_statement_as(
+    pool: asyncpg.Pool,
+    context: RequestContext,
+    query: str,
+    args: tuple[Any, ...],
+    *,
+    read_only: bool,
+    acquire_timeout: float = 5.0,
+    slow_query_threshold: float = 1.0,
+) -> asyncpg.Record | None:
+    """One statement as context.role with the request settings, as its own transaction: its first row.
+
+    Without BEGIN (see the module's docstring). When the statement has returned, its
+    transaction has ended (a write is committed): a connection lost only during the reset
+    after it does not undo that, so the row is still the answer, and the pool, whose own
+    reset then fails, closes the connection.
+    """
+    connection = await _begin_on_a_live_connection(pool, context, read_only, acquire_timeout, _set_session)
+    try:
+        row: asyncpg.Record | None = await RoleSwitchedTransaction(connection, slow_query_threshold).fetchrow(
+            query, *args
+        )
+        try:
+            with losing_the_connection_raises(connection):
+                await connection.execute(connection.get_reset_query())
+        except ConnectionLost:
+            return row
+        connection.mark_reset()
+        return row
+    finally:
+        # On any failure before mark_reset, the pool's reset hook clears the session (or the
+        # connection is closed): the settings never reach the next request.
         await pool.release(connection)

@@ -6,10 +6,18 @@ The access log, one line per request, is the hot path's only log line: with
 the JSON format it is encoded by orjson and written to the same stream
 directly (`write_json_line`), the same fields in the same order as the
 formatter's, without a LogRecord per request.
+
+Lines logged on the event loop are written when the loop's current pass ends
+(`LineWriter`): under load one write() carries the lines of many requests
+instead of a system call each. Lines keep their order; an error line, a line
+from another thread, and logging.shutdown() (every exit path calls it) write
+at once with everything before them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import logging
 import sys
@@ -45,8 +53,78 @@ _SECRET_KEY_PARTS = ("password", "secret", "token", "apikey", "api_key", "author
 audit_log = logging.getLogger("fluxbase.audit")
 
 
+class LineWriter(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes the lines of one event-loop pass together.
+
+    A line logged on a running event loop waits in a list until the loop's current pass
+    ends (one call_soon per pass); ERROR and above, lines logged off the loop (threads,
+    startup) and flush() write at once, after what waits, so the order stays the order
+    of logging.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self.add(line, urgent=record.levelno >= logging.ERROR)
+
+    def add(self, line: str, *, urgent: bool = False) -> None:
+        with self._lock_held():
+            self._waiting.append(line)
+            if urgent or not self._schedule():
+                self._write_waiting()
+
+    def _schedule(self) -> bool:
+        """True when a write at the end of this loop's pass is (already) scheduled."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False  # no loop in this thread: nothing would ever run the write
+        scheduled = self._scheduled_on
+        if scheduled is loop:
+            return True
+        if scheduled is not None and scheduled.is_running():
+            return False  # another thread's loop will write its own pass; this line goes now
+        # None, or a loop that stopped before its pass ended (asyncio.run returned): this one.
+        loop.call_soon(self._flush_pass)
+        self._scheduled_on = loop
+        return True
+
+    def _flush_pass(self) -> None:
+        with self._lock_held():
+            self._scheduled_on = None
+            self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        if not self._waiting:
+            return
+        text = "".join(self._waiting)
+        self._waiting.clear()
+        # A closed or broken stream must not take the request down (logging never raises).
+        with contextlib.suppress(Exception):
+            self.stream.write(text)
+            self.stream.flush()
+
+    def flush(self) -> None:
+        with self._lock_held():
+            self._write_waiting()
+            super().flush()
+
+    def _lock_held(self) -> Any:
+        lock = self.lock
+        assert lock is not None  # createLock() ran in Handler.__init__
+        return lock
+
+
 # The handler configure_logging installed for the JSON format: what write_json_line writes to.
-_json_handler: logging.StreamHandler[Any] | None = None
+_json_handler: LineWriter | None = None
 
 
 def _redacted(key: str, value: Any) -> Any:
@@ -132,20 +210,13 @@ def write_json_line(logger: logging.Logger, level: int, message: str, fields: Ma
         entry["request_id"] = request_id
     entry.update(fields)
     entry["message"] = message
-    line = orjson.dumps(entry, default=str).decode() + "\n"
-    handler.acquire()
-    try:
-        stream = handler.stream
-        stream.write(line)
-        stream.flush()
-    finally:
-        handler.release()
+    handler.add(orjson.dumps(entry, default=str).decode() + "\n", urgent=level >= logging.ERROR)
     return True
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     global _json_handler
-    handler = logging.StreamHandler(sys.stdout)
+    handler = LineWriter(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     _json_handler = handler if fmt == "json" else None
     root = logging.getLogger()

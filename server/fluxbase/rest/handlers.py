@@ -38,7 +38,7 @@ from fluxbase.rest.errors import (
     singularity_error,
     unsupported_method,
 )
-from fluxbase.rest.plan import PlanSettings, plan_call, plan_mutation, plan_read, resolve_table
+from fluxbase.rest.plan import PlanSettings, ReadPlan, plan_call, plan_mutation, plan_read, resolve_table
 from fluxbase.rest.query import (
     Statement,
     call_statement,
@@ -99,17 +99,21 @@ REST = web.AppKey("rest", RestContext)
 class _Timer:
     """Collects the Server-Timing phases (parse, plan, transaction, render) of one request."""
 
+    __slots__ = ("_last", "_text")
+
     def __init__(self) -> None:
         self._last = time.perf_counter()
-        self.phases: list[tuple[str, float]] = []
+        self._text = ""
 
     def lap(self, name: str) -> None:
+        # The header is written as the phases end: no list, no second pass per request.
         now = time.perf_counter()
-        self.phases.append((name, (now - self._last) * 1000))
+        entry = f"{name};dur={(now - self._last) * 1000:.1f}"
+        self._text = f"{self._text}, {entry}" if self._text else entry
         self._last = now
 
     def header(self) -> str:
-        return ", ".join(f"{name};dur={duration:.1f}" for name, duration in self.phases)
+        return self._text
 
 
 def _error_response(error: ApiError) -> web.Response:
@@ -200,6 +204,19 @@ class _DataRequest:
     cache: SchemaCache
     timer: _Timer
 
+    def nothing_runs_before(self) -> bool:
+        """No statement precedes the request's own (a timezone, a pre-request function)."""
+        return self.api.preferences.timezone is None and not self.rest.api.pre_request
+
+    async def one_statement(self, statement: Statement, *, read_only: bool) -> asyncpg.Record:
+        """The statement's row, the statement being its own transaction (Database.one_statement)."""
+        context = _context(self.http, self.caller, self.schema, self.rest)
+        row = await self.rest.database.one_statement(
+            context, statement.sql, *statement.params, read_only=read_only
+        )
+        assert row is not None
+        return row
+
     @asynccontextmanager
     async def transaction(self, *, read_only: bool) -> AsyncIterator[RoleSwitchedTransaction]:
         """The role-switched transaction plus what every data API request sets up first."""
@@ -251,18 +268,11 @@ class _DataRequest:
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=True)
-        async with self.transaction(read_only=True) as tx:
-            row = await tx.fetchrow(statement.sql, *statement.params)
-            assert row is not None
+        if count not in (CountPreference.PLANNED, CountPreference.ESTIMATED) and self.nothing_runs_before():
+            row = await self.one_statement(statement, read_only=True)
             total = row["page_total"] if counting and whole else row["total"]
-            if count == CountPreference.PLANNED:
-                total = await _planned_total(tx, planned_count_statement(plan))
-            elif count == CountPreference.ESTIMATED:
-                # Exact up to max_rows; past it (or with no max_rows) the planner's estimate
-                # when larger, as PostgREST compares them.
-                max_rows = rest.api.max_rows
-                if max_rows is None or total > max_rows:
-                    total = max(total, await _planned_total(tx, planned_count_statement(plan)))
+        else:
+            row, total = await self._read_counting(plan, statement, counting and whole)
         self.timer.lap("transaction")
         reply = read_reply(
             page=plan.page,
@@ -276,6 +286,25 @@ class _DataRequest:
             postgrest_version=rest.api.postgrest_version,
         )
         return apply_response_settings(reply, row["response_headers"], row["response_status"])
+
+    async def _read_counting(
+        self, plan: ReadPlan, statement: Statement, total_is_page: bool
+    ) -> tuple[asyncpg.Record, int]:
+        """The read in a transaction, with the planner's count when Prefer asks for it."""
+        count = self.api.preferences.count
+        async with self.transaction(read_only=True) as tx:
+            row = await tx.fetchrow(statement.sql, *statement.params)
+            assert row is not None
+            total: int = row["page_total"] if total_is_page else row["total"]
+            if count == CountPreference.PLANNED:
+                total = await _planned_total(tx, planned_count_statement(plan))
+            elif count == CountPreference.ESTIMATED:
+                # Exact up to max_rows; past it (or with no max_rows) the planner's estimate
+                # when larger, as PostgREST compares them.
+                max_rows = self.rest.api.max_rows
+                if max_rows is None or total > max_rows:
+                    total = max(total, await _planned_total(tx, planned_count_statement(plan)))
+        return row, total
 
     async def write(self) -> Reply:
         api, rest = self.api, self.rest
@@ -299,17 +328,24 @@ class _DataRequest:
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=False)
         preferences = api.preferences
-        async with self.transaction(read_only=False) as tx:
-            row = await tx.fetchrow(statement.sql, *statement.params)
-            assert row is not None
+        max_affected = preferences.max_affected if preferences.handling == HandlingPreference.STRICT else None
+        singular = single and plan.representation is not None
+        rollback = preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override
+        if max_affected is None and not singular and not rollback and self.nothing_runs_before():
+            # No check may undo it: the one statement commits by itself.
+            row = await self.one_statement(statement, read_only=False)
             affected = int(row["page_total"])
-            strict = preferences.handling == HandlingPreference.STRICT
-            if strict and preferences.max_affected is not None and affected > preferences.max_affected:
-                raise max_affected_violation(affected)  # raised inside: the write is rolled back
-            if single and plan.representation is not None and affected != 1:
-                raise singularity_error(affected, postgrest_version=rest.api.postgrest_version)
-            if preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
-                tx.request_rollback()
+        else:
+            async with self.transaction(read_only=False) as tx:
+                row = await tx.fetchrow(statement.sql, *statement.params)
+                assert row is not None
+                affected = int(row["page_total"])
+                if max_affected is not None and affected > max_affected:
+                    raise max_affected_violation(affected)  # raised inside: the write is rolled back
+                if singular and affected != 1:
+                    raise singularity_error(affected, postgrest_version=rest.api.postgrest_version)
+                if rollback:
+                    tx.request_rollback()
         self.timer.lap("transaction")
         reply = write_reply(
             plan,
@@ -343,20 +379,17 @@ class _DataRequest:
         self.timer.lap("plan")
         if api.accept.kind == MediaKind.PLAN:
             return await self.explain(statement, read_only=plan.read_only)
-        async with self.transaction(read_only=plan.read_only) as tx:
-            row = await tx.fetchrow(statement.sql, *statement.params)
-            assert row is not None
-            if single and plan.read is not None and row["page_total"] != 1:
-                raise singularity_error(row["page_total"], postgrest_version=rest.api.postgrest_version)
-            preferences = api.preferences
-            if (
-                preferences.handling == HandlingPreference.STRICT
-                and preferences.max_affected is not None
-                and row["page_total"] > preferences.max_affected
-            ):
-                raise max_affected_violation(row["page_total"])  # raised inside: rolled back
-            if api.preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
-                tx.request_rollback()
+        if plan.read_only and self.nothing_runs_before():
+            # Nothing to roll back: the checks may come after the statement's own transaction.
+            row = await self.one_statement(statement, read_only=True)
+            self._check_call(row, single and plan.read is not None)
+        else:
+            async with self.transaction(read_only=plan.read_only) as tx:
+                row = await tx.fetchrow(statement.sql, *statement.params)
+                assert row is not None
+                self._check_call(row, single and plan.read is not None)  # raised inside: rolled back
+                if api.preferences.tx == TxPreference.ROLLBACK and rest.api.tx_override:
+                    tx.request_rollback()
         self.timer.lap("transaction")
         reply = call_reply(
             plan,
@@ -369,6 +402,18 @@ class _DataRequest:
             count_applied=count == CountPreference.EXACT,
         )
         return apply_response_settings(reply, row["response_headers"], row["response_status"])
+
+    def _check_call(self, row: asyncpg.Record, singular: bool) -> None:
+        """Prefer: handling=strict with max-affected, and the singular media type's one row."""
+        if singular and row["page_total"] != 1:
+            raise singularity_error(row["page_total"], postgrest_version=self.rest.api.postgrest_version)
+        preferences = self.api.preferences
+        if (
+            preferences.handling == HandlingPreference.STRICT
+            and preferences.max_affected is not None
+            and row["page_total"] > preferences.max_affected
+        ):
+            raise max_affected_violation(row["page_total"])
 
 
 def _context(request: web.Request, caller: Caller, schema: str, rest: RestContext) -> RequestContext:

@@ -233,6 +233,8 @@ class AdminScopeCheck:
 
     def check(self, request: web.Request) -> None:
         """Raises 403 when a known key without the admin scope calls an admin route."""
+        if not request.path.startswith(AUTH_ADMIN_PREFIXES):
+            return  # only GoTrue's admin routes ask for the scope: other requests pay nothing here
         key = presented_key(request)
         if key is None:
             return
@@ -240,7 +242,7 @@ class AdminScopeCheck:
             grant = self._registry.lookup(key)
         except UnknownApiKey:
             return
-        if request.path.startswith(AUTH_ADMIN_PREFIXES) and ADMIN_SCOPE not in grant.scopes:
+        if ADMIN_SCOPE not in grant.scopes:
             raise HttpError(
                 403, "insufficient_scope", f"this API key does not have the {ADMIN_SCOPE!r} scope"
             )

@@ -15,8 +15,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -41,8 +40,9 @@ EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
 REQUEST_WINDOW = 60.0
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """One counted hit's verdict (a NamedTuple: made on every request, cheaper than a dataclass)."""
+
     allowed: bool
     limit: int
     remaining: int
@@ -120,8 +120,7 @@ def refused(decision: Decision, scope: str, key: str, *, ip: str | None = None) 
     )
 
 
-@dataclass(frozen=True)
-class Tier:
+class Tier(NamedTuple):
     """Which budget a request spends: its name (the metric label), its key and its limit."""
 
     name: str
