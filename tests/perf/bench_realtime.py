@@ -1,19 +1,20 @@
 """The realtime benchmark (`make bench-realtime`): this branch next to the main branch's code.
 
 Starts a throwaway PostgreSQL with two databases, one migrated by each version (the baseline is
-`git archive <--baseline>`, run with the same interpreter through PYTHONPATH), creates an
-RLS-protected table with realtime enabled in each, and for each measurement runs the versions
-one after the other (alternating, so both see the same machine): the real `fluxbase serve`, N
-WebSocket subscribers held by a few client processes (vsn 2.0.0 array frames as realtime-js
-sends them, each socket one channel with an INSERT binding, every other one filtered, each
-joined with its own user's JWT). It measures:
+`git archive <--baseline>` installed into a virtualenv of its own), creates an RLS-protected
+table with realtime enabled in each, and for each measurement runs the versions one after the
+other (alternating, so both see the same machine): the real `fluxbase serve`, N WebSocket
+subscribers held by lean client processes (realtime_client.py: vsn 2.0.0 array frames as
+realtime-js sends them, each socket one channel with an INSERT binding, every other one
+filtered, each joined with its own user's JWT). It measures:
 
 - one INSERT to 2,000 subscribers: every subscriber's delay from the row's clock_timestamp() to
   receipt (same machine, same clock), a few rounds;
 - 20 inserts/s (40,000 events/s offered) for a few seconds: delivered, lost, p99;
 - capacity, for 1 and 2 workers: the offered rate rises step by step; the highest step where
   every event arrived and p99 < 1 s;
-- 10,000 idle joined sockets: the serving process's VmRSS growth per socket.
+- 10,000 idle joined sockets: the serving process's VmRSS growth per socket;
+- during each load, the CPU used by the server, PostgreSQL, the clients and the whole machine.
 
 Results go into docs/BENCHMARKS.md between the realtime markers. Every wait has a timeout;
 everything talks to 127.0.0.1.
@@ -183,6 +184,12 @@ class Version:
     name: str
     bin_dir: Path
     dsn: str
+    # This tree's code comes first on the path: the interpreter's own `fluxbase` may be an
+    # editable install of another checkout (a worktree run with the main venv).
+    pythonpath: str = ""
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONPATH": self.pythonpath} if self.pythonpath else {}
 
 
 def install_baseline(ref: str, into: Path) -> Path:
@@ -209,7 +216,10 @@ def migrate(version: Version) -> None:
         "Migrator(sys.argv[1], authenticator_password=sys.argv[2]).up()"
     )
     python = str(version.bin_dir / "python")
-    subprocess.run([python, "-c", code, version.dsn, AUTHENTICATOR_PASSWORD], check=True)
+    env = {**os.environ, **version.env()}
+    if not version.pythonpath:
+        env.pop("PYTHONPATH", None)
+    subprocess.run([python, "-c", code, version.dsn, AUTHENTICATOR_PASSWORD], check=True, env=env)
     with psycopg.connect(version.dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)  # type: ignore[arg-type]
 
@@ -222,6 +232,7 @@ def start_fluxbase(version: Version, connections: int, workers: int) -> ServerPr
         FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_IP=limit,
         FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER=limit,
         FLUXBASE_LOG_LEVEL="warn",
+        **version.env(),
     )
     # harness.start_server runs harness.FLUXBASE: pointed at this version's command.
     harness.FLUXBASE = str(version.bin_dir / "fluxbase")
@@ -541,8 +552,9 @@ def measure(version: Version, workers: int, options: argparse.Namespace, postgre
                 print(f"  step {rate} inserts/s: {_load_text(step)}", flush=True)
                 if not step.ok:
                     break  # a higher rate would fail too
-    except (BenchError, psycopg.Error) as error:
-        session.error = str(error)
+    except (BenchError, psycopg.Error, AssertionError, OSError, subprocess.SubprocessError) as error:
+        # AssertionError: the harness's word for a server that did not start.
+        session.error = str(error)[:300]
         print(f"  stopped: {error}", flush=True)
     finally:
         stopped = rig.stop()
@@ -597,8 +609,8 @@ def measure_idle(version: Version, options: argparse.Namespace, postgres: int) -
         if tally.open < options.idle:
             raise BenchError(f"{options.idle - tally.open} idle sockets were closed: {tally.errors}")
         print(f"  {options.idle} idle sockets: {idle.kib_per_socket:.1f} KiB each", flush=True)
-    except BenchError as error:
-        idle.error = str(error)
+    except (BenchError, AssertionError, OSError, subprocess.SubprocessError) as error:
+        idle.error = str(error)[:300]
         print(f"  stopped: {error}", flush=True)
     finally:
         stopped = rig.stop()
@@ -804,7 +816,8 @@ def main() -> int:
                 if name not in chosen:
                     continue
                 admin.execute(f"create database bench_{name}")  # type: ignore[arg-type]
-                versions.append(Version(name, bin_dir, cluster.dsn(database=f"bench_{name}")))
+                path = str(ROOT / "server") if name == "branch" else ""
+                versions.append(Version(name, bin_dir, cluster.dsn(database=f"bench_{name}"), path))
         for version in versions:
             migrate(version)
         machine = machine_description(versions[0].dsn)
