@@ -72,6 +72,7 @@ CAPACITY_GOAL = 60_000
 STEADY_RATE = 20
 STEPS = (2, 5, 10, 20, 25, 30, 35, 40, 50)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CLIENT_BUSY = 0.8  # a client process's share of one CPU above which the report warns
 TABLE = "bench_events"
 
 SCHEMA = f"""
@@ -563,6 +564,11 @@ def measure(version: Version, workers: int, options: argparse.Namespace, postgre
     for load in [session.steady, *session.steps]:
         if load is not None and load.tally.anomalies():
             session.anomalies.append(f"{load.rate}/s: {load.tally.anomalies()}")
+        # A client process near a full CPU delays its own receipts: then the figure is theirs.
+        if load is not None and load.cores.clients / options.clients > CLIENT_BUSY:
+            session.anomalies.append(
+                f"{load.rate}/s: client processes {load.cores.clients / options.clients:.0%} busy"
+            )
     return session
 
 
