@@ -67,10 +67,11 @@ bench-audit: $(STAMP)
 	bash deploy/scripts/system-deps.sh bench
 	$(BIN)/python tests/perf/bench_rest.py --mode audit
 
-# 2,000 then 5,000 realtime subscribers on one `fluxbase serve`: latency, throughput, memory.
+# 2,000 realtime subscribers on 1 and 2 workers next to main's code: latency, steady load,
+# capacity and who used the CPU; 10,000 idle sockets' memory (BENCH_REALTIME_ARGS: see --help).
 bench-realtime: $(STAMP)
 	bash deploy/scripts/system-deps.sh run
-	$(BIN)/python tests/perf/bench_realtime.py
+	$(BIN)/python tests/perf/bench_realtime.py $(BENCH_REALTIME_ARGS)
 
 # A 1 GiB upload and download (local disk, then S3 on a moto server): throughput against cp
 # and a direct aiobotocore transfer, the server's peak RSS.

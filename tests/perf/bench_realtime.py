@@ -1,19 +1,20 @@
 """The realtime benchmark (`make bench-realtime`): this branch next to the main branch's code.
 
 Starts a throwaway PostgreSQL with two databases, one migrated by each version (the baseline is
-`git archive <--baseline>`, run with the same interpreter through PYTHONPATH), creates an
-RLS-protected table with realtime enabled in each, and for each measurement runs the versions
-one after the other (alternating, so both see the same machine): the real `fluxbase serve`, N
-WebSocket subscribers held by a few client processes (vsn 2.0.0 array frames as realtime-js
-sends them, each socket one channel with an INSERT binding, every other one filtered, each
-joined with its own user's JWT). It measures:
+`git archive <--baseline>` installed into a virtualenv of its own), creates an RLS-protected
+table with realtime enabled in each, and for each measurement runs the versions one after the
+other (alternating, so both see the same machine): the real `fluxbase serve`, N WebSocket
+subscribers held by lean client processes (realtime_client.py: vsn 2.0.0 array frames as
+realtime-js sends them, each socket one channel with an INSERT binding, every other one
+filtered, each joined with its own user's JWT). It measures:
 
 - one INSERT to 2,000 subscribers: every subscriber's delay from the row's clock_timestamp() to
   receipt (same machine, same clock), a few rounds;
 - 20 inserts/s (40,000 events/s offered) for a few seconds: delivered, lost, p99;
 - capacity, for 1 and 2 workers: the offered rate rises step by step; the highest step where
   every event arrived and p99 < 1 s;
-- 10,000 idle joined sockets: the serving process's VmRSS growth per socket.
+- 10,000 idle joined sockets: the serving process's VmRSS growth per socket;
+- during each load, the CPU used by the server, PostgreSQL, the clients and the whole machine.
 
 Results go into docs/BENCHMARKS.md between the realtime markers. Every wait has a timeout;
 everything talks to 127.0.0.1.
@@ -22,16 +23,16 @@ everything talks to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime
-import multiprocessing
+import importlib.metadata
 import multiprocessing.connection
 import os
 import platform
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,10 +41,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
-import orjson
 import psycopg
 
 PERF = Path(__file__).resolve().parent
@@ -69,6 +70,9 @@ SINGLE_P99_GOAL_MS = 250.0
 LOADED_P99_GOAL_MS = 1000.0
 CAPACITY_GOAL = 60_000
 STEADY_RATE = 20
+STEPS = (2, 5, 10, 20, 25, 30, 35, 40, 50)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CLIENT_BUSY = 0.8  # a client process's share of one CPU above which the report warns
 TABLE = "bench_events"
 
 SCHEMA = f"""
@@ -105,183 +109,30 @@ def user_token(index: int) -> str:
 
 
 @dataclass
-class Subscriber:
-    ws: aiohttp.ClientWebSocketResponse | None = None
-    received: dict[int, float] = field(default_factory=dict)  # row id -> latency in seconds
-    duplicates: int = 0
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass
-class ClientState:
-    subscribers: list[Subscriber] = field(default_factory=list)
-    first_receipt: float = 0.0
-    last_receipt: float = 0.0
-    messages: int = 0
-
-
-async def _read(subscriber: Subscriber, state: ClientState) -> None:
-    assert subscriber.ws is not None
-    async for frame in subscriber.ws:
-        now = time.time()
-        if frame.type != aiohttp.WSMsgType.TEXT:
-            continue
-        message = orjson.loads(frame.data)
-        if message[3] != "postgres_changes":
-            continue
-        record = message[4]["data"]["record"]
-        row_id = record["id"]
-        if row_id in subscriber.received:
-            subscriber.duplicates += 1
-            continue
-        subscriber.received[row_id] = now - record["stamped"]
-        state.messages += 1
-        if not state.first_receipt:
-            state.first_receipt = now
-        state.last_receipt = now
-
-
-async def _open_one(
-    session: aiohttp.ClientSession, url: str, token: str, filtered: bool, state: ClientState, timeout: float
-) -> Subscriber:
-    ws = await session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5), heartbeat=None)
-    binding: dict[str, Any] = {"event": "INSERT", "schema": "public", "table": TABLE}
-    if filtered:
-        binding["filter"] = "kind=eq.1"
-    config = {"broadcast": {"self": False}, "presence": {"key": ""}, "postgres_changes": [binding]}
-    join = ["1", "1", "realtime:bench", "phx_join", {"config": config, "access_token": token}]
-    await ws.send_str(orjson.dumps(join).decode())
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = await ws.receive(timeout=max(deadline - time.monotonic(), 0.01))
-        if frame.type != aiohttp.WSMsgType.TEXT:
-            raise BenchError(f"join: unexpected frame {frame.type}")
-        reply = orjson.loads(frame.data)
-        if reply[3] == "phx_reply" and reply[1] == "1":
-            if reply[4].get("status") != "ok":
-                raise BenchError(f"join refused: {reply[4]}")
-            break
-    subscriber = Subscriber(ws)
-    subscriber.task = asyncio.create_task(_read(subscriber, state))
-    return subscriber
-
-
-async def _open_all(
-    session: aiohttp.ClientSession, url: str, tokens: list[tuple[str, bool]], state: ClientState
-) -> list[str]:
-    gate = asyncio.Semaphore(50)  # the server's listen backlog is 1024
-    errors: list[str] = []
-
-    async def one(token: str, filtered: bool) -> None:
-        async with gate:
-            try:
-                state.subscribers.append(
-                    await asyncio.wait_for(_open_one(session, url, token, filtered, state, 20), 30)
-                )
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-
-    await asyncio.gather(*(one(token, filtered) for token, filtered in tokens))
-    return errors
-
-
-async def _collect(state: ClientState, expected: list[int], timeout: float) -> dict[str, Any]:
-    """Waits until every subscriber has every expected row (or the timeout); hands back latencies."""
-    wanted = set(expected)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(wanted <= s.received.keys() for s in state.subscribers):
-            break
-        await asyncio.sleep(0.02)
-    latencies: list[float] = []
-    missing = 0
-    for subscriber in state.subscribers:
-        for row_id in expected:
-            latency = subscriber.received.pop(row_id, None)
-            if latency is None:
-                missing += 1
-            else:
-                latencies.append(latency)
-        subscriber.received.clear()
-    duplicates = sum(s.duplicates for s in state.subscribers)
-    closed = sum(1 for s in state.subscribers if s.ws is None or s.ws.closed)
-    result = {
-        "latencies": latencies,
-        "missing": missing,
-        "duplicates": duplicates,
-        "closed": closed,
-        "first": state.first_receipt,
-        "last": state.last_receipt,
-        "messages": state.messages,
-        "cpu": time.process_time(),
-    }
-    for subscriber in state.subscribers:
-        subscriber.duplicates = 0
-    state.first_receipt = state.last_receipt = 0.0
-    state.messages = 0
-    return result
-
-
-def client_main(pipe: multiprocessing.connection.Connection) -> None:
-    """One client process: obeys open / collect / close from the driver over a pipe."""
-    raise_nofile_limit()
-    asyncio.run(_client_loop(pipe))
-
-
-async def _client_loop(pipe: multiprocessing.connection.Connection) -> None:
-    loop = asyncio.get_running_loop()
-    state = ClientState()
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        while True:
-            command, *args = await loop.run_in_executor(None, pipe.recv)
-            if command == "open":
-                url, tokens = args
-                started = time.monotonic()
-                errors = await _open_all(session, url, tokens, state)
-                pipe.send(
-                    {
-                        "opened": len(state.subscribers),
-                        "errors": errors[:5],
-                        "error_count": len(errors),
-                        "seconds": time.monotonic() - started,
-                    }
-                )
-            elif command == "collect":
-                expected, timeout = args
-                pipe.send(await _collect(state, expected, timeout))
-            elif command == "close":
-                for subscriber in state.subscribers:
-                    if subscriber.task is not None:
-                        subscriber.task.cancel()
-                await asyncio.gather(
-                    *(_close(s.ws) for s in state.subscribers if s.ws is not None), return_exceptions=True
-                )
-                pipe.send({"closed": True})
-                return
-
-
-async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.close(), 2)
-
-
-@dataclass
 class Clients:
-    """The driver's side of the client processes."""
+    """The driver's side of the client processes (tests/perf/realtime_client.py, run as scripts)."""
 
-    processes: list[multiprocessing.process.BaseProcess]
+    processes: list[subprocess.Popen[bytes]]
     pipes: list[multiprocessing.connection.Connection]
 
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
     def ask(self, messages: list[tuple[Any, ...]], timeout: float) -> list[dict[str, Any]]:
-        for pipe, message in zip(self.pipes, messages, strict=True):
-            pipe.send(message)
         answers = []
-        deadline = time.monotonic() + timeout
-        for pipe in self.pipes:
-            if not pipe.poll(max(deadline - time.monotonic(), 0.01)):
-                raise BenchError(f"a client process did not answer {messages[0][0]} within {timeout:.0f} s")
-            answers.append(pipe.recv())
+        try:
+            for pipe, message in zip(self.pipes, messages, strict=True):
+                pipe.send(message)
+            deadline = time.monotonic() + timeout
+            for pipe in self.pipes:
+                if not pipe.poll(max(deadline - time.monotonic(), 0.01)):
+                    raise BenchError(
+                        f"a client process did not answer {messages[0][0]} within {timeout:.0f} s"
+                    )
+                answers.append(pipe.recv())
+        except (OSError, EOFError) as exc:
+            raise BenchError(f"a client process died during {messages[0][0]}: {exc!r}") from exc
         return answers
 
     def ask_all(self, message: tuple[Any, ...], timeout: float) -> list[dict[str, Any]]:
@@ -291,22 +142,28 @@ class Clients:
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
                 pipe.send(("close",))
+        deadline = time.monotonic() + 20
         for process in self.processes:
-            process.join(timeout=20)
-            if process.is_alive():
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join(timeout=5)
+                process.wait(timeout=5)
+        for pipe in self.pipes:
+            pipe.close()
 
 
 def start_clients(count: int) -> Clients:
-    context = multiprocessing.get_context("spawn")
     processes, pipes = [], []
     for _ in range(count):
-        ours, theirs = context.Pipe()
-        process = context.Process(target=client_main, args=(theirs,), daemon=True)
-        process.start()
+        ours, theirs = socket.socketpair()
+        process = subprocess.Popen(
+            [sys.executable, str(PERF / "realtime_client.py"), str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
         processes.append(process)
-        pipes.append(ours)
+        pipes.append(multiprocessing.connection.Connection(ours.detach()))
     return Clients(processes, pipes)
 
 
@@ -328,6 +185,12 @@ class Version:
     name: str
     bin_dir: Path
     dsn: str
+    # This tree's code comes first on the path: the interpreter's own `fluxbase` may be an
+    # editable install of another checkout (a worktree run with the main venv).
+    pythonpath: str = ""
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONPATH": self.pythonpath} if self.pythonpath else {}
 
 
 def install_baseline(ref: str, into: Path) -> Path:
@@ -354,7 +217,10 @@ def migrate(version: Version) -> None:
         "Migrator(sys.argv[1], authenticator_password=sys.argv[2]).up()"
     )
     python = str(version.bin_dir / "python")
-    subprocess.run([python, "-c", code, version.dsn, AUTHENTICATOR_PASSWORD], check=True)
+    env = {**os.environ, **version.env()}
+    if not version.pythonpath:
+        env.pop("PYTHONPATH", None)
+    subprocess.run([python, "-c", code, version.dsn, AUTHENTICATOR_PASSWORD], check=True, env=env)
     with psycopg.connect(version.dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)  # type: ignore[arg-type]
 
@@ -367,6 +233,7 @@ def start_fluxbase(version: Version, connections: int, workers: int) -> ServerPr
         FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_IP=limit,
         FLUXBASE_REALTIME_MAX_CONNECTIONS_PER_USER=limit,
         FLUXBASE_LOG_LEVEL="warn",
+        **version.env(),
     )
     # harness.start_server runs harness.FLUXBASE: pointed at this version's command.
     harness.FLUXBASE = str(version.bin_dir / "fluxbase")
@@ -375,11 +242,13 @@ def start_fluxbase(version: Version, connections: int, workers: int) -> ServerPr
 
 def server_pids(server: ServerProcess) -> list[int]:
     """`serve` itself and its workers."""
-    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-    return [
-        server.process.pid,
-        *(int(pid) for pid in (children.read_text().split() if children.exists() else [])),
-    ]
+    return [server.process.pid, *_children(server.process.pid)]
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
 
 
 def rss_kib(pid: int) -> int:
@@ -389,13 +258,61 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1))
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU time of these processes and all their descendants, living or reaped (a reaped child's
+    time moves into its parent's cutime/cstime, so the sum stays continuous)."""
     total = 0.0
     for pid in pids:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, IndexError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+            total += tree_cpu_seconds(_children(pid))
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all CPUs, every process, this benchmark or not)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS  # less idle and iowait
+
+
+@dataclass
+class Usage:
+    """CPU used in cores (1.0 = one CPU busy all the time) over a window, by who used it."""
+
+    server: float = 0.0
+    postgres: float = 0.0
+    clients: float = 0.0
+    machine: float = 0.0
+
+
+@dataclass
+class Meter:
+    """Reads the CPU counters of the server, PostgreSQL, the client processes and the machine."""
+
+    server: list[int]
+    postgres: int
+    clients: list[int]
+
+    def read(self) -> tuple[float, Usage]:
+        return time.monotonic(), Usage(
+            tree_cpu_seconds(self.server),
+            tree_cpu_seconds([self.postgres]),
+            tree_cpu_seconds(self.clients),
+            machine_busy_seconds(),
+        )
+
+    def since(self, before: tuple[float, Usage]) -> tuple[Usage, Usage]:
+        """(CPU seconds, cores) used since `before`."""
+        (start, first), (end, last) = before, self.read()
+        used = Usage(
+            last.server - first.server,
+            last.postgres - first.postgres,
+            last.clients - first.clients,
+            last.machine - first.machine,
+        )
+        wall = max(end - start, 1e-9)
+        return used, Usage(used.server / wall, used.postgres / wall, used.clients / wall, used.machine / wall)
 
 
 # --- measurements -----------------------------------------------------------------------------
@@ -413,30 +330,87 @@ def insert(conn: psycopg.Connection[Any], kind: int = 1) -> int:
 
 
 @dataclass
+class Tally:
+    """What the client processes answered to one `collect`, summed."""
+
+    latencies: list[float] = field(default_factory=list)
+    lost: int = 0  # (subscriber, row) pairs not received within the wait
+    stale: int = 0  # receipts of rows from an earlier measurement, arriving late
+    duplicated: int = 0
+    wrong: int = 0  # postgres_changes pushes that fail the subscriber's checks
+    closed: int = 0  # sockets the server or the network closed since the last collect
+    open: int = 0
+    last_receipt: float = 0.0
+    fast: int = 0  # pushes read by the fast path
+    full_parses: int = 0
+    heartbeats_missed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, answers: list[dict[str, Any]]) -> Tally:
+        return cls(
+            latencies=[x for a in answers for x in a["latencies"]],
+            lost=sum(a["missing"] for a in answers),
+            stale=sum(a["stale"] for a in answers),
+            duplicated=sum(a["duplicates"] for a in answers),
+            wrong=sum(a["wrong"] for a in answers),
+            closed=sum(a["closed"] for a in answers),
+            open=sum(a["open"] for a in answers),
+            last_receipt=max(a["last"] for a in answers),
+            fast=sum(a["fast"] for a in answers),
+            full_parses=sum(a["full_parses"] for a in answers),
+            heartbeats_missed=sum(a["heartbeats_missed"] for a in answers),
+            errors=[e for a in answers for e in a["errors"]][:5],
+        )
+
+    @property
+    def clean(self) -> bool:
+        """Nothing left behind: the next measurement starts on an idle server."""
+        return not (self.lost or self.closed or self.wrong or self.duplicated)
+
+    def anomalies(self) -> str:
+        counts = (
+            (self.duplicated, "duplicated"),
+            (self.wrong, "wrong pushes"),
+            (self.stale, "late from an earlier load"),
+            (self.heartbeats_missed, "heartbeats unanswered"),
+        )
+        return ", ".join(f"{count:,} {what}" for count, what in counts if count)
+
+
+@dataclass
 class Load:
     """One steady load: inserts/s for some seconds, and what the subscribers received."""
 
     rate: int
     subscribers: int
-    seconds: float = 0.0
-    delivered: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    closed: int = 0
-    latencies: list[float] = field(default_factory=list)
-    server_cpu: float = 0.0
+    inserts: int = 0
+    insert_seconds: float = 0.0  # how long the inserts took (longer than planned if the database lagged)
+    seconds: float = 0.0  # from the first insert to the last receipt
+    tally: Tally = field(default_factory=Tally)
+    cores: Usage = field(default_factory=Usage)
+    client_us_per_event: float = 0.0
 
     @property
     def offered(self) -> float:
-        return self.rate * self.subscribers
+        """Events/s offered: rows inserted times subscribers over the time the inserts took."""
+        return self.inserts * self.subscribers / max(self.inserts / self.rate, self.insert_seconds, 1e-9)
+
+    @property
+    def delivered(self) -> int:
+        return len(self.tally.latencies)
+
+    @property
+    def delivered_rate(self) -> float:
+        return self.delivered / max(self.seconds, 1e-9)
 
     @property
     def p99(self) -> float:
-        return percentile(self.latencies, 0.99) if self.latencies else float("inf")
+        return percentile(self.tally.latencies, 0.99) if self.tally.latencies else float("inf")
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.closed == 0 and self.p99 < LOADED_P99_GOAL_MS
+        return self.tally.clean and self.delivered > 0 and self.p99 < LOADED_P99_GOAL_MS
 
 
 @dataclass
@@ -451,6 +425,8 @@ class Session:
     single_missing: int = 0
     steady: Load | None = None
     steps: list[Load] = field(default_factory=list)
+    restarts: int = 0
+    anomalies: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -459,14 +435,54 @@ class Session:
         return passed[-1] if passed else None
 
 
+class Rig:
+    """One version's server with `count` joined subscribers in the client processes; restartable,
+    so that a measurement that left a backlog or closed sockets does not delay the next one."""
+
+    def __init__(self, version: Version, workers: int, count: int, clients: int, postgres: int) -> None:
+        self.version, self.workers, self.count, self.client_count = version, workers, count, clients
+        self.postgres = postgres
+        self.server: ServerProcess | None = None
+        self.clients: Clients | None = None
+        self.meter = Meter([], postgres, [])
+
+    def start(self) -> float:
+        """Starts the server and the clients, joins every subscriber; the seconds the joins took."""
+        self.server = start_fluxbase(self.version, self.count, self.workers)
+        self.clients = start_clients(self.client_count)
+        self.meter = Meter([self.server.process.pid], self.postgres, self.clients.pids)
+        return open_subscribers(self.clients, self.server, self.count)
+
+    def stop(self) -> str:
+        """Stops clients and server; what went wrong, if anything (a server deaf to SIGTERM is killed)."""
+        if self.clients is not None:
+            self.clients.stop()
+            self.clients = None
+        server, self.server = self.server, None
+        if server is None:
+            return ""
+        try:
+            server.terminate(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=10)
+            return "server did not exit within 60 s of SIGTERM (killed)"
+        return ""
+
+    def collect(self, ids: list[int], wait: float) -> Tally:
+        assert self.clients is not None
+        return Tally.of(self.clients.ask_all(("collect", ids, wait), wait + 60))
+
+
 def open_subscribers(clients: Clients, server: ServerProcess, count: int) -> float:
-    url = server.url.replace("http://", "ws://") + (
-        f"/realtime/v1/websocket?apikey={api_key(JWT_SECRET, 'anon')}&vsn=2.0.0"
-    )
+    address = urlsplit(server.url)
+    path = f"/realtime/v1/websocket?apikey={api_key(JWT_SECRET, 'anon')}&vsn=2.0.0"
     tokens = [(user_token(i), i % 2 == 1) for i in range(count)]
     shares = [tokens[i :: len(clients.pipes)] for i in range(len(clients.pipes))]
     started = time.monotonic()
-    answers = clients.ask([("open", url, share) for share in shares], timeout=120 + count / 20)
+    answers = clients.ask(
+        [("open", address.hostname, address.port, path, share) for share in shares], timeout=120 + count / 20
+    )
     opened = sum(a["opened"] for a in answers)
     if opened < count:
         errors = [e for a in answers for e in a["errors"]]
@@ -475,17 +491,10 @@ def open_subscribers(clients: Clients, server: ServerProcess, count: int) -> flo
     return time.monotonic() - started
 
 
-def run_load(
-    conn: psycopg.Connection[Any],
-    clients: Clients,
-    pids: list[int],
-    rate: int,
-    seconds: int,
-    count: int,
-    wait: float,
-) -> Load:
-    load = Load(rate, count)
-    cpu_before = cpu_seconds(pids)
+def run_load(conn: psycopg.Connection[Any], rig: Rig, rate: int, seconds: int, wait: float) -> Load:
+    """`rate` inserts/s for `seconds`, then waits up to `wait` s for every subscriber's copy."""
+    load = Load(rate, rig.count)
+    before = rig.meter.read()
     ids: list[int] = []
     start = time.monotonic()
     for n in range(rate * seconds):
@@ -493,65 +502,85 @@ def run_load(
         if pause > 0:
             time.sleep(pause)
         ids.append(insert(conn))
-    inserting = time.monotonic() - start
-    started_wall = time.time() - inserting
-    answers = clients.ask_all(("collect", ids, wait), wait + 60)
-    # Delivered events/s: over the time from the first insert to the last receipt.
-    load.seconds = max(inserting, max(a["last"] for a in answers) - started_wall)
-    load.server_cpu = (cpu_seconds(pids) - cpu_before) / (time.monotonic() - start)
-    load.latencies = [x for a in answers for x in a["latencies"]]
-    load.delivered = sum(a["messages"] for a in answers)
-    load.lost = sum(a["missing"] for a in answers)
-    load.duplicated = sum(a["duplicates"] for a in answers)
-    load.closed = max(a["closed"] for a in answers)
+    load.inserts, load.insert_seconds = len(ids), time.monotonic() - start
+    started_wall = time.time() - load.insert_seconds
+    load.tally = rig.collect(ids, wait)
+    used, load.cores = rig.meter.since(before)
+    load.seconds = max(load.inserts / rate, load.insert_seconds, load.tally.last_receipt - started_wall)
+    load.client_us_per_event = used.clients / max(load.delivered, 1) * 1e6
     return load
 
 
-def measure(version: Version, workers: int, options: argparse.Namespace) -> Session:
-    count = options.subscribers
-    session = Session(version.name, workers, count)
-    server = start_fluxbase(version, count, workers)
-    clients = start_clients(options.clients)
+def measure(version: Version, workers: int, options: argparse.Namespace, postgres: int) -> Session:
+    session = Session(version.name, workers, options.subscribers)
+    rig = Rig(version, workers, options.subscribers, options.clients, postgres)
+
+    def restart(why: str) -> None:
+        print(f"  restarting the server and subscribers: {why}", flush=True)
+        stopped = rig.stop()
+        if stopped:
+            session.anomalies.append(stopped)
+        session.restarts += 1
+        rig.start()
+        time.sleep(2)
+
     try:
-        pids = server_pids(server)
-        session.connect_seconds = open_subscribers(clients, server, count)
+        session.connect_seconds = rig.start()
         time.sleep(2)
         with psycopg.connect(version.dsn, autocommit=True) as conn:
+            conn.execute("set statement_timeout = '10s'")
             for _ in range(options.rounds):
-                row_id = insert(conn)
-                answers = clients.ask_all(("collect", [row_id], options.timeout), options.timeout + 30)
-                session.single += [x for a in answers for x in a["latencies"]]
-                session.single_missing += sum(a["missing"] for a in answers)
+                tally = rig.collect([insert(conn)], options.timeout)
+                session.single += tally.latencies
+                session.single_missing += tally.lost
+                session.anomalies += [tally.anomalies()] if tally.anomalies() else []
                 time.sleep(0.5)
             print(
-                f"  one insert: p99 {percentile(session.single, 0.99):.0f} ms, "
+                f"  one insert: p99 {percentile(session.single, 0.99) if session.single else 0:.0f} ms, "
                 f"missing {session.single_missing}",
                 flush=True,
             )
-            session.steady = run_load(
-                conn, clients, pids, STEADY_RATE, options.duration, count, options.timeout
-            )
+            if session.single_missing:
+                restart("the single inserts left events undelivered")
+            session.steady = run_load(conn, rig, STEADY_RATE, options.duration, options.timeout)
             print(f"  {STEADY_RATE} inserts/s: {_load_text(session.steady)}", flush=True)
+            if not session.steady.tally.clean:
+                restart("the steady load left a backlog or closed sockets")
             for rate in options.steps:
-                step = run_load(conn, clients, pids, rate, options.step_seconds, count, options.step_wait)
+                time.sleep(1)
+                step = run_load(conn, rig, rate, options.step_seconds, options.step_wait)
                 session.steps.append(step)
                 print(f"  step {rate} inserts/s: {_load_text(step)}", flush=True)
                 if not step.ok:
-                    break  # the backlog now delays every later step
-    except BenchError as error:
-        session.error = str(error)
+                    break  # a higher rate would fail too
+    except (BenchError, psycopg.Error, AssertionError, OSError, subprocess.SubprocessError) as error:
+        # AssertionError: the harness's word for a server that did not start.
+        session.error = str(error)[:300]
         print(f"  stopped: {error}", flush=True)
     finally:
-        clients.stop()
-        server.terminate(timeout=60)
+        stopped = rig.stop()
+        if stopped:
+            session.anomalies.append(stopped)
+    for load in [session.steady, *session.steps]:
+        if load is not None and load.tally.anomalies():
+            session.anomalies.append(f"{load.rate}/s: {load.tally.anomalies()}")
+        # A client process near a full CPU delays its own receipts: then the figure is theirs.
+        if load is not None and load.cores.clients / options.clients > CLIENT_BUSY:
+            session.anomalies.append(
+                f"{load.rate}/s: client processes {load.cores.clients / options.clients:.0%} busy"
+            )
     return session
 
 
 def _load_text(load: Load) -> str:
-    rate = load.delivered / max(load.seconds, 1e-9)
+    cores = load.cores
     return (
-        f"{rate:,.0f} of {load.offered:,.0f} events/s, p99 {load.p99:,.0f} ms, lost {load.lost}, "
-        f"closed {load.closed}, server CPU {load.server_cpu:.0%}"
+        f"{load.delivered_rate:,.0f} of {load.offered:,.0f} events/s, p99 {load.p99:,.0f} ms, "
+        f"lost {load.tally.lost}, closed {load.tally.closed}, CPU cores server {cores.server:.2f} "
+        f"PostgreSQL {cores.postgres:.2f} clients {cores.clients:.2f} ({load.client_us_per_event:.1f} us "
+        f"per event) machine {cores.machine:.2f}"
+        + (f"; {load.tally.anomalies()}" if load.tally.anomalies() else "")
+        + (f"; errors {load.tally.errors}" if load.tally.errors else "")
     )
 
 
@@ -569,24 +598,32 @@ class Idle:
         return (self.rss_after_kib - self.rss_before_kib) / self.sockets
 
 
-def measure_idle(version: Version, options: argparse.Namespace) -> Idle:
+def measure_idle(version: Version, options: argparse.Namespace, postgres: int) -> Idle:
     idle = Idle(version.name, options.idle)
-    server = start_fluxbase(version, options.idle, 1)
-    clients = start_clients(options.idle_clients)
+    rig = Rig(version, 1, options.idle, options.idle_clients, postgres)
     try:
-        pid = server_pids(server)[-1]
+        rig.server = start_fluxbase(version, options.idle, 1)
+        rig.clients = start_clients(options.idle_clients)
+        pid = server_pids(rig.server)[-1]
         time.sleep(1)
         idle.rss_before_kib = rss_kib(pid)
-        idle.connect_seconds = open_subscribers(clients, server, options.idle)
+        idle.connect_seconds = open_subscribers(rig.clients, rig.server, options.idle)
         time.sleep(3)
         idle.rss_after_kib = rss_kib(pid)
+        # Held on through the server's pings and the Phoenix heartbeats, none may be dropped.
+        time.sleep(options.idle_hold)
+        tally = rig.collect([], 0)
+        if tally.open < options.idle:
+            raise BenchError(f"{options.idle - tally.open} idle sockets were closed: {tally.errors}")
+        if tally.anomalies():
+            raise BenchError(tally.anomalies())
         print(f"  {options.idle} idle sockets: {idle.kib_per_socket:.1f} KiB each", flush=True)
-    except BenchError as error:
-        idle.error = str(error)
+    except (BenchError, AssertionError, OSError, subprocess.SubprocessError) as error:
+        idle.error = str(error)[:300]
         print(f"  stopped: {error}", flush=True)
     finally:
-        clients.stop()
-        server.terminate(timeout=60)
+        stopped = rig.stop()
+        idle.error = "; ".join(e for e in (idle.error, stopped) if e)
     return idle
 
 
@@ -602,7 +639,8 @@ def machine_description(dsn: str) -> list[str]:
         f"- CPUs: {os.cpu_count()} (`nproc`), "
         f"{model.group(1).strip() if model else 'unknown model'} (`lscpu`)",
         f"- PostgreSQL {row[0] if row else '?'} (throwaway cluster, default settings, Unix socket)",
-        f"- Python {platform.python_version()}, aiohttp {aiohttp.__version__}, Linux {platform.release()}",
+        f"- Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+        f"uvloop {importlib.metadata.version('uvloop')}, Linux {platform.release()}",
     ]
 
 
@@ -615,8 +653,35 @@ def _ms(values: list[float]) -> str:
 def _load_cells(load: Load | None) -> str:
     if load is None:
         return "- | - | -"
-    rate = load.delivered / max(load.seconds, 1e-9)
-    return f"{rate:,.0f} of {load.offered:,.0f} | {load.lost:,} / {load.closed} | {_ms(load.latencies)}"
+    return (
+        f"{load.delivered_rate:,.0f} of {load.offered:,.0f} | {load.tally.lost:,} / {load.tally.closed} "
+        f"| {_ms(load.tally.latencies)}"
+    )
+
+
+def _cpu_rows(session: Session) -> list[str]:
+    """Who used the machine: the steady load, the capacity step and the first step that failed."""
+    failed = next((step for step in session.steps if not step.ok), None)
+    chosen = [("steady", session.steady), ("capacity", session.capacity), ("first failed step", failed)]
+    rows = []
+    for what, load in chosen:
+        if load is None:
+            continue
+        c = load.cores
+        rows.append(
+            f"| {session.version} | {session.workers} | {what}: {load.rate} inserts/s "
+            f"| {load.delivered_rate:,.0f} of {load.offered:,.0f} "
+            f"| {c.server:.2f} / {c.postgres:.2f} / {c.clients:.2f} / {c.machine:.2f} "
+            f"| {load.client_us_per_event:.1f} |"
+        )
+    return rows
+
+
+def _session_error(session: Session) -> str:
+    notes = [session.error] if session.error else []
+    if session.restarts:
+        notes.append(f"{session.restarts} restart(s) after a lossy load")
+    return "; ".join(notes + session.anomalies)
 
 
 def _verdict(met: bool) -> str:
@@ -632,12 +697,14 @@ def report(
         BEGIN,
         f"Measured {now} with `make bench-realtime`: this tree (`branch`) next to `{options.baseline}` "
         "(`main`, the same measurements run alternately in the same invocation). "
-        f"{options.subscribers:,} subscribers in {options.clients} client processes, each its own user; "
+        f"{options.subscribers:,} subscribers in {options.clients} client process(es) "
+        "(uvloop, one asyncio Protocol per socket), each its own user; "
         f"one insert: {options.rounds} rounds; "
         f"steady load: {STEADY_RATE} inserts/s for {options.duration} s; "
         f"capacity steps of {options.step_seconds} s at {steps} inserts/s (events/s offered = inserts/s x "
         f"subscribers), stopping at the first step that loses an event or has p99 >= 1 s; "
-        f"idle: {options.idle:,} joined sockets on one worker. "
+        f"idle: {options.idle:,} joined sockets on one worker in {options.idle_clients} client process(es), "
+        f"held {options.idle_hold:.0f} s more. "
         "Server, clients and PostgreSQL share the machine:",
         "",
         *machine,
@@ -651,10 +718,24 @@ def report(
     for s in sessions:
         capacity = s.capacity
         cap = f"{capacity.offered:,.0f} ({capacity.p99:,.0f})" if capacity else "below the first step"
+        if not s.steps:
+            cap = "-"
         lines.append(
             f"| {s.version} | {s.workers} | {s.connect_seconds:.1f} | {_ms(s.single)} "
-            f"| {_load_cells(s.steady)} | {cap} | {s.error} |"
+            f"| {_load_cells(s.steady)} | {cap} | {_session_error(s)} |"
         )
+    lines += [
+        "",
+        "Who used the machine during a load (CPU in cores, from /proc: the server with its workers, "
+        "PostgreSQL with its backends, the client processes, and the whole machine including other "
+        "sessions), and the client processes' CPU per event received:",
+        "",
+        "| version | workers | load | events/s delivered of offered | CPU cores: server / PostgreSQL / "
+        "clients / machine | client µs per event |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for s in sessions:
+        lines += _cpu_rows(s)
     lines += [
         "",
         "| version | idle sockets | joined in s | RSS KiB per socket | error |",
@@ -677,7 +758,7 @@ def report(
         if s.steady is not None:
             verdicts.append(
                 f"- {s.workers} worker(s), {STEADY_RATE} inserts/s, everything delivered with p99 < 1 s: "
-                f"lost {s.steady.lost:,}, p99 {s.steady.p99:,.0f} ms, {_verdict(s.steady.ok)}."
+                f"lost {s.steady.tally.lost:,}, p99 {s.steady.p99:,.0f} ms, {_verdict(s.steady.ok)}."
             )
         capacity = s.capacity
         if s.workers == 2:
@@ -704,51 +785,66 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", default="main", help="git ref of the code to compare with")
     parser.add_argument("--subscribers", type=int, default=2000, help="subscribers for latency and load")
-    parser.add_argument("--clients", type=int, default=2, help="client processes holding the sockets")
+    parser.add_argument("--clients", type=int, default=1, help="client processes holding the sockets")
+    parser.add_argument(
+        "--versions", default="main,branch", help="which of main (the baseline) and branch to measure"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="single-insert latency rounds")
     parser.add_argument("--duration", type=int, default=10, help=f"seconds of {STEADY_RATE} inserts/s")
     parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for deliveries")
     parser.add_argument(
-        "--steps", default="2,5,10,20,30,40,50", help="capacity steps, inserts/s (comma list, rising)"
+        "--steps", default=",".join(map(str, STEPS)), help="capacity steps, inserts/s (comma list, rising)"
     )
     parser.add_argument("--step-seconds", type=int, default=5, help="seconds of each capacity step")
     parser.add_argument("--step-wait", type=float, default=10, help="seconds to wait for a step's deliveries")
-    parser.add_argument("--workers", default="1,2", help="worker counts (comma list)")
+    parser.add_argument(
+        "--workers", default="1,2", help="worker counts (comma list; empty: idle sockets only)"
+    )
     parser.add_argument(
         "--idle", type=int, default=10_000, help="idle sockets for the memory figure (0: skip)"
     )
-    parser.add_argument("--idle-clients", type=int, default=4, help="client processes for the idle sockets")
+    parser.add_argument(
+        "--idle-hold", type=float, default=30, help="seconds the idle sockets are held after the RSS reading"
+    )
+    parser.add_argument("--idle-clients", type=int, default=1, help="client processes for the idle sockets")
     parser.add_argument("--no-report", action="store_true", help=f"do not rewrite {REPORT.name}")
     options = parser.parse_args()
-    options.steps = [int(n) for n in options.steps.split(",")]
+    options.steps = [int(n) for n in options.steps.split(",") if n]
+    chosen = set(options.versions.split(","))
     limit = raise_nofile_limit()
     if max(options.subscribers, options.idle) + 200 > limit:
         print(f"RLIMIT_NOFILE is {limit}: too low", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="fluxbase-bench-realtime-"))
-    print(f"installing {options.baseline} into {work}", flush=True)
-    baseline_bin = install_baseline(options.baseline, work)
+    baseline_bin = Path()
+    if "main" in chosen:
+        print(f"installing {options.baseline} into {work}", flush=True)
+        baseline_bin = install_baseline(options.baseline, work)
     cluster = start_local_cluster()
+    postgres = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
     sessions: list[Session] = []
     idles: list[Idle] = []
     try:
         versions = []
         with psycopg.connect(cluster.dsn(database="postgres"), autocommit=True) as admin:
             for name, bin_dir in (("main", baseline_bin), ("branch", Path(sys.executable).parent)):
+                if name not in chosen:
+                    continue
                 admin.execute(f"create database bench_{name}")  # type: ignore[arg-type]
-                versions.append(Version(name, bin_dir, cluster.dsn(database=f"bench_{name}")))
+                path = str(ROOT / "server") if name == "branch" else ""
+                versions.append(Version(name, bin_dir, cluster.dsn(database=f"bench_{name}"), path))
         for version in versions:
             migrate(version)
         machine = machine_description(versions[0].dsn)
         load_before = os.getloadavg()[0]
-        for workers in (int(n) for n in options.workers.split(",")):
+        for workers in (int(n) for n in options.workers.split(",") if n):
             for version in versions:
                 print(f"{version.name}, {workers} worker(s), {options.subscribers} subscribers", flush=True)
-                sessions.append(measure(version, workers, options))
+                sessions.append(measure(version, workers, options, postgres))
         if options.idle:
             for version in versions:
                 print(f"{version.name}, {options.idle} idle sockets", flush=True)
-                idles.append(measure_idle(version, options))
+                idles.append(measure_idle(version, options, postgres))
     finally:
         stop_local_cluster(cluster)
         shutil.rmtree(work, ignore_errors=True)
@@ -757,7 +853,8 @@ def main() -> int:
     if not options.no_report:
         write_report(section)
         print(f"written to {REPORT.relative_to(ROOT)}")
-    return 1 if all(s.error for s in sessions) else 0
+    errors = [s.error for s in sessions] + [i.error for i in idles]
+    return 1 if errors and all(errors) else 0  # nothing at all was measured
 
 
 if __name__ == "__main__":
