@@ -518,8 +518,10 @@ create or replace function realtime.visible_changes(
     pending jsonb;                 -- [group, index, bypass, columns, changes, bindings] per group
     bulk_groups jsonb;
     bulk_policy text;
-    bulk_found jsonb;
-    bulk_visible jsonb := '{}';    -- group index -> visible change indexes (bulk path)
+    found_groups integer[];
+    found_changes integer[];
+    seen_groups integer[] := '{}'; -- (group, change) pairs the bulk path found visible,
+    seen_changes integer[] := '{}';--   as two parallel arrays
     bulk_roles text[] := '{}';     -- roles the bulk path decided
   begin
     if pg_catalog.jsonb_typeof(groups) is distinct from 'array'
@@ -667,17 +669,17 @@ create or replace function realtime.visible_changes(
             '   coalesce(nullif(_fb_s.t, ''''), ''{}'')::pg_catalog.jsonb as jwt'
             '   from (select (coalesce(_fb_x.value->''c'', ''{}''::pg_catalog.jsonb))::text as t) _fb_s) _fb_t'
             ') '
-            'select pg_catalog.jsonb_object_agg(_fb_v.i, _fb_v.cs) from ('
-            ' select _fb_g.i, pg_catalog.array_agg(_fb_k._fb_i::integer order by _fb_k._fb_i) as cs'
+            'select pg_catalog.array_agg(_fb_g.i), pg_catalog.array_agg(_fb_k._fb_i::integer)'
             ' from _fb_groups _fb_g'
             ' join pg_catalog.jsonb_array_elements($1) with ordinality as _fb_k(_fb_change, _fb_i)'
             '   on _fb_k._fb_i::integer operator(pg_catalog.=) any(_fb_g.w)'
             ' where exists (select from pg_catalog.jsonb_populate_record(null::%1$I.%2$I, _fb_k._fb_change->''r'') as %2$I'
-            '               where %3$s)'
-            ' group by _fb_g.i) _fb_v',
+            '               where %3$s)',
             rel_schema, rel_name, bulk_policy)
-            into bulk_found using changes, bulk_groups;
-          bulk_visible := bulk_visible || coalesce(bulk_found, '{}');
+            into found_groups, found_changes using changes, bulk_groups;
+          -- Kept apart until the statement succeeded: a failing role adds nothing here.
+          seen_groups := seen_groups || coalesce(found_groups, '{}');
+          seen_changes := seen_changes || coalesce(found_changes, '{}');
           bulk_roles := pg_catalog.array_append(bulk_roles, role_name);
           perform pg_catalog.set_config('role', saved_role, true);
         exception when others then
@@ -686,6 +688,38 @@ create or replace function realtime.visible_changes(
       end loop;
     end if;
 
+    -- Groups decided without the loop, in ONE statement: without RLS or bypassing it, a group
+    -- sees every (change, binding) pair it asked for; a group of a bulk-decided role sees the
+    -- pairs whose change the bulk statement found visible for it, and nothing (not even its
+    -- head row) when there is none -- exactly what the loop below answers for the others.
+    return query
+      with decided as (
+        select (e->>1)::integer as g, e->3 as cols, e->4 as cs, e->5 as bs,
+               not rel_rls or (e->>2)::boolean as all_pairs
+          from pg_catalog.jsonb_array_elements(pending) e
+         where not rel_rls or (e->>2)::boolean or (e->0->>'role') operator(pg_catalog.=) any(bulk_roles)
+      ),
+      seen as (
+        select distinct s.g, s.c
+          from rows from (pg_catalog.unnest(seen_groups), pg_catalog.unnest(seen_changes)) s(g, c)
+      ),
+      shown as (
+        select d.g, p.c::integer as c, p.b::integer as b
+          from decided d
+          cross join lateral rows from (
+            pg_catalog.jsonb_array_elements_text(d.cs), pg_catalog.jsonb_array_elements_text(d.bs)) p(c, b)
+         -- IN over an uncorrelated subquery: a hashed lookup, not a scan per pair.
+         where d.all_pairs or (d.g, p.c::integer) in (select s.g, s.c from seen s)
+      )
+      select d.g, null::integer, null::integer,
+             array(select x.value from pg_catalog.jsonb_array_elements_text(d.cols) with ordinality x
+                    order by x.ordinality)
+        from decided d
+       where d.g in (select h.g from shown h)
+      union all
+      select h.g, h.c, h.b, null::text[] from shown h;
+
+    -- The per-group path: each group of a role the bulk path could not decide.
     for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
       select e->0, (e->>1)::bigint, (e->>2)::boolean,
              array(select x.value from pg_catalog.jsonb_array_elements_text(e->3) with ordinality x
@@ -695,6 +729,8 @@ create or replace function realtime.visible_changes(
              array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->5) with ordinality x
                     order by x.ordinality)
         from pg_catalog.jsonb_array_elements(pending) e
+       where rel_rls and not (e->>2)::boolean
+         and not (e->0->>'role') operator(pg_catalog.=) any(bulk_roles)
     loop
       role_name := group_item->>'role';
       -- One binding (the common case): its changes are distinct and in order already.
@@ -705,51 +741,42 @@ create or replace function realtime.visible_changes(
       end if;
       visible := null;
       failed := false;
-      if not rel_rls or role_bypass then
-        visible := wanted;
-      elsif role_name operator(pg_catalog.=) any(bulk_roles) then
-        visible := case when bulk_visible ? group_no::text then
-                     array(select x.value::integer
-                             from pg_catalog.jsonb_array_elements_text(bulk_visible->(group_no::text)) x)
-                   end;
-      else
-        if not policy_queries ? role_name then
-          -- The SELECT policies that apply to the role: permissive ones or-ed, restrictive
-          -- ones and-ed; a policy without USING grants no reads.  None permissive: no row.
-          select case when pg_catalog.count(*) filter (where p.polpermissive) > 0 then
-                   pg_catalog.format(
-                     'select pg_catalog.array_agg(k._fb_i::integer order by k._fb_i) '
-                     'from pg_catalog.jsonb_array_elements($1) with ordinality as k(_fb_change, _fb_i) '
-                     'cross join lateral pg_catalog.jsonb_populate_record(null::%I.%I, k._fb_change->''r'') as %I '
-                     'where k._fb_i operator(pg_catalog.=) any($2) and (%s)%s',
-                     rel_schema, rel_name, rel_name,
-                     pg_catalog.string_agg(
-                       '(' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ' or '
-                     ) filter (where p.polpermissive),
-                     coalesce(pg_catalog.string_agg(
-                       ' and (' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ''
-                     ) filter (where not p.polpermissive), ''))
-                 end
-            into policy_query
-            from pg_catalog.pg_policy p
-           where p.polrelid = target and p.polcmd in ('r', '*')
-             and exists (
-               select from pg_catalog.unnest(p.polroles) r
-                where r operator(pg_catalog.=) 0 or pg_catalog.pg_has_role(role_name, r, 'member'));
-          policy_queries := policy_queries || pg_catalog.jsonb_build_object(role_name, policy_query);
-        end if;
-        policy_query := policy_queries->>role_name;
-        if policy_query is not null then
-          begin
-            perform pg_catalog.set_config('role', role_name, true),
-                    pg_catalog.set_config('request.jwt.claims',
-                                          coalesce(group_item->'claims', '{}')::text, true);
-            execute policy_query into visible using changes, wanted;
-          exception when others then
-            -- Rolled back to the start of this block: role and claims are undone too.
-            failed := true;
-          end;
-        end if;
+      if not policy_queries ? role_name then
+        -- The SELECT policies that apply to the role: permissive ones or-ed, restrictive
+        -- ones and-ed; a policy without USING grants no reads.  None permissive: no row.
+        select case when pg_catalog.count(*) filter (where p.polpermissive) > 0 then
+                 pg_catalog.format(
+                   'select pg_catalog.array_agg(k._fb_i::integer order by k._fb_i) '
+                   'from pg_catalog.jsonb_array_elements($1) with ordinality as k(_fb_change, _fb_i) '
+                   'cross join lateral pg_catalog.jsonb_populate_record(null::%I.%I, k._fb_change->''r'') as %I '
+                   'where k._fb_i operator(pg_catalog.=) any($2) and (%s)%s',
+                   rel_schema, rel_name, rel_name,
+                   pg_catalog.string_agg(
+                     '(' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ' or '
+                   ) filter (where p.polpermissive),
+                   coalesce(pg_catalog.string_agg(
+                     ' and (' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ''
+                   ) filter (where not p.polpermissive), ''))
+               end
+          into policy_query
+          from pg_catalog.pg_policy p
+         where p.polrelid = target and p.polcmd in ('r', '*')
+           and exists (
+             select from pg_catalog.unnest(p.polroles) r
+              where r operator(pg_catalog.=) 0 or pg_catalog.pg_has_role(role_name, r, 'member'));
+        policy_queries := policy_queries || pg_catalog.jsonb_build_object(role_name, policy_query);
+      end if;
+      policy_query := policy_queries->>role_name;
+      if policy_query is not null then
+        begin
+          perform pg_catalog.set_config('role', role_name, true),
+                  pg_catalog.set_config('request.jwt.claims',
+                                        coalesce(group_item->'claims', '{}')::text, true);
+          execute policy_query into visible using changes, wanted;
+        exception when others then
+          -- Rolled back to the start of this block: role and claims are undone too.
+          failed := true;
+        end;
       end if;
       if failed then
         group_index := group_no; change_index := null; binding_index := null; columns := null;
