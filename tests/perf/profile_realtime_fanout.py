@@ -168,7 +168,7 @@ class Subscriber(asyncio.Protocol):
         del buffer[:offset]
 
     def text(self, payload: bytes, now: float) -> None:
-        if b'"postgres_changes"' in payload:
+        if b'"postgres_changes",{' in payload:  # the event, not the join reply's key
             match = STAMPED.search(payload)
             if match is not None:
                 self.owner.latencies.append(now - float(match.group(1)))
@@ -391,7 +391,7 @@ def main() -> int:
         Migrator(dsn, authenticator_password=AUTHENTICATOR_PASSWORD).up()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SCHEMA)  # type: ignore[arg-type]
-        postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+        postmaster = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
         for groups in (int(g) for g in options.sql.split(",") if g):
             seconds = time_visible_changes(dsn, groups)
             print(f"visible_changes, {groups} groups, 1 change: {1000 * seconds:.1f} ms", flush=True)
@@ -427,6 +427,10 @@ def main() -> int:
             return 1
         print(f"{options.subscribers} subscribers joined in {time.monotonic() - started:.1f} s", flush=True)
         time.sleep(1)
+        idle_before = sum(map(process_cpu, pids))
+        time.sleep(3)
+        idle = (sum(map(process_cpu, pids)) - idle_before) / 3
+        print(f"idle server with {options.subscribers} sockets: {idle:.0%} of a core", flush=True)
 
         spy = None
         spy_files: list[Path] = []
