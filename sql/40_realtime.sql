@@ -515,7 +515,8 @@ create or replace function realtime.visible_changes(
     wanted integer[];
     visible integer[];
     failed boolean;
-    pending jsonb;                 -- [group, index, bypass, columns, changes, bindings] per group
+    pending jsonb;                 -- [role, group index, bypass, changes, bindings] per group
+    role_columns jsonb;            -- role -> the columns it may select
     bulk_groups jsonb;
     bulk_policy text;
     found_groups integer[];
@@ -597,30 +598,30 @@ create or replace function realtime.visible_changes(
     -- columns (grants revoked after the join count at once).  Without the key columns a role
     -- sees no row of the table; a group without any pair is skipped.
     change_types := array(select c->>'t' from pg_catalog.jsonb_array_elements(changes) c);
-    select coalesce(pg_catalog.jsonb_agg(
-             pg_catalog.jsonb_build_array(q.item, q.no, q.bypass, q.cols, q.cs, q.bs) order by q.no), '[]')
-      into pending
-      from (
-      with role_views as (
-        select r.name,
-               coalesce((select o.rolbypassrls from pg_catalog.pg_roles o where o.rolname = r.name), false)
-                 as bypass,
-               array(select a.attname::text from pg_catalog.pg_attribute a
-                      where a.attrelid = target and a.attnum > 0 and not a.attisdropped
-                        and pg_catalog.has_column_privilege(r.name, target, a.attnum, 'SELECT')
-                      order by a.attnum) as cols
-          from (select distinct e->>'role' as name from pg_catalog.jsonb_array_elements(groups) e) r
-      ),
-      -- Per filter and role: whether the role may select every column the filter reads.
-      readable as (
-        select v.name, pg_catalog.array_agg(f.ordinality::text) as filters
-          from role_views v
-          cross join pg_catalog.jsonb_array_elements(filters) with ordinality f
-         where array(select x->>'col' from pg_catalog.jsonb_array_elements(f.value->'c') x)
-               operator(pg_catalog.<@) v.cols
-         group by v.name
-      )
-      select g.value as item, g.ordinality as no, v.bypass, v.cols, p.cs, p.bs
+    -- Each entry stays small (no copy of the group, its claims or its role's columns, which
+    -- are read from `groups` and role_columns when needed): building and re-reading it per
+    -- group was a large share of the call with thousands of groups.
+    with role_views as (
+      select r.name,
+             coalesce((select o.rolbypassrls from pg_catalog.pg_roles o where o.rolname = r.name), false)
+               as bypass,
+             array(select a.attname::text from pg_catalog.pg_attribute a
+                    where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+                      and pg_catalog.has_column_privilege(r.name, target, a.attnum, 'SELECT')
+                    order by a.attnum) as cols
+        from (select distinct e->>'role' as name from pg_catalog.jsonb_array_elements(groups) e) r
+    ),
+    -- Per filter and role: whether the role may select every column the filter reads.
+    readable as (
+      select v.name, pg_catalog.array_agg(f.ordinality::text) as filters
+        from role_views v
+        cross join pg_catalog.jsonb_array_elements(filters) with ordinality f
+       where array(select x->>'col' from pg_catalog.jsonb_array_elements(f.value->'c') x)
+             operator(pg_catalog.<@) v.cols
+       group by v.name
+    ),
+    pending_groups as (
+      select v.name as role, g.ordinality as no, v.bypass, p.cs, p.bs
         from pg_catalog.jsonb_array_elements(groups) with ordinality g
         join role_views v on v.name = g.value->>'role'
         join readable r on r.name = v.name
@@ -635,7 +636,12 @@ create or replace function realtime.visible_changes(
              and (b.value->>'f') operator(pg_catalog.=) any(r.filters)
         ) p
        where key_columns operator(pg_catalog.<@) v.cols and p.cs is not null
-      ) q;
+    )
+    select coalesce(pg_catalog.jsonb_agg(
+             pg_catalog.jsonb_build_array(q.role, q.no, q.bypass, q.cs, q.bs) order by q.no), '[]'),
+           (select pg_catalog.jsonb_object_agg(v.name, v.cols) from role_views v)
+      into pending, role_columns
+      from pending_groups q;
 
     -- The bulk path: for each role under RLS whose policies depend on the caller only through
     -- the claim helpers (realtime.claims_policy), every group of the role in ONE statement,
@@ -645,9 +651,9 @@ create or replace function realtime.visible_changes(
     -- fluxbase.realtime_bulk to 'off' turns it off (the equivalence test compares both).
     if rel_rls and coalesce(pg_catalog.current_setting('fluxbase.realtime_bulk', true), '') <> 'off' then
       for role_name, bulk_groups in
-        select e->0->>'role',
+        select e->>0,
                pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                 'i', e->1, 'c', coalesce(e->0->'claims', '{}'), 'w', e->4))
+                 'i', e->1, 'c', coalesce(groups->((e->>1)::integer - 1)->'claims', '{}'), 'w', e->3))
           from pg_catalog.jsonb_array_elements(pending) e
          where not (e->>2)::boolean
          group by 1
@@ -665,9 +671,10 @@ create or replace function realtime.visible_changes(
             '  nullif(_fb_t.jwt->>''sub'', '''')::pg_catalog.uuid as uid,'
             '  _fb_t.jwt->>''role'' as role, _fb_t.jwt->>''email'' as email'
             ' from pg_catalog.jsonb_array_elements($2) _fb_x'
-            ' cross join lateral (select _fb_s.t as claims_text,'
-            '   coalesce(nullif(_fb_s.t, ''''), ''{}'')::pg_catalog.jsonb as jwt'
-            '   from (select (coalesce(_fb_x.value->''c'', ''{}''::pg_catalog.jsonb))::text as t) _fb_s) _fb_t'
+            -- auth.jwt() parses the setting's text; the text of a jsonb value is never '' and
+            -- parses back to that same value, so the claims are taken as they are, not re-parsed.
+            ' cross join lateral (select _fb_c.claims::text as claims_text, _fb_c.claims as jwt'
+            '   from (select coalesce(_fb_x.value->''c'', ''{}''::pg_catalog.jsonb) as claims) _fb_c) _fb_t'
             ') '
             'select pg_catalog.array_agg(_fb_g.i), pg_catalog.array_agg(_fb_k._fb_i::integer)'
             ' from _fb_groups _fb_g'
@@ -694,10 +701,10 @@ create or replace function realtime.visible_changes(
     -- head row) when there is none -- exactly what the loop below answers for the others.
     return query
       with decided as (
-        select (e->>1)::integer as g, e->3 as cols, e->4 as cs, e->5 as bs,
+        select (e->>1)::integer as g, role_columns->(e->>0) as cols, e->3 as cs, e->4 as bs,
                not rel_rls or (e->>2)::boolean as all_pairs
           from pg_catalog.jsonb_array_elements(pending) e
-         where not rel_rls or (e->>2)::boolean or (e->0->>'role') operator(pg_catalog.=) any(bulk_roles)
+         where not rel_rls or (e->>2)::boolean or (e->>0) operator(pg_catalog.=) any(bulk_roles)
       ),
       seen as (
         select distinct s.g, s.c
@@ -721,16 +728,16 @@ create or replace function realtime.visible_changes(
 
     -- The per-group path: each group of a role the bulk path could not decide.
     for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
-      select e->0, (e->>1)::bigint, (e->>2)::boolean,
-             array(select x.value from pg_catalog.jsonb_array_elements_text(e->3) with ordinality x
+      select groups->((e->>1)::integer - 1), (e->>1)::bigint, (e->>2)::boolean,
+             array(select x.value from pg_catalog.jsonb_array_elements_text(role_columns->(e->>0)) with ordinality x
+                    order by x.ordinality),
+             array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->3) with ordinality x
                     order by x.ordinality),
              array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->4) with ordinality x
-                    order by x.ordinality),
-             array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->5) with ordinality x
                     order by x.ordinality)
         from pg_catalog.jsonb_array_elements(pending) e
        where rel_rls and not (e->>2)::boolean
-         and not (e->0->>'role') operator(pg_catalog.=) any(bulk_roles)
+         and not (e->>0) operator(pg_catalog.=) any(bulk_roles)
     loop
       role_name := group_item->>'role';
       -- One binding (the common case): its changes are distinct and in order already.

@@ -24,7 +24,7 @@ from fluxbase.db.migrate import Migrator
 from fluxbase.db.pool import authenticator_dsn
 from harness import AUTHENTICATOR_PASSWORD, PostgresServer
 
-TRIALS = 160
+TRIALS = 300
 SEED = 18
 USERS = [f"00000000-0000-0000-0000-00000000000{i}" for i in range(1, 6)]
 TEAMS = ["red", "blue", "green"]
