@@ -515,11 +515,14 @@ create or replace function realtime.visible_changes(
     wanted integer[];
     visible integer[];
     failed boolean;
-    pending jsonb;                 -- [group, index, bypass, columns, changes, bindings] per group
+    pending jsonb;                 -- [role, group index, bypass, changes, bindings] per group
+    role_columns jsonb;            -- role -> the columns it may select
     bulk_groups jsonb;
     bulk_policy text;
-    bulk_found jsonb;
-    bulk_visible jsonb := '{}';    -- group index -> visible change indexes (bulk path)
+    found_groups integer[];
+    found_changes integer[];
+    seen_groups integer[] := '{}'; -- (group, change) pairs the bulk path found visible,
+    seen_changes integer[] := '{}';--   as two parallel arrays
     bulk_roles text[] := '{}';     -- roles the bulk path decided
   begin
     if pg_catalog.jsonb_typeof(groups) is distinct from 'array'
@@ -595,30 +598,30 @@ create or replace function realtime.visible_changes(
     -- columns (grants revoked after the join count at once).  Without the key columns a role
     -- sees no row of the table; a group without any pair is skipped.
     change_types := array(select c->>'t' from pg_catalog.jsonb_array_elements(changes) c);
-    select coalesce(pg_catalog.jsonb_agg(
-             pg_catalog.jsonb_build_array(q.item, q.no, q.bypass, q.cols, q.cs, q.bs) order by q.no), '[]')
-      into pending
-      from (
-      with role_views as (
-        select r.name,
-               coalesce((select o.rolbypassrls from pg_catalog.pg_roles o where o.rolname = r.name), false)
-                 as bypass,
-               array(select a.attname::text from pg_catalog.pg_attribute a
-                      where a.attrelid = target and a.attnum > 0 and not a.attisdropped
-                        and pg_catalog.has_column_privilege(r.name, target, a.attnum, 'SELECT')
-                      order by a.attnum) as cols
-          from (select distinct e->>'role' as name from pg_catalog.jsonb_array_elements(groups) e) r
-      ),
-      -- Per filter and role: whether the role may select every column the filter reads.
-      readable as (
-        select v.name, pg_catalog.array_agg(f.ordinality::text) as filters
-          from role_views v
-          cross join pg_catalog.jsonb_array_elements(filters) with ordinality f
-         where array(select x->>'col' from pg_catalog.jsonb_array_elements(f.value->'c') x)
-               operator(pg_catalog.<@) v.cols
-         group by v.name
-      )
-      select g.value as item, g.ordinality as no, v.bypass, v.cols, p.cs, p.bs
+    -- Each entry stays small (no copy of the group, its claims or its role's columns, which
+    -- are read from `groups` and role_columns when needed): building and re-reading it per
+    -- group was a large share of the call with thousands of groups.
+    with role_views as (
+      select r.name,
+             coalesce((select o.rolbypassrls from pg_catalog.pg_roles o where o.rolname = r.name), false)
+               as bypass,
+             array(select a.attname::text from pg_catalog.pg_attribute a
+                    where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+                      and pg_catalog.has_column_privilege(r.name, target, a.attnum, 'SELECT')
+                    order by a.attnum) as cols
+        from (select distinct e->>'role' as name from pg_catalog.jsonb_array_elements(groups) e) r
+    ),
+    -- Per filter and role: whether the role may select every column the filter reads.
+    readable as (
+      select v.name, pg_catalog.array_agg(f.ordinality::text) as filters
+        from role_views v
+        cross join pg_catalog.jsonb_array_elements(filters) with ordinality f
+       where array(select x->>'col' from pg_catalog.jsonb_array_elements(f.value->'c') x)
+             operator(pg_catalog.<@) v.cols
+       group by v.name
+    ),
+    pending_groups as (
+      select v.name as role, g.ordinality as no, v.bypass, p.cs, p.bs
         from pg_catalog.jsonb_array_elements(groups) with ordinality g
         join role_views v on v.name = g.value->>'role'
         join readable r on r.name = v.name
@@ -633,7 +636,12 @@ create or replace function realtime.visible_changes(
              and (b.value->>'f') operator(pg_catalog.=) any(r.filters)
         ) p
        where key_columns operator(pg_catalog.<@) v.cols and p.cs is not null
-      ) q;
+    )
+    select coalesce(pg_catalog.jsonb_agg(
+             pg_catalog.jsonb_build_array(q.role, q.no, q.bypass, q.cs, q.bs) order by q.no), '[]'),
+           (select pg_catalog.jsonb_object_agg(v.name, v.cols) from role_views v)
+      into pending, role_columns
+      from pending_groups q;
 
     -- The bulk path: for each role under RLS whose policies depend on the caller only through
     -- the claim helpers (realtime.claims_policy), every group of the role in ONE statement,
@@ -643,9 +651,9 @@ create or replace function realtime.visible_changes(
     -- fluxbase.realtime_bulk to 'off' turns it off (the equivalence test compares both).
     if rel_rls and coalesce(pg_catalog.current_setting('fluxbase.realtime_bulk', true), '') <> 'off' then
       for role_name, bulk_groups in
-        select e->0->>'role',
+        select e->>0,
                pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                 'i', e->1, 'c', coalesce(e->0->'claims', '{}'), 'w', e->4))
+                 'i', e->1, 'c', coalesce(groups->((e->>1)::integer - 1)->'claims', '{}'), 'w', e->3))
           from pg_catalog.jsonb_array_elements(pending) e
          where not (e->>2)::boolean
          group by 1
@@ -663,21 +671,22 @@ create or replace function realtime.visible_changes(
             '  nullif(_fb_t.jwt->>''sub'', '''')::pg_catalog.uuid as uid,'
             '  _fb_t.jwt->>''role'' as role, _fb_t.jwt->>''email'' as email'
             ' from pg_catalog.jsonb_array_elements($2) _fb_x'
-            ' cross join lateral (select _fb_s.t as claims_text,'
-            '   coalesce(nullif(_fb_s.t, ''''), ''{}'')::pg_catalog.jsonb as jwt'
-            '   from (select (coalesce(_fb_x.value->''c'', ''{}''::pg_catalog.jsonb))::text as t) _fb_s) _fb_t'
+            -- auth.jwt() parses the setting's text; the text of a jsonb value is never '' and
+            -- parses back to that same value, so the claims are taken as they are, not re-parsed.
+            ' cross join lateral (select _fb_c.claims::text as claims_text, _fb_c.claims as jwt'
+            '   from (select coalesce(_fb_x.value->''c'', ''{}''::pg_catalog.jsonb) as claims) _fb_c) _fb_t'
             ') '
-            'select pg_catalog.jsonb_object_agg(_fb_v.i, _fb_v.cs) from ('
-            ' select _fb_g.i, pg_catalog.array_agg(_fb_k._fb_i::integer order by _fb_k._fb_i) as cs'
+            'select pg_catalog.array_agg(_fb_g.i), pg_catalog.array_agg(_fb_k._fb_i::integer)'
             ' from _fb_groups _fb_g'
             ' join pg_catalog.jsonb_array_elements($1) with ordinality as _fb_k(_fb_change, _fb_i)'
             '   on _fb_k._fb_i::integer operator(pg_catalog.=) any(_fb_g.w)'
             ' where exists (select from pg_catalog.jsonb_populate_record(null::%1$I.%2$I, _fb_k._fb_change->''r'') as %2$I'
-            '               where %3$s)'
-            ' group by _fb_g.i) _fb_v',
+            '               where %3$s)',
             rel_schema, rel_name, bulk_policy)
-            into bulk_found using changes, bulk_groups;
-          bulk_visible := bulk_visible || coalesce(bulk_found, '{}');
+            into found_groups, found_changes using changes, bulk_groups;
+          -- Kept apart until the statement succeeded: a failing role adds nothing here.
+          seen_groups := seen_groups || coalesce(found_groups, '{}');
+          seen_changes := seen_changes || coalesce(found_changes, '{}');
           bulk_roles := pg_catalog.array_append(bulk_roles, role_name);
           perform pg_catalog.set_config('role', saved_role, true);
         exception when others then
@@ -686,15 +695,49 @@ create or replace function realtime.visible_changes(
       end loop;
     end if;
 
+    -- Groups decided without the loop, in ONE statement: without RLS or bypassing it, a group
+    -- sees every (change, binding) pair it asked for; a group of a bulk-decided role sees the
+    -- pairs whose change the bulk statement found visible for it, and nothing (not even its
+    -- head row) when there is none -- exactly what the loop below answers for the others.
+    return query
+      with decided as (
+        select (e->>1)::integer as g, role_columns->(e->>0) as cols, e->3 as cs, e->4 as bs,
+               not rel_rls or (e->>2)::boolean as all_pairs
+          from pg_catalog.jsonb_array_elements(pending) e
+         where not rel_rls or (e->>2)::boolean or (e->>0) operator(pg_catalog.=) any(bulk_roles)
+      ),
+      seen as (
+        select distinct s.g, s.c
+          from rows from (pg_catalog.unnest(seen_groups), pg_catalog.unnest(seen_changes)) s(g, c)
+      ),
+      shown as (
+        select d.g, p.c::integer as c, p.b::integer as b
+          from decided d
+          cross join lateral rows from (
+            pg_catalog.jsonb_array_elements_text(d.cs), pg_catalog.jsonb_array_elements_text(d.bs)) p(c, b)
+         -- IN over an uncorrelated subquery: a hashed lookup, not a scan per pair.
+         where d.all_pairs or (d.g, p.c::integer) in (select s.g, s.c from seen s)
+      )
+      select d.g, null::integer, null::integer,
+             array(select x.value from pg_catalog.jsonb_array_elements_text(d.cols) with ordinality x
+                    order by x.ordinality)
+        from decided d
+       where d.g in (select h.g from shown h)
+      union all
+      select h.g, h.c, h.b, null::text[] from shown h;
+
+    -- The per-group path: each group of a role the bulk path could not decide.
     for group_item, group_no, role_bypass, role_cols, pair_changes, pair_bindings in
-      select e->0, (e->>1)::bigint, (e->>2)::boolean,
-             array(select x.value from pg_catalog.jsonb_array_elements_text(e->3) with ordinality x
+      select groups->((e->>1)::integer - 1), (e->>1)::bigint, (e->>2)::boolean,
+             array(select x.value from pg_catalog.jsonb_array_elements_text(role_columns->(e->>0)) with ordinality x
+                    order by x.ordinality),
+             array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->3) with ordinality x
                     order by x.ordinality),
              array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->4) with ordinality x
-                    order by x.ordinality),
-             array(select x.value::integer from pg_catalog.jsonb_array_elements_text(e->5) with ordinality x
                     order by x.ordinality)
         from pg_catalog.jsonb_array_elements(pending) e
+       where rel_rls and not (e->>2)::boolean
+         and not (e->>0) operator(pg_catalog.=) any(bulk_roles)
     loop
       role_name := group_item->>'role';
       -- One binding (the common case): its changes are distinct and in order already.
@@ -705,51 +748,42 @@ create or replace function realtime.visible_changes(
       end if;
       visible := null;
       failed := false;
-      if not rel_rls or role_bypass then
-        visible := wanted;
-      elsif role_name operator(pg_catalog.=) any(bulk_roles) then
-        visible := case when bulk_visible ? group_no::text then
-                     array(select x.value::integer
-                             from pg_catalog.jsonb_array_elements_text(bulk_visible->(group_no::text)) x)
-                   end;
-      else
-        if not policy_queries ? role_name then
-          -- The SELECT policies that apply to the role: permissive ones or-ed, restrictive
-          -- ones and-ed; a policy without USING grants no reads.  None permissive: no row.
-          select case when pg_catalog.count(*) filter (where p.polpermissive) > 0 then
-                   pg_catalog.format(
-                     'select pg_catalog.array_agg(k._fb_i::integer order by k._fb_i) '
-                     'from pg_catalog.jsonb_array_elements($1) with ordinality as k(_fb_change, _fb_i) '
-                     'cross join lateral pg_catalog.jsonb_populate_record(null::%I.%I, k._fb_change->''r'') as %I '
-                     'where k._fb_i operator(pg_catalog.=) any($2) and (%s)%s',
-                     rel_schema, rel_name, rel_name,
-                     pg_catalog.string_agg(
-                       '(' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ' or '
-                     ) filter (where p.polpermissive),
-                     coalesce(pg_catalog.string_agg(
-                       ' and (' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ''
-                     ) filter (where not p.polpermissive), ''))
-                 end
-            into policy_query
-            from pg_catalog.pg_policy p
-           where p.polrelid = target and p.polcmd in ('r', '*')
-             and exists (
-               select from pg_catalog.unnest(p.polroles) r
-                where r operator(pg_catalog.=) 0 or pg_catalog.pg_has_role(role_name, r, 'member'));
-          policy_queries := policy_queries || pg_catalog.jsonb_build_object(role_name, policy_query);
-        end if;
-        policy_query := policy_queries->>role_name;
-        if policy_query is not null then
-          begin
-            perform pg_catalog.set_config('role', role_name, true),
-                    pg_catalog.set_config('request.jwt.claims',
-                                          coalesce(group_item->'claims', '{}')::text, true);
-            execute policy_query into visible using changes, wanted;
-          exception when others then
-            -- Rolled back to the start of this block: role and claims are undone too.
-            failed := true;
-          end;
-        end if;
+      if not policy_queries ? role_name then
+        -- The SELECT policies that apply to the role: permissive ones or-ed, restrictive
+        -- ones and-ed; a policy without USING grants no reads.  None permissive: no row.
+        select case when pg_catalog.count(*) filter (where p.polpermissive) > 0 then
+                 pg_catalog.format(
+                   'select pg_catalog.array_agg(k._fb_i::integer order by k._fb_i) '
+                   'from pg_catalog.jsonb_array_elements($1) with ordinality as k(_fb_change, _fb_i) '
+                   'cross join lateral pg_catalog.jsonb_populate_record(null::%I.%I, k._fb_change->''r'') as %I '
+                   'where k._fb_i operator(pg_catalog.=) any($2) and (%s)%s',
+                   rel_schema, rel_name, rel_name,
+                   pg_catalog.string_agg(
+                     '(' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ' or '
+                   ) filter (where p.polpermissive),
+                   coalesce(pg_catalog.string_agg(
+                     ' and (' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'false') || ')', ''
+                   ) filter (where not p.polpermissive), ''))
+               end
+          into policy_query
+          from pg_catalog.pg_policy p
+         where p.polrelid = target and p.polcmd in ('r', '*')
+           and exists (
+             select from pg_catalog.unnest(p.polroles) r
+              where r operator(pg_catalog.=) 0 or pg_catalog.pg_has_role(role_name, r, 'member'));
+        policy_queries := policy_queries || pg_catalog.jsonb_build_object(role_name, policy_query);
+      end if;
+      policy_query := policy_queries->>role_name;
+      if policy_query is not null then
+        begin
+          perform pg_catalog.set_config('role', role_name, true),
+                  pg_catalog.set_config('request.jwt.claims',
+                                        coalesce(group_item->'claims', '{}')::text, true);
+          execute policy_query into visible using changes, wanted;
+        exception when others then
+          -- Rolled back to the start of this block: role and claims are undone too.
+          failed := true;
+        end;
       end if;
       if failed then
         group_index := group_no; change_index := null; binding_index := null; columns := null;

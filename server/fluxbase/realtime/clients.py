@@ -9,7 +9,7 @@ import asyncio
 import collections
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fluxbase.observability import metrics
@@ -27,12 +27,18 @@ class Client:
     wait, and `on_frames` is called when it comes into being, to start a writer that sends
     them (next_frame) and ends when it finds the queue empty. Thousands of idle sockets then
     cost no task and no asyncio.Queue (four deques and an Event) each.
+
+    Before that, a socket with nothing queued is offered the frames through `send_now`, which
+    writes them at once when its transport has room (no task at all: the common case of a
+    fan-out) and else declines, so they are queued. Frames only go out directly while no
+    writer exists, so they never overtake queued ones.
     """
 
     __slots__ = (
         "_frames",
         "_on_frames",
         "_on_overflow",
+        "_send_now",
         "caller",
         "channels",
         "closed",
@@ -51,6 +57,7 @@ class Client:
         queue_size: int,
         on_overflow: Callable[[Client], None],
         on_frames: Callable[[Client], None] | None = None,
+        send_now: Callable[[Sequence[phoenix.OutboundFrame]], bool] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.vsn = vsn
@@ -62,6 +69,7 @@ class Client:
         self.closed = False
         self._on_overflow = on_overflow
         self._on_frames = on_frames
+        self._send_now = send_now
 
     def push(self, message: phoenix.Message) -> None:
         """Queues a message; a client whose queue is full is handed to on_overflow (closed 1008)."""
@@ -75,12 +83,23 @@ class Client:
             return
         self.push_frame(frame)
 
+    def push_frames(self, frames: Sequence[phoenix.OutboundFrame]) -> None:
+        """Sends frames in order: together at once when nothing is queued, else queued."""
+        if self.closed or not frames:
+            return
+        if self._frames is None and self._send_now is not None and self._send_now(frames):
+            return
+        for frame in frames:
+            self.push_frame(frame)
+
     def push_frame(self, frame: phoenix.OutboundFrame) -> None:
-        """Queues a frame already encoded for this client's vsn."""
+        """Sends (or queues) a frame already encoded for this client's vsn."""
         if self.closed:
             return
         frames = self._frames
         if frames is None:
+            if self._send_now is not None and self._send_now((frame,)):
+                return
             frames = self._frames = collections.deque()
             frames.append(frame)
             if self._on_frames is not None:
@@ -125,6 +144,8 @@ class Channel:
     expiry: asyncio.TimerHandle | None = None
     # The presence refs this channel tracks (one at most: a new track replaces the old).
     presence_refs: set[str] = field(default_factory=set)
+    # The hub's subscriber-group key, with the caller it was computed for (hub._group_key).
+    group_key: tuple[Caller, tuple[str, bytes]] | None = None
 
 
 @dataclass(eq=False, slots=True)

@@ -9,7 +9,6 @@ ended (sign-out, ban, refresh-token reuse: security/sessions.py learns of it wit
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -17,9 +16,6 @@ from typing import Final
 from fluxbase.security.authenticate import Caller
 from fluxbase.security.sessions import SessionRevocations
 
-# How often a socket looks at the process's revocation list (a dict lookup per channel): small
-# next to auth.session_check_interval, so the check interval is what bounds the delay.
-CHECK_TICK: Final = 0.5
 SESSION_ENDED: Final = "Session has ended: sign in again"
 
 
@@ -82,11 +78,15 @@ async def watch_sessions(
     callers: Callable[[], Iterable[tuple[object, Caller]]],
     on_ended: Callable[[object], None],
     is_open: Callable[[], bool],
-    tick: float = CHECK_TICK,
 ) -> None:
-    """Calls on_ended(item) for each (item, caller) whose session has ended, while the socket is open."""
+    """Calls on_ended(item) for each (item, caller) whose session has ended, while the socket is open.
+
+    It looks each time the process learns of a revoked session (SessionRevocations.revoke):
+    no timer per socket, so idle sockets cost nothing here; a channel joined with a session
+    already revoked is refused at join (session_ended).
+    """
     while is_open():
-        await asyncio.sleep(tick)
+        await revocations.next_revocation()
         for item, caller in list(callers()):
             if session_ended(revocations, caller):
                 on_ended(item)

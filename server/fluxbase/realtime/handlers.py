@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -55,6 +55,9 @@ BROADCAST_PATH: Final = "/realtime/v1/api/broadcast"
 # How long a close frame may take to reach a client that stopped reading.
 CLOSE_TIMEOUT: Final = 2.0
 KEY_CHECK_INTERVAL: Final = 1.0  # how often a socket opened with an API key re-checks it
+# Frames are written straight to a socket's transport while its write buffer holds less than
+# this (asyncio's default high-water mark); beyond it they wait in the socket's bounded queue.
+DIRECT_WRITE_LIMIT: Final = 64 * 1024
 
 
 @dataclass
@@ -199,6 +202,25 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         asyncio.get_running_loop().create_task(_close_slow(ws, request))
 
     writer: asyncio.Task[None] | None = None
+    transport = request.transport
+
+    def send_now(frames: Sequence[phoenix.OutboundFrame]) -> bool:
+        # Nothing is queued (the client checks): the frames go straight to the transport while
+        # its buffer has room, with no task and no await; otherwise they are queued, and the
+        # writer waits for the buffer to drain (and the queue bound closes a socket that stalls).
+        if (
+            ws.closed
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT
+        ):
+            return False
+        try:
+            data = b"".join(map(phoenix.websocket_frame, frames))
+        except UnicodeEncodeError:
+            return False  # the writer reports it, as for any frame it cannot send
+        transport.write(data)
+        return True
 
     def start_writer(_client: Client) -> None:
         # Frames are waiting and no writer runs (the last one ended on an empty queue).
@@ -212,6 +234,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         queue_size=config.send_queue_size,
         on_overflow=overflow,
         on_frames=start_writer,
+        send_now=send_now,
     )
     session = Session(service, client, ws, request.app[AUTHENTICATOR], users)
     session_watch = asyncio.create_task(session.watch_sessions())
@@ -237,6 +260,26 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         users.release_all()
         metrics.realtime_connections.dec()
     return ws
+
+
+def channel_binding_id(
+    taken: dict[int, tuple[Any, ...]],
+    event: str,
+    schema: str,
+    table: str | None,
+    filter_text: str,
+    select: list[str] | None,
+) -> int:
+    """The binding's hashed id (phoenix.binding_id), unless another binding of the channel with
+    other parameters has it: then the next attempt's. `taken` maps the channel's ids so far to
+    their parameters; identical bindings share their id, as in Supabase Realtime."""
+    params = (event, schema, table, filter_text, tuple(select) if select is not None else None)
+    attempt = 0
+    while True:
+        binding_id = phoenix.binding_id(event, schema, table, filter_text, select, attempt)
+        if taken.setdefault(binding_id, params) == params:
+            return binding_id
+        attempt += 1
 
 
 async def _close_when_revoked(ws: web.WebSocketResponse, request: web.Request, key_id: str) -> None:
@@ -457,6 +500,8 @@ class Session:
             return []
         enabled = await self.hub.enabled_tables()
         echoed: list[dict[str, Any]] = []
+        # id -> the parameters it stands for in this channel: distinct bindings, distinct ids.
+        ids: dict[int, tuple[Any, ...]] = {}
         for raw in raw_bindings:
             if not isinstance(raw, dict):
                 raise BindingError("each postgres_changes binding must be an object")
@@ -487,7 +532,7 @@ class Session:
                 parsed = parse_filter(filter_text)
             except FilterError as exc:
                 raise BindingError(f"invalid filter: {exc}") from None
-            binding_id = self.hub.next_binding_id()
+            binding_id = channel_binding_id(ids, event, schema, table, filter_text, select)
             wanted = frozenset(select) if select is not None else None
             for oid in oids:
                 # The database decides: columns, grants, value types and operators.

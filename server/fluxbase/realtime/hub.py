@@ -41,10 +41,11 @@ MAX_RELAYED_BYTES: Final = 5 * 1024 * 1024
 # How many visibility-check statements of one batch run at once (each on its own connection).
 CHECK_CONCURRENCY: Final = 4
 # Subscriber groups checked by one realtime.visible_changes() call: at most GROUPS_PER_CALL, so
-# a statement stays bounded, and at least MIN_GROUPS_PER_CALL, else the groups are spread over
-# CHECK_CONCURRENCY calls that the database runs in parallel.
+# a statement stays bounded; more groups are spread over calls, CHECK_CONCURRENCY of them at
+# once. Not smaller chunks: each call has a fixed cost, and with 2,000 groups over 2 workers,
+# chunks of 250 cost PostgreSQL a third more CPU per change than chunks of 500 for no gain in
+# latency (tests/perf/profile_realtime_fanout.py).
 GROUPS_PER_CALL: Final = 500
-MIN_GROUPS_PER_CALL: Final = 50
 # Waits before retrying a visibility check that found no free or reachable connection.
 AUTHORIZE_RETRIES: Final = (0.1, 0.5, 2.0)
 CHANGE_EVENTS: Final = frozenset({"*", "INSERT", "UPDATE", "DELETE", TRUNCATE})
@@ -92,8 +93,19 @@ CHECK_BINDING_SQL: Final = "select realtime.check_binding($1::oid::regclass, $2,
 _T = TypeVar("_T")
 
 
-def _group_key(caller: Caller) -> tuple[str, bytes]:
-    return caller.role, orjson.dumps(dict(caller.claims), option=orjson.OPT_SORT_KEYS)
+def _group_key(channel: Channel) -> tuple[str, bytes]:
+    """(role, claims as sorted JSON) of the channel's caller: the subscriber group it belongs to.
+
+    Kept on the channel for the caller it was computed for (compared by identity): a refreshed
+    token replaces the caller, so its key is computed afresh, never taken from the old one.
+    """
+    caller = channel.caller
+    cached = channel.group_key
+    if cached is not None and cached[0] is caller:
+        return cached[1]
+    key = caller.role, orjson.dumps(dict(caller.claims), option=orjson.OPT_SORT_KEYS)
+    channel.group_key = (caller, key)
+    return key
 
 
 @dataclass
@@ -101,6 +113,8 @@ class _Group:
     """Subscribers of one table sharing (role, claims), and their distinct (filter, event) pairs."""
 
     caller: Caller
+    # The claims as JSON (the group key's): spliced into the statement's groups as they are.
+    claims_json: bytes
     # One entry per distinct (filter, event) of the group: the bindings that share it.
     slots: dict[tuple[str, str], list[Binding]] = field(default_factory=dict)
 
@@ -120,7 +134,6 @@ class Hub:
         self.max_relayed_bytes = MAX_RELAYED_BYTES
         self.leases: PresenceLeases | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._binding_ids = itertools.count(1)
         self._presence_refs = itertools.count(1)
 
     def set_publisher(self, publish: Callable[[dict[str, Any]], Any]) -> None:
@@ -142,9 +155,6 @@ class Hub:
 
     # ----------------------------------------------------------------------------------------
     # Channels
-
-    def next_binding_id(self) -> int:
-        return next(self._binding_ids)
 
     def add_channel(self, channel: Channel) -> None:
         self.topics.setdefault(channel.topic, set()).add(channel)
@@ -242,8 +252,10 @@ class Hub:
                 table_changes = [change for change in table_changes if change.type in events]
             groups: dict[tuple[str, bytes], _Group] = {}
             for binding in self.tables.get(oid, ()):
-                caller = binding.channel.caller
-                group = groups.setdefault(_group_key(caller), _Group(caller))
+                key = _group_key(binding.channel)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group(binding.channel.caller, key[1])
                 group.slots.setdefault((binding.filter.source, binding.event), []).append(binding)
             if table_changes and groups:
                 work.append((info, table_changes, list(groups.values())))
@@ -254,15 +266,30 @@ class Hub:
         )
         # Sent in log order, whatever order the checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])
+        # Identical subscriptions carry identical binding ids (phoenix.binding_id), so most
+        # sockets receive the same frame for a change: built (and framed) once per batch.
+        frames: dict[tuple[str, tuple[int, ...], Payload, str], phoenix.EncodedText] = {}
+        # Each socket's frames of the batch, in log order, handed over together: one write.
+        per_client: dict[Client, list[phoenix.OutboundFrame]] = {}
         for _change_id, (channel, bindings), payload in _merge_per_channel(outgoing):
-            ids = [binding.id for binding in bindings]
+            ids = tuple(dict.fromkeys(binding.id for binding in bindings))
             selects = [binding.select for binding in bindings]
             if all(select is not None for select in selects):
                 payload = payload.trimmed(frozenset().union(*selects))  # type: ignore[arg-type]
             client = channel.client
-            client.push_frame(
-                phoenix.postgres_changes_frame(channel.topic, ids, payload.encoded(), client.vsn)
-            )
+            shape = (channel.topic, ids, payload, client.vsn)
+            frame = frames.get(shape)
+            if frame is None:
+                frame = frames[shape] = phoenix.postgres_changes_frame(
+                    channel.topic, ids, payload.encoded(), client.vsn
+                )
+            queued = per_client.get(client)
+            if queued is None:
+                per_client[client] = [frame]
+            else:
+                queued.append(frame)
+        for client, queued in per_client.items():
+            client.push_frames(queued)
 
     async def _authorize_table(
         self,
@@ -278,7 +305,7 @@ class Hub:
         and row-level security for every group of a chunk inside one statement. Never one query
         per group or subscriber.
         """
-        size = min(GROUPS_PER_CALL, max(MIN_GROUPS_PER_CALL, -(-len(groups) // CHECK_CONCURRENCY)))
+        size = GROUPS_PER_CALL
         chunks = [groups[i : i + size] for i in range(0, len(groups), size)]
 
         async def check(chunk: list[_Group]) -> list[tuple[int, Binding, Payload]]:
@@ -334,7 +361,7 @@ class Hub:
         """
         filter_index: dict[str, int] = {}
         filters: list[dict[str, Any]] = []
-        groups: list[dict[str, Any]] = []
+        groups: list[bytes] = []
         slots: list[list[list[Binding]]] = []
         for group in chunk:
             pairs = []
@@ -344,7 +371,11 @@ class Hub:
                     filters.append(bindings[0].filter.to_json())
                     position = filter_index[source] = len(filters)
                 pairs.append({"f": position, "e": event})
-            groups.append({"role": group.caller.role, "claims": dict(group.caller.claims), "b": pairs})
+            # {"role", "claims", "b"}, the claims' JSON reused from the group key.
+            groups.append(
+                b'{"role":%b,"claims":%b,"b":%b}'
+                % (orjson.dumps(group.caller.role), group.claims_json, orjson.dumps(pairs))
+            )
             slots.append(list(group.slots.values()))
         rows_json = [
             {"t": change.type, "r": (change.old_record if change.type == "DELETE" else change.record) or {}}
@@ -356,7 +387,7 @@ class Hub:
                 info.oid,
                 orjson.dumps(rows_json).decode(),
                 orjson.dumps(filters).decode(),
-                orjson.dumps(groups).decode(),
+                (b"[" + b",".join(groups) + b"]").decode(),
             )
         # (group, null, null, columns) heads a group's answer; columns null: its check failed.
         shown: dict[int, tuple[str, ...]] = {}

@@ -7,6 +7,7 @@ kinds), encode server messages in the negotiated vsn, and build the messages rea
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -58,15 +59,60 @@ JsonObject: TypeAlias = dict[str, Any]
 ChangeType: TypeAlias = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
 
 
-@dataclass(frozen=True, slots=True)
 class EncodedText:
-    """A text frame already encoded as UTF-8: shared payload bytes spliced into one frame."""
+    """A text frame already encoded as UTF-8: shared payload bytes spliced into one frame.
 
-    data: bytes
+    One instance may be queued for many sockets (identical postgres_changes frames are built
+    once per batch); `websocket_frame` is then also framed once for all of them.
+    """
+
+    __slots__ = ("_framed", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._framed: bytes | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EncodedText) and other.data == self.data
+
+    def __hash__(self) -> int:
+        return hash(self.data)
+
+    def __repr__(self) -> str:
+        return f"EncodedText({self.data!r})"
+
+    def websocket_frame(self) -> bytes:
+        """The whole WebSocket text frame (module function websocket_frame), built once."""
+        framed = self._framed
+        if framed is None:
+            framed = self._framed = _websocket_frame(0x1, self.data)
+        return framed
 
 
 OutboundFrame: TypeAlias = str | bytes | EncodedText
 """What the send queue holds: `str` and EncodedText go out as text frames, `bytes` as binary."""
+
+
+def _websocket_frame(opcode: int, data: bytes) -> bytes:
+    size = len(data)
+    if size < 126:
+        header = bytes((0x80 | opcode, size))
+    elif size < 65536:
+        header = bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
+    return header + data
+
+
+def websocket_frame(frame: OutboundFrame) -> bytes:
+    """`frame` as the whole WebSocket frame a server writes (RFC 6455 5.2): FIN, opcode 1
+    (text) or 2 (binary), the length (7 bits, or 126 + 16 bits, or 127 + 64 bits), no mask,
+    no compression (realtime sockets negotiate none)."""
+    if isinstance(frame, EncodedText):
+        return frame.websocket_frame()
+    if isinstance(frame, str):
+        return _websocket_frame(0x1, frame.encode("utf-8"))
+    return _websocket_frame(0x2, frame)
 
 
 class ProtocolError(ValueError):
@@ -508,6 +554,29 @@ def heartbeat_reply(request: Message) -> Message:
 def unmatched_topic_reply(request: Message) -> Message:
     """What Phoenix answers to a message for a topic the socket has not joined."""
     return reply_error(request, "unmatched topic")
+
+
+def binding_id(
+    event: str,
+    schema: str,
+    table: str | None,
+    filter_text: str,
+    select: Sequence[str] | None,
+    attempt: int = 0,
+) -> int:
+    """A postgres_changes binding's id: an integer hash of its parameters, as Supabase Realtime
+    gives (`:erlang.phash2` of the params), so identical subscriptions carry identical ids and
+    the frames announcing a change to them are identical bytes, built once for all sockets.
+
+    Clients only match `ids` against the ids of their own channel; a channel whose distinct
+    bindings would share an id asks again with the next `attempt` for the later one.
+    """
+    canonical = _json_dumps(
+        [event, schema, table, filter_text, list(select) if select is not None else None, attempt]
+    )
+    digest = hashlib.blake2b(canonical.encode("utf-8"), digest_size=4).digest()
+    # 31 bits: a positive number in every client's integer type.
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
 
 def postgres_changes_binding(params: Mapping[str, Any], binding_id: int) -> JsonObject:

@@ -9,6 +9,7 @@ which of them are gone.  The hot path is one dict lookup.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -23,6 +24,8 @@ class SessionRevocations:
         self._clock = clock
         self._seen: dict[str, float] = {}  # session id -> latest expiry of a token carrying it
         self._revoked: dict[str, float] = {}
+        # Resolved by the next revoke(): what watchers (one per realtime socket) wait on.
+        self._next_revocation: asyncio.Future[None] | None = None
 
     def seen(self, session_id: str, expires_at: float) -> None:
         if self._seen.get(session_id, 0.0) < expires_at and len(self._seen) < MAX_REMEMBERED:
@@ -35,6 +38,19 @@ class SessionRevocations:
         """Marks a session gone (this process signed it out, or the database says so)."""
         self._revoked[session_id] = until or self._seen.get(session_id) or self._clock() + 24 * 3600
         self._seen.pop(session_id, None)
+        waiting = self._next_revocation
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
+    async def next_revocation(self) -> None:
+        """Returns once a session is next revoked: every waiter shares one future, so thousands
+        of idle watchers cost no timer and no wake-up until something is revoked."""
+        loop = asyncio.get_running_loop()
+        waiting = self._next_revocation
+        if waiting is None or waiting.done() or waiting.get_loop() is not loop:
+            waiting = self._next_revocation = loop.create_future()
+        # Shielded: a watcher cancelled (its socket closed) must not cancel the others' wait.
+        await asyncio.shield(waiting)
 
     def to_check(self) -> list[str]:
         """The sessions whose tokens are still live: the ones worth asking the database about."""
