@@ -80,3 +80,35 @@ def test_audit_events_carry_log_type() -> None:
     assert entry["event"] == "user.login"
     assert entry["success"] is False
     assert entry["password"] == "[redacted]"
+
+
+def test_the_pools_failed_reconnects_log_their_reason_without_a_traceback() -> None:
+    """asyncpg logs each failed reconnect of its pool floor with exc_info; while the database
+    restarts that is expected, so the line carries the reason, not a traceback."""
+    import asyncpg
+
+    import fluxbase.db.pool  # noqa: F401  (installs the filter on asyncpg's logger)
+
+    stream, handler = capture()
+    logger = logging.getLogger("asyncpg.pool")
+    logger.addHandler(handler)
+    try:
+        for error in (
+            asyncpg.exceptions.CannotConnectNowError("the database system is shutting down"),
+            FileNotFoundError(2, "No such file or directory"),
+        ):
+            try:
+                raise error
+            except Exception:
+                logger.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+        try:
+            raise ValueError("a bug, not the database")
+        except ValueError:
+            logger.warning("something else", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    first, second, other = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["reason"] == "CannotConnectNowError: the database system is shutting down"
+    assert "error" not in first and "Traceback" not in json.dumps(first)
+    assert second["reason"].startswith("FileNotFoundError")
+    assert "Traceback" in other["error"]  # anything else keeps its traceback

@@ -35,6 +35,24 @@ log = logging.getLogger("fluxbase.db")
 PROBE_TIMEOUT = 2.0
 
 
+class _ConnectionErrorsWithoutTraceback(logging.Filter):
+    """asyncpg's pool logs each failed attempt to reopen its minimum of connections with the
+    whole traceback; while the database is down or restarting that is expected and says
+    nothing more than its reason, so the line keeps the reason and drops the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, CONNECTION_ERRORS):
+            record.reason = f"{type(error).__name__}: {error}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_POOL_LOG_FILTER = _ConnectionErrorsWithoutTraceback()
+logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)
+
+
 def authenticator_dsn(database_url: str, password: str | None) -> str:
     """The owner's DATABASE_URL with the authenticator's credentials in place of the owner's."""
     parts = urlsplit(database_url)
