@@ -6,6 +6,8 @@ import io
 import json
 import logging
 
+import pytest
+
 from fluxbase.observability.logging import JsonFormatter, audit, request_id_var
 
 
@@ -112,3 +114,42 @@ def test_the_pools_failed_reconnects_log_their_reason_without_a_traceback() -> N
     assert "error" not in first and "Traceback" not in json.dumps(first)
     assert second["reason"].startswith("FileNotFoundError")
     assert "Traceback" in other["error"]  # anything else keeps its traceback
+
+
+class Connection:
+    """Closes as asyncpg's Connection.close does on a socket the server already closed."""
+
+    async def close(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+async def test_a_failed_close_of_a_dead_connection_is_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """asyncpg closes expired connections in tasks nobody awaits; a backend already gone makes
+    that close fail, which asyncio would log with a traceback. It is one warning line instead,
+    and any other unretrieved error still reaches the loop's own handler."""
+    import asyncio
+
+    from fluxbase.db.pool import quiet_failed_closes
+
+    async def bug() -> None:
+        raise ValueError("a bug")
+
+    loop = asyncio.get_running_loop()
+    reached: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reached.append(context))
+    try:
+        quiet_failed_closes(loop)
+        quiet_failed_closes(loop)  # once is enough, however many pools start
+        with caplog.at_level(logging.WARNING, logger="fluxbase.db"):
+            for coro in (Connection().close(), bug()):
+                task = loop.create_task(coro)
+                await asyncio.wait([task])
+                context = {"message": "Task exception was never retrieved", "exception": task.exception()}
+                loop.call_exception_handler({**context, "future": task})
+    finally:
+        loop.set_exception_handler(None)
+    [warning] = [r for r in caplog.records if r.name == "fluxbase.db"]
+    assert warning.getMessage() == "closing a dead database connection failed"
+    assert warning.reason == "BrokenPipeError: [Errno 32] Broken pipe"  # type: ignore[attr-defined]
+    assert not warning.exc_info
+    assert [type(c["exception"]) for c in reached] == [ValueError]
