@@ -11,6 +11,7 @@ Idle keep-alive connections close after `idle_timeout`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -118,12 +119,12 @@ class GuardedRequestHandler(RequestHandler):
         if body.is_eof():
             return result
         if resp.status == 413 or _more_to_come(request, body) > DISCARD_AFTER_RESPONSE:
-            self._close_without_reading()
+            self._close_without_reading(body)
         elif not await _drained(body):
             self.force_close()
         return result
 
-    def _close_without_reading(self) -> None:
+    def _close_without_reading(self, body: StreamReader) -> None:
         """Ends the connection without reading another byte of the body the server refused.
 
         Reading it costs the CPU that serves everyone else (a flood of refused bodies would
@@ -138,6 +139,11 @@ class GuardedRequestHandler(RequestHandler):
         self.transport = None
         self.force_close()  # marks the connection done; with no transport it closes nothing
         transport.pause_reading()
+        if body.exception() is None:
+            # What was already read is dropped now, not kept until the close (a flood's worth
+            # of lingering connections would otherwise hold a buffer each).
+            with contextlib.suppress(RuntimeError):
+                body.read_nowait()
         if transport.can_write_eof():
             transport.write_eof()  # after what is buffered: the answer goes out whole
         self._loop.call_later(LINGER_SECONDS, transport.close)
