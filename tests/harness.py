@@ -198,6 +198,9 @@ def start_server(
     full_env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
+        # A worktree tested with another checkout's venv points PYTHONPATH at its own server/:
+        # the server process must run that code too, not the venv's installed copy.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         "FLUXBASE_SERVER_ADDRESS": f"127.0.0.1:{port}",
         # A tree run with another venv's interpreter (PYTHONPATH=server) serves its own code.
         **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),

@@ -184,7 +184,9 @@ class DashboardConfig:
     lockout_duration: float = 900.0
     password_min_length: int = 12
     bcrypt_cost: int = 12
-    sign_in_attempts: int = 20  # per client address and per account, per sign_in_window
+    # The runbook's "5 login attempts per 15 min": per client address and per account, each
+    # step (signup, login, 2FA, reset, link) counted on its own.
+    sign_in_attempts: int = 5
     sign_in_window: float = 900.0
     link_ttl: float = 3600.0  # password reset, verification and invitation links
     api_key_refresh_interval: float = 5.0

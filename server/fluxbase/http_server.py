@@ -11,6 +11,7 @@ Idle keep-alive connections close after `idle_timeout`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -27,12 +28,17 @@ log = logging.getLogger("fluxbase.http")
 
 # Method, spaces and "HTTP/1.1" around the request target.
 REQUEST_LINE_OVERHEAD = 32
-# After answering a request whose body was left unread (a 413, an early 401), read and drop at
-# most this much of the rest, then close, as Go's net/http does: aiohttp would otherwise read
-# and discard whatever the client sends for up to 10 s, so a 128 MiB body the server refused
-# would still cost it 128 MiB of parsing.
+# After answering a request whose body was left unread (an early 401 on an upload), read and
+# drop at most this much of the rest so the connection can be kept, as Go's net/http does:
+# aiohttp would otherwise read and discard whatever the client sends for up to 10 s. A body
+# refused as too large (413), or one whose Content-Length says more is coming, is not read at
+# all: the connection closes without reading (close_without_reading).
 DISCARD_AFTER_RESPONSE = 256 * 1024
 DISCARD_SECONDS = 1.0
+# How long a connection closed without reading keeps its socket: the answer and a FIN have
+# gone out, and the client has this long to read them before unread bytes make the close a
+# reset (which can destroy the answer in the client's kernel before the client reads it).
+LINGER_SECONDS = 2.0
 
 
 def handler_settings(server: ServerConfig) -> dict[str, Any]:
@@ -110,9 +116,37 @@ class GuardedRequestHandler(RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         result = await super().finish_response(request, resp, start_time)
         body = request.content
-        if not body.is_eof() and not await _drained(body):
-            self.force_close()  # the answer is on its way; the rest of the body is not read
+        if body.is_eof():
+            return result
+        if resp.status == 413 or _more_to_come(request, body) > DISCARD_AFTER_RESPONSE:
+            self._close_without_reading(body)
+        elif not await _drained(body):
+            self.force_close()
         return result
+
+    def _close_without_reading(self, body: StreamReader) -> None:
+        """Ends the connection without reading another byte of the body the server refused.
+
+        Reading it costs the CPU that serves everyone else (a flood of refused bodies would
+        still be parsed), and closing at once, with unread bytes, resets the connection, which
+        can destroy the answer before the client reads it. So: stop reading, send the answer
+        and a FIN, and close LINGER_SECONDS later. The transport is taken from aiohttp, which
+        would close it at once.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        self.transport = None
+        self.force_close()  # marks the connection done; with no transport it closes nothing
+        transport.pause_reading()
+        if body.exception() is None:
+            # What was already read is dropped now, not kept until the close (a flood's worth
+            # of lingering connections would otherwise hold a buffer each).
+            with contextlib.suppress(RuntimeError):
+                body.read_nowait()
+        if transport.can_write_eof():
+            transport.write_eof()  # after what is buffered: the answer goes out whole
+        self._loop.call_later(LINGER_SECONDS, transport.close)
 
     def handle_error(
         self,
@@ -132,6 +166,14 @@ class GuardedRequestHandler(RequestHandler):
         response = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
         response.force_close()
         return response
+
+
+def _more_to_come(request: BaseRequest, body: StreamReader) -> int:
+    """Bytes of the body the client has yet to send by its Content-Length (0 if chunked)."""
+    length = request.content_length
+    if length is None:
+        return 0
+    return max(0, length - body.total_bytes)
 
 
 async def _drained(body: StreamReader) -> bool:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import psycopg
 import pyotp
 
 from dashboard_support import PASSWORD, RUNBOOK_SIGNUP, bearer, code_at, create_admin, login
+from fluxbase.config import DashboardConfig
 from fluxbase.db.migrate import Migrator
 from harness import AUTHENTICATOR_PASSWORD
 
@@ -54,6 +56,29 @@ async def test_runbook_signup_creates_the_first_admin_only_then_login(dashboard_
     assert hashed is not None and hashed[0].startswith("$2a$10$")
     assert events[:2] == ["dashboard.signup", "dashboard.login"]
     assert "dashboard.login" in events[2:]
+
+
+async def test_the_runbooks_five_login_attempts_per_fifteen_minutes_are_the_default(
+    dashboard_app: Any, dashboard_dsn: str
+) -> None:
+    """The runbook promises "5 login attempts per 15 min": the sixth login from one address is
+    refused, successful or not, while the other sign-in steps keep budgets of their own."""
+    defaults = DashboardConfig()
+    assert (defaults.sign_in_attempts, defaults.sign_in_window) == (5, 900.0)
+    client = await dashboard_app(sign_in_attempts=defaults.sign_in_attempts)
+    create_admin(dashboard_dsn, "five@example.com")
+    for _ in range(defaults.sign_in_attempts):
+        await login(client, "five@example.com")
+    again = {"email": "five@example.com", "password": PASSWORD}
+    refused = await client.post("/dashboard/auth/login", json=again)
+    assert refused.status == 429, await refused.text()
+    assert 0 < int(refused.headers["Retry-After"]) <= 900
+    assert (await refused.json())["code"] == "rate_limited"
+    # A password reset from the same address is not refused by the logins' count (no SMTP here:
+    # its own answer, 503, shows the limit let it through).
+    reset = await client.post("/dashboard/auth/password/reset", json={"email": "five@example.com"})
+    assert reset.status == 503, await reset.text()
+    assert (await reset.json())["code"] == "smtp_not_configured"
 
 
 async def test_concurrent_first_signups_make_one_admin(fresh_dsn, dashboard_app) -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import select
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -44,7 +47,9 @@ async def test_100000_deep_json_is_a_400(
 ) -> None:
     client = await start_app(make_config(migrated_dsn))
     headers = {**ANON, "Content-Type": "application/json"}
-    response = await client.post(path, data=deep(100_000), headers=headers)
+    # Auth bodies stop at 64 KiB (a larger one is a 413): as deep as fits there.
+    levels = 30_000 if path.startswith("/auth/") else 100_000
+    response = await client.post(path, data=deep(levels), headers=headers)
     await assert_json_error(response, 400, "json_too_deep")
     assert not [r for r in caplog.records if r.exc_info], "no traceback for a client's mistake"
 
@@ -94,6 +99,76 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(
         headers=ANON,
     )
     assert response.status == 400 and (await response.json())["error_code"] == "invalid_credentials"
+
+
+def send_until_answered(url: str, head: bytes) -> tuple[bytes, int, str]:
+    """Sends a 128 MiB body as curl does, watching for an early answer; then reads to the end.
+
+    Returns the answer, the bytes the kernel took before it, and how the connection ended."""
+    host, port = url.removeprefix("http://").split(":")
+    piece, sent, answer = b"a" * 65536, 0, b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        sock.setblocking(False)
+        deadline = time.monotonic() + 10
+        while not answer and time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock], [], 1)
+            if readable:
+                answer = sock.recv(65536)
+            elif writable:
+                sent += sock.send(piece)
+        sock.settimeout(5)
+        try:
+            while data := sock.recv(65536):
+                answer += data
+            ending = "eof"
+        except ConnectionResetError:
+            ending = "reset"
+    return answer, sent, ending
+
+
+async def test_a_refused_body_is_not_read_and_its_answer_arrives_whole(
+    guarded: Guarded, migrated_dsn: str
+) -> None:
+    """A body refused by its Content-Length is not read at all (reading it would cost the CPU
+    that serves everyone else), and the connection ends with the answer and a FIN rather than a
+    reset, which can destroy the answer in the client's kernel before the client reads it."""
+    url = await guarded(make_config(migrated_dsn))
+    head = (
+        b"POST /auth/v1/token?grant_type=password HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 134217728\r\n\r\n"
+    )
+    for _ in range(5):
+        answer, _sent, ending = await asyncio.to_thread(send_until_answered, url, head)
+        assert answer.startswith(b"HTTP/1.1 413") and b"payload_too_large" in answer, answer[:300]
+        assert ending == "eof", "the connection was reset after the answer"
+        assert b"Connection: close" in answer
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [
+        ("/auth/v1/token?grant_type=password", 64 * 1024),
+        ("/auth/v1/signup", 64 * 1024),
+        ("/dashboard/auth/login", 1024 * 1024),
+        ("/api/v1/admin/api-keys", 1024 * 1024),
+    ],
+)
+async def test_json_apis_keep_their_small_limits_under_the_runbooks_2_gb_body_limit(
+    start_app: StartApp, migrated_dsn: str, path: str, limit: int
+) -> None:
+    """deploy/fluxbase.yaml allows 2 GB bodies (for storage): auth, dashboard and admin bodies are
+    still refused at their own limit while they are read, never buffered up to 2 GB first."""
+    client = await start_app(with_server(make_config(migrated_dsn), body_limit=2**31))
+
+    async def four_mib() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse it by
+        for _ in range(64):
+            yield b" " * (64 * 1024)
+
+    headers = {**ANON, "Content-Type": "application/json"}
+    response = await client.post(path, data=four_mib(), headers=headers)
+    await assert_json_error(response, 413, "payload_too_large")
+    assert f"limit of {limit} bytes" in (await response.json())["message"]
 
 
 async def test_a_long_url_is_a_414(start_app: StartApp, migrated_dsn: str) -> None:

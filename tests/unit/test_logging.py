@@ -6,6 +6,8 @@ import io
 import json
 import logging
 
+import pytest
+
 from fluxbase.observability.logging import JsonFormatter, audit, request_id_var
 
 
@@ -80,3 +82,74 @@ def test_audit_events_carry_log_type() -> None:
     assert entry["event"] == "user.login"
     assert entry["success"] is False
     assert entry["password"] == "[redacted]"
+
+
+def test_the_pools_failed_reconnects_log_their_reason_without_a_traceback() -> None:
+    """asyncpg logs each failed reconnect of its pool floor with exc_info; while the database
+    restarts that is expected, so the line carries the reason, not a traceback."""
+    import asyncpg
+
+    import fluxbase.db.pool  # noqa: F401  (installs the filter on asyncpg's logger)
+
+    stream, handler = capture()
+    logger = logging.getLogger("asyncpg.pool")
+    logger.addHandler(handler)
+    try:
+        for error in (
+            asyncpg.exceptions.CannotConnectNowError("the database system is shutting down"),
+            FileNotFoundError(2, "No such file or directory"),
+        ):
+            try:
+                raise error
+            except Exception:
+                logger.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+        try:
+            raise ValueError("a bug, not the database")
+        except ValueError:
+            logger.warning("something else", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    first, second, other = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["reason"] == "CannotConnectNowError: the database system is shutting down"
+    assert "error" not in first and "Traceback" not in json.dumps(first)
+    assert second["reason"].startswith("FileNotFoundError")
+    assert "Traceback" in other["error"]  # anything else keeps its traceback
+
+
+class Connection:
+    """Closes as asyncpg's Connection.close does on a socket the server already closed."""
+
+    async def close(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+async def test_a_failed_close_of_a_dead_connection_is_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """asyncpg closes expired connections in tasks nobody awaits; a backend already gone makes
+    that close fail, which asyncio would log with a traceback. It is one warning line instead,
+    and any other unretrieved error still reaches the loop's own handler."""
+    import asyncio
+
+    from fluxbase.db.pool import quiet_failed_closes
+
+    async def bug() -> None:
+        raise ValueError("a bug")
+
+    loop = asyncio.get_running_loop()
+    reached: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reached.append(context))
+    try:
+        quiet_failed_closes(loop)
+        quiet_failed_closes(loop)  # once is enough, however many pools start
+        with caplog.at_level(logging.WARNING, logger="fluxbase.db"):
+            for coro in (Connection().close(), bug()):
+                task = loop.create_task(coro)
+                await asyncio.wait([task])
+                context = {"message": "Task exception was never retrieved", "exception": task.exception()}
+                loop.call_exception_handler({**context, "future": task})
+    finally:
+        loop.set_exception_handler(None)
+    [warning] = [r for r in caplog.records if r.name == "fluxbase.db"]
+    assert warning.getMessage() == "closing a dead database connection failed"
+    assert warning.reason == "BrokenPipeError: [Errno 32] Broken pipe"  # type: ignore[attr-defined]
+    assert not warning.exc_info
+    assert [type(c["exception"]) for c in reached] == [ValueError]

@@ -28,8 +28,9 @@ from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.errors import HttpError
 from fluxbase.observability.logging import audit
-from fluxbase.request_json import client_inet
+from fluxbase.request_json import MAX_BODY, client_inet
 from fluxbase.security import dashboard_auth as da
+from fluxbase.security.request_limits import caps_body
 
 log = logging.getLogger("fluxbase.admin_api")
 PREFIX = "/api/v1/admin"
@@ -125,7 +126,8 @@ def route(
         except asyncpg.PostgresError as error:
             raise database_error(error) from error
 
-    app.router.add_route(method, prefix + path, guarded)
+    # Admin bodies are JSON objects (request_json): refused past its limit while reading.
+    app.router.add_route(method, prefix + path, caps_body(MAX_BODY)(guarded))
 
 
 async def log_event(

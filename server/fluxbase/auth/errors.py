@@ -18,6 +18,7 @@ from aiohttp import web
 from fluxbase.auth.context import AUTH, AuthContext
 from fluxbase.db.errors import DatabaseUnavailable, PoolTimeout
 from fluxbase.errors import HttpError
+from fluxbase.security.request_limits import caps_body
 
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION_2024 = "2024-01-01"
@@ -109,6 +110,12 @@ def _url_holds_nul(request: web.Request) -> bool:
     return "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items())
 
 
+# GoTrue's bodies (credentials, a token, user metadata) are a few hundred bytes, and metadata
+# rides in every access token, which a header must carry. Refusing more while reading keeps a
+# flood of large bodies cheap (each is read only this far), whatever server.body_limit allows.
+BODY_LIMIT = 64 * 1024
+
+
 def endpoint(
     handler: Callable[[web.Request, AuthContext], Awaitable[web.StreamResponse]], *, oauth: bool = False
 ) -> Handler:
@@ -139,4 +146,4 @@ def endpoint(
                 )
             raise
 
-    return handle
+    return caps_body(BODY_LIMIT)(handle)

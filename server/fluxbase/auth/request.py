@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from fluxbase.auth.context import AuthContext
-from fluxbase.auth.errors import AuthError, bad_request, unprocessable
+from fluxbase.auth.errors import BODY_LIMIT, AuthError, bad_request, unprocessable
 from fluxbase.config import AuthConfig
 from fluxbase.db.transaction import RequestContext
 from fluxbase.observability import metrics
@@ -26,7 +26,6 @@ from fluxbase.security.authenticate import AuthenticationError, Caller, bearer_t
 from fluxbase.security.ratelimit import RateLimiter, refused
 
 log = logging.getLogger("fluxbase.auth")
-MAX_BODY = 1024 * 1024  # GoTrue's limit
 ADMIN_ROLES = frozenset({"service_role"})
 SMTP_MISSING = (
     "Email confirmation is on (auth.autoconfirm is false) but no SMTP server is configured "
@@ -44,8 +43,8 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise AuthError(413, "request_too_large", "Request body is larger than 1 MB")
+    if len(raw) > BODY_LIMIT:  # the web layer refuses it first (caps_body); kept for any other caller
+        raise AuthError(413, "request_too_large", "Request body is larger than 64 KiB")
     if not raw.strip():
         return {}
     try:

@@ -24,10 +24,11 @@ from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.errors import HttpError, json_response
 from fluxbase.mail import send_mail
-from fluxbase.request_json import text_field
+from fluxbase.request_json import MAX_BODY, text_field
 from fluxbase.security import csrf
 from fluxbase.security import dashboard_auth as da
 from fluxbase.security.ratelimit import RateLimiter, refused
+from fluxbase.security.request_limits import caps_body
 
 log = logging.getLogger("fluxbase.dashboard")
 PREFIX = "/dashboard/auth"
@@ -95,11 +96,13 @@ def endpoint(handler: Callable[[web.Request, DashboardContext], Awaitable[web.St
                 raise HttpError(401, "session_not_found", "The administrator no longer exists") from error
             raise
 
-    return handle
+    return caps_body(MAX_BODY)(handle)
 
 
 def limit(limiter: RateLimiter, scope: str, key: str) -> None:
-    decision = limiter.hit(key)
+    """One attempt of a sign-in step; each step (scope) has its own budget per key, so the
+    runbook's 5 login attempts are not spent by the 2FA step or a reset of the same sign-in."""
+    decision = limiter.hit(f"{scope}:{key}")
     if not decision.allowed:
         raise refused(decision, scope, key)
 

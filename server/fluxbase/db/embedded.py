@@ -16,6 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 log = logging.getLogger("fluxbase.embedded")
@@ -184,20 +185,10 @@ class EmbeddedPostgres:
         self._ensure_database()
         return self.dsn()
 
-    def stop(self) -> None:
+    def stop(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+        """Stops the cluster; `immediate` is a crash as far as clients see (tests use it)."""
         if self.initialized and self.running():
-            self._run(
-                "pg_ctl",
-                "stop",
-                "-D",
-                str(self.pgdata),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                "60",
-                check=False,
-            )
+            self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60", check=False)
 
     def _ensure_database(self) -> None:
         import psycopg

@@ -36,6 +36,50 @@ log = logging.getLogger("fluxbase.db")
 PROBE_TIMEOUT = 2.0
 
 
+class _ConnectionErrorsWithoutTraceback(logging.Filter):
+    """asyncpg's pool logs each failed attempt to reopen its minimum of connections with the
+    whole traceback; while the database is down or restarting that is expected and says
+    nothing more than its reason, so the line keeps the reason and drops the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, CONNECTION_ERRORS):
+            record.reason = f"{type(error).__name__}: {error}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_POOL_LOG_FILTER = _ConnectionErrorsWithoutTraceback()
+logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)
+
+
+def quiet_failed_closes(loop: asyncio.AbstractEventLoop) -> None:
+    """After expire_connections, asyncpg closes each old connection in a task nobody awaits; when
+    the backend is already gone (killed, restarted) that close fails with a broken pipe and asyncio
+    logs "Task exception was never retrieved" with a traceback. Such a failure is one warning
+    line; every other unhandled error still reaches the loop's own handler."""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "quiets_failed_closes", False):
+        return
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        task = context.get("future")
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        if isinstance(error, CONNECTION_ERRORS) and getattr(coro, "__qualname__", "") == "Connection.close":
+            reason = f"{type(error).__name__}: {error}"
+            log.warning("closing a dead database connection failed", extra={"reason": reason})
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.quiets_failed_closes = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
+
+
 def authenticator_dsn(database_url: str, password: str | None) -> str:
     """The owner's DATABASE_URL with the authenticator's credentials in place of the owner's."""
     parts = urlsplit(database_url)
@@ -59,6 +103,7 @@ class Database:
 
     @classmethod
     async def connect(cls, dsn: str, config: DatabaseConfig) -> Database:
+        quiet_failed_closes(asyncio.get_running_loop())
         pool = await asyncpg.create_pool(
             dsn,
             min_size=config.min_connections,

@@ -29,6 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H")
 
 _OWN_LIMIT = "__fluxbase_body_limit__"
+_CAP = "__fluxbase_body_cap__"
 # The limit in force for this request's body, for handlers that stream it.
 BODY_LIMIT = web.RequestKey("body_limit", int)
 
@@ -49,12 +50,25 @@ def streams_body(limit: Callable[[web.Request], int] | int) -> Callable[[H], H]:
     return mark
 
 
+def caps_body(limit: int) -> Callable[[H], H]:
+    """Marks a handler whose bodies are small: its limit is the lower of `limit` and
+    server.body_limit, enforced while reading, whatever server.body_limit allows elsewhere."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, _CAP, limit)
+        return handler
+
+    return mark
+
+
 def too_large(limit: int) -> HttpError:
     return HttpError(
         413,
         "payload_too_large",
         f"Request body is larger than the limit of {limit} bytes",
         hint="send a smaller body",
+        # The rest of the body is not read (http_server.py): the connection ends with the answer.
+        headers={"Connection": "close"},
     )
 
 
@@ -106,6 +120,12 @@ def _route_limit(request: web.Request) -> int | None:
     return int(own(request) if callable(own) else own)
 
 
+def _route_cap(request: web.Request) -> int | None:
+    route = request.match_info.route
+    cap = getattr(route.handler, _CAP, None) if route is not None else None
+    return None if cap is None else int(cap)
+
+
 class RequestLimits:
     """URL length, the route's body limit, and JSON depth, checked before the handler runs."""
 
@@ -119,7 +139,8 @@ class RequestLimits:
         if len(request.raw_path) > max_url:
             raise HttpError(414, "uri_too_long", f"Request URL is longer than {max_url} bytes")
         own = _route_limit(request)
-        limit = own if own is not None else self._default_limit
+        cap = _route_cap(request)
+        limit = own if own is not None else min(self._default_limit, cap or self._default_limit)
         request[BODY_LIMIT] = limit
         length = request.content_length
         if length is not None and length > limit:
@@ -151,14 +172,20 @@ def request_limits_middleware(server: ServerConfig) -> Middleware:
 
 
 async def _read_within(request: web.Request, limit: int) -> bytes:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise too_large(limit) from exc
+    # Counted here rather than by request.read(), whose limit is the application's
+    # (server.body_limit), not the route's. The stream is read as request.read() reads it:
+    # request.content would keep (reify) this stream, not the one handlers get below.
+    body = bytearray()
+    async for chunk in request._payload.iter_any():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise too_large(limit)
+    raw = bytes(body)
     # request.read() keeps the bytes, but handlers also ask can_read_body, which looks at the
     # stream: give them a stream that still holds the body, so reading here changes nothing.
     stream = StreamReader(request.protocol, max(len(raw), 1), loop=asyncio.get_running_loop())
     stream.feed_data(raw)
     stream.feed_eof()
     request._payload = stream
+    request._read_bytes = raw  # what request.read() keeps: later calls answer these bytes again
     return raw
