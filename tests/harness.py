@@ -202,8 +202,6 @@ def start_server(
         # the server process must run that code too, not the venv's installed copy.
         **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         "FLUXBASE_SERVER_ADDRESS": f"127.0.0.1:{port}",
-        # A tree run with another venv's interpreter (PYTHONPATH=server) serves its own code.
-        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         **env,
     }
     process = subprocess.Popen(
