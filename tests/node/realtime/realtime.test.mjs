@@ -77,7 +77,10 @@ test('TRUNCATE reaches * and TRUNCATE bindings with no row data, not INSERT ones
   const { error } = await service.rpc('truncate_items');
   assert.equal(error, null);
   for (const { inbox } of [star, truncate]) {
-    const [event] = await inbox.next(1);
+    let [event] = await inbox.next(1);
+    // The previous test's cleanup (DELETE of rows 101 and 102) may be read from the change log
+    // after these channels joined, and '*' then receives it first: that is not this test's event.
+    while (event.eventType === 'DELETE' && [101, 102].includes(event.old.id)) [event] = await inbox.next(1);
     assert.equal(event.eventType, 'TRUNCATE');
     assert.equal(event.schema, 'public');
     assert.equal(event.table, 'items');
