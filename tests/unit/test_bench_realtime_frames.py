@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fluxbase.realtime import phoenix
+from fluxbase.realtime import messages, phoenix
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
 import realtime_client as client  # the benchmark's subscriber
@@ -28,15 +28,15 @@ COLUMNS = [("id", "int8"), ("kind", "int4"), ("stamped", "float8"), ("body", "te
 
 def change_push(ids: list[int], record: dict[str, object], *, table: str = client.TABLE) -> bytes:
     """A change push exactly as the server encodes it."""
-    data = phoenix.postgres_change_data(
+    data = messages.postgres_change_data(
         schema="public",
         table=table,
-        commit_timestamp=phoenix.format_commit_timestamp(datetime.datetime.now(datetime.UTC)),
+        commit_timestamp=messages.format_commit_timestamp(datetime.datetime.now(datetime.UTC)),
         change_type="INSERT",
         columns=COLUMNS,
         record=record,
     )
-    return bytes(phoenix.postgres_changes_frame(client.TOPIC, ids, phoenix.json_bytes(data), "2.0.0").data)
+    return bytes(messages.postgres_changes_frame(client.TOPIC, ids, phoenix.json_bytes(data), "2.0.0").data)
 
 
 def server_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:

@@ -1,4 +1,4 @@
-"""Realtime's HTTP edge: the Phoenix WebSocket and the REST broadcast endpoint.
+"""Realtime's HTTP edge: the Phoenix WebSocket (the REST broadcast endpoints: broadcast_api.py).
 
 The handshake verifies the key before upgrading (401 otherwise); each socket then speaks Phoenix
 channels: phx_join with postgres_changes bindings, heartbeat, access_token, broadcast, presence,
@@ -14,7 +14,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
@@ -22,9 +21,9 @@ from aiohttp import WSMsgType, web
 from fluxbase.config import RealtimeConfig
 from fluxbase.db.errors import DatabaseUnavailable
 from fluxbase.db.pool import Database
-from fluxbase.errors import json_response
 from fluxbase.observability import metrics
-from fluxbase.realtime import phoenix
+from fluxbase.realtime import messages, phoenix
+from fluxbase.realtime.broadcast_api import BROADCAST_PATH, broadcast_event_handler, broadcast_handler
 from fluxbase.realtime.clients import Binding, Channel, Client
 from fluxbase.realtime.credentials import (
     SESSION_ENDED,
@@ -37,13 +36,12 @@ from fluxbase.realtime.errors import database_unavailable_reason
 from fluxbase.realtime.filters import FilterError, parse_filter
 from fluxbase.realtime.hub import CHANGE_EVENTS, Hub
 from fluxbase.realtime.listener import ChangeListener
+from fluxbase.realtime.service import REALTIME, RealtimeService, refuse
 from fluxbase.request_state import CLIENT_IP
 from fluxbase.security.authenticate import (
     AUTHENTICATOR,
     AuthenticationError,
     Authenticator,
-    Caller,
-    bearer_token,
 )
 from fluxbase.security.scopes import REALTIME as REALTIME_SCOPE
 from fluxbase.security.scopes import ScopeError, require_scope
@@ -51,30 +49,12 @@ from fluxbase.security.scopes import ScopeError, require_scope
 log = logging.getLogger("fluxbase.realtime")
 
 WEBSOCKET_PATHS: Final = ("/realtime/v1/websocket", "/realtime/websocket", "/realtime")
-BROADCAST_PATH: Final = "/realtime/v1/api/broadcast"
 # How long a close frame may take to reach a client that stopped reading.
 CLOSE_TIMEOUT: Final = 2.0
 KEY_CHECK_INTERVAL: Final = 1.0  # how often a socket opened with an API key re-checks it
 # Frames are written straight to a socket's transport while its write buffer holds less than
 # this (asyncio's default high-water mark); beyond it they wait in the socket's bounded queue.
 DIRECT_WRITE_LIMIT: Final = 64 * 1024
-
-
-@dataclass
-class RealtimeService:
-    """Per-process realtime state: the hub, the listener and the connection counts for the caps."""
-
-    config: RealtimeConfig
-    hub: Hub
-    listener: ChangeListener | None = None
-    per_ip: Counter[str] = field(default_factory=Counter)
-    per_user: Counter[str] = field(default_factory=Counter)
-    sockets: set[web.WebSocketResponse] = field(default_factory=set)
-    # Set when the server stops: sockets still arriving are refused.
-    stopping: bool = False
-
-
-REALTIME = web.AppKey("realtime", RealtimeService)
 
 
 def add_routes(app: web.Application) -> None:
@@ -140,10 +120,6 @@ async def _close_going_away(ws: web.WebSocketResponse) -> None:
         await asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT)
 
 
-def _refuse(status: int, message: str) -> web.Response:
-    return json_response({"error": message}, status=status)
-
-
 def _handshake_token(request: web.Request) -> str | None:
     # Browsers cannot set headers on a WebSocket, so realtime clients put the key in the query.
     return (
@@ -158,32 +134,32 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     service = request.app[REALTIME]
     config = service.config
     if not config.enabled:
-        return _refuse(404, "realtime is disabled")
+        return refuse(404, "realtime is disabled")
     if service.stopping:
-        return _refuse(503, "server shutting down")
+        return refuse(503, "server shutting down")
     try:
         vsn = phoenix.negotiate_vsn(request.query.get("vsn"))
     except phoenix.UnsupportedVsnError as exc:
-        return _refuse(403, exc.reason)
+        return refuse(403, exc.reason)
     token = _handshake_token(request)
     if token is None:
-        return _refuse(401, "missing apikey")
+        return refuse(401, "missing apikey")
     try:
         caller = request.app[AUTHENTICATOR].verify(token)
     except AuthenticationError as exc:
-        return _refuse(401, exc.reason)
+        return refuse(401, exc.reason)
     try:
         require_scope(caller, REALTIME_SCOPE)
     except ScopeError as exc:
-        return _refuse(403, exc.reason)
+        return refuse(403, exc.reason)
     ip = request.get(CLIENT_IP) or request.remote or "unknown"
     if len(service.sockets) >= config.max_connections:
-        return _refuse(429, "too many connections")
+        return refuse(429, "too many connections")
     if service.per_ip[ip] >= config.max_connections_per_ip:
-        return _refuse(429, "too many connections from this address")
+        return refuse(429, "too many connections from this address")
     user = caller.user_id
     if user is not None and service.per_user[user] >= config.max_connections_per_user:
-        return _refuse(429, "too many connections for this user")
+        return refuse(429, "too many connections for this user")
 
     # No permessage-deflate (Phoenix's default too): a zlib stream pair per socket costs
     # hundreds of KiB, and every fan-out frame would be compressed once per subscriber.
@@ -270,13 +246,13 @@ def channel_binding_id(
     filter_text: str,
     select: list[str] | None,
 ) -> int:
-    """The binding's hashed id (phoenix.binding_id), unless another binding of the channel with
+    """The binding's hashed id (messages.binding_id), unless another binding of the channel with
     other parameters has it: then the next attempt's. `taken` maps the channel's ids so far to
     their parameters; identical bindings share their id, as in Supabase Realtime."""
     params = (event, schema, table, filter_text, tuple(select) if select is not None else None)
     attempt = 0
     while True:
-        binding_id = phoenix.binding_id(event, schema, table, filter_text, select, attempt)
+        binding_id = messages.binding_id(event, schema, table, filter_text, select, attempt)
         if taken.setdefault(binding_id, params) == params:
             return binding_id
         attempt += 1
@@ -381,16 +357,16 @@ class Session:
                     extra={"event": message.event, "reason": exc.reason},
                 )
                 if message.ref is not None:
-                    self.client.push(phoenix.reply_error(message, database_unavailable_reason(exc)))
+                    self.client.push(messages.reply_error(message, database_unavailable_reason(exc)))
             except Exception:
                 log.exception("realtime: handling a message failed", extra={"event": message.event})
                 if message.ref is not None:
-                    self.client.push(phoenix.reply_error(message, "internal error"))
+                    self.client.push(messages.reply_error(message, "internal error"))
 
     async def handle(self, message: phoenix.Message) -> None:
         if message.topic == phoenix.PHOENIX_TOPIC:
             if message.event == phoenix.EVENT_HEARTBEAT:
-                self.client.push(phoenix.heartbeat_reply(message))
+                self.client.push(messages.heartbeat_reply(message))
             return
         if message.event == phoenix.EVENT_JOIN:
             await self.join(message)
@@ -398,12 +374,12 @@ class Session:
         channel = self.client.channels.get(message.topic)
         if channel is None:
             if message.ref is not None:
-                self.client.push(phoenix.unmatched_topic_reply(message))
+                self.client.push(messages.unmatched_topic_reply(message))
             return
         if message.event == phoenix.EVENT_LEAVE:
             await self.leave(channel)
-            self.client.push(phoenix.reply_ok(message))
-            self.client.push(phoenix.phx_close(channel.topic, channel.join_ref))
+            self.client.push(messages.reply_ok(message))
+            self.client.push(messages.phx_close(channel.topic, channel.join_ref))
         elif message.event == phoenix.EVENT_AUTH_REFRESH:
             self.refresh_token(channel, message)
         elif message.event == phoenix.EVENT_BROADCAST:
@@ -411,7 +387,7 @@ class Session:
         elif message.event == phoenix.EVENT_PRESENCE:
             await self.presence(channel, message)
         elif message.ref is not None:
-            self.client.push(phoenix.reply_error(message, f"unknown event {message.event!r}"))
+            self.client.push(messages.reply_error(message, f"unknown event {message.event!r}"))
 
     # ----------------------------------------------------------------------------------------
     # join / leave / token
@@ -424,12 +400,12 @@ class Session:
         if len(message.topic.encode()) > limit:
             # vsn 2.0.0 binary frames carry the topic behind a one-byte length: a longer topic could
             # never be sent a broadcast, and would only cost memory in every replica's topic table.
-            self.client.push(phoenix.reply_error(message, f"topic is longer than {limit} bytes"))
+            self.client.push(messages.reply_error(message, f"topic is longer than {limit} bytes"))
             return
         payload = self._payload(message)
         config = payload.get("config") or {}
         if not isinstance(config, dict):
-            self.client.push(phoenix.reply_error(message, "config must be an object"))
+            self.client.push(messages.reply_error(message, "config must be an object"))
             return
         caller = self.client.caller
         token = payload.get("access_token")
@@ -437,14 +413,14 @@ class Session:
             try:
                 caller = self.authenticator.verify(token)
             except AuthenticationError as exc:
-                self.client.push(phoenix.reply_error(message, f"Unauthorized: {exc.reason}"))
+                self.client.push(messages.reply_error(message, f"Unauthorized: {exc.reason}"))
                 return
         elif session_ended(self.authenticator.revocations, caller):
-            self.client.push(phoenix.reply_error(message, f"Unauthorized: {SESSION_ENDED}"))
+            self.client.push(messages.reply_error(message, f"Unauthorized: {SESSION_ENDED}"))
             return
         if config.get("private"):
             self.client.push(
-                phoenix.reply_error(message, "private channels are not supported by this server")
+                messages.reply_error(message, "private channels are not supported by this server")
             )
             return
         existing = self.client.channels.get(message.topic)
@@ -453,13 +429,13 @@ class Session:
             await self.leave(existing)
         raw_bindings = config.get("postgres_changes") or []
         if not isinstance(raw_bindings, list):
-            self.client.push(phoenix.reply_error(message, "postgres_changes must be a list"))
+            self.client.push(messages.reply_error(message, "postgres_changes must be a list"))
             return
         if (
             self.client.subscription_count + 1 + len(raw_bindings)
             > self.service.config.max_subscriptions_per_socket
         ):
-            self.client.push(phoenix.reply_error(message, "too many subscriptions on this socket"))
+            self.client.push(messages.reply_error(message, "too many subscriptions on this socket"))
             return
         broadcast = config.get("broadcast") or {}
         presence = config.get("presence") or {}
@@ -475,22 +451,22 @@ class Session:
         try:
             echoed = await self._bind(channel, raw_bindings)
         except BindingError as exc:
-            self.client.push(phoenix.reply_error(message, str(exc)))
+            self.client.push(messages.reply_error(message, str(exc)))
             return
         try:
             self.users.acquire(caller.user_id)
         except UserCapExceeded as exc:
-            self.client.push(phoenix.reply_error(message, str(exc)))
+            self.client.push(messages.reply_error(message, str(exc)))
             return
         first_here = channel.topic not in self.hub.topics
         self.client.channels[channel.topic] = channel
         self.hub.add_channel(channel)
         self._schedule_expiry(channel)
-        self.client.push(phoenix.join_reply_ok(message, echoed))
+        self.client.push(messages.join_reply_ok(message, echoed))
         if channel.bindings:
-            self.client.push(phoenix.postgres_changes_subscribed(channel.topic, channel.join_ref))
+            self.client.push(messages.postgres_changes_subscribed(channel.topic, channel.join_ref))
         self.client.push(
-            phoenix.presence_state(channel.topic, channel.join_ref, self.hub.presence_state(channel.topic))
+            messages.presence_state(channel.topic, channel.join_ref, self.hub.presence_state(channel.topic))
         )
         if first_here:
             await self.hub.request_presence_sync(channel.topic)
@@ -540,7 +516,7 @@ class Session:
                 if reason is not None:
                     raise BindingError(reason)
                 channel.bindings.append(Binding(channel, binding_id, event, oid, parsed, wanted))
-            echoed.append(phoenix.postgres_changes_binding(raw, binding_id))
+            echoed.append(messages.postgres_changes_binding(raw, binding_id))
         return echoed
 
     async def leave(self, channel: Channel) -> None:
@@ -586,8 +562,8 @@ class Session:
     def _close_channel(self, channel: Channel, reason: str) -> None:
         if self.client.channels.get(channel.topic) is not channel:
             return
-        self.client.push(phoenix.system_error(channel.topic, channel.join_ref, reason))
-        self.client.push(phoenix.phx_close(channel.topic, channel.join_ref))
+        self.client.push(messages.system_error(channel.topic, channel.join_ref, reason))
+        self.client.push(messages.phx_close(channel.topic, channel.join_ref))
         self.client.channels.pop(channel.topic, None)
         self.users.release(channel.caller.user_id)
         asyncio.get_running_loop().create_task(self.hub.remove_channel(channel))
@@ -613,14 +589,14 @@ class Session:
                 )
             else:
                 if message.ref is not None:
-                    self.client.push(phoenix.reply_error(message, "broadcast needs an event"))
+                    self.client.push(messages.reply_error(message, "broadcast needs an event"))
                 return
         except ValueError as exc:
             if message.ref is not None:
-                self.client.push(phoenix.reply_error(message, str(exc)))
+                self.client.push(messages.reply_error(message, str(exc)))
             return
         if channel.broadcast_ack and message.ref is not None:
-            self.client.push(phoenix.reply_ok(message))
+            self.client.push(messages.reply_ok(message))
 
     async def presence(self, channel: Channel, message: phoenix.Message) -> None:
         payload = self._payload(message)
@@ -639,86 +615,11 @@ class Session:
                 raise ValueError("presence event must be track or untrack")
         except ValueError as exc:
             if message.ref is not None:
-                self.client.push(phoenix.reply_error(message, str(exc)))
+                self.client.push(messages.reply_error(message, str(exc)))
             return
         if message.ref is not None:
-            self.client.push(phoenix.reply_ok(message))
+            self.client.push(messages.reply_ok(message))
 
 
 class BindingError(Exception):
     """A postgres_changes binding the join cannot accept; the text goes to the client."""
-
-
-# --------------------------------------------------------------------------------------------
-# REST broadcast
-
-
-def _rest_caller(request: web.Request) -> Caller:
-    authenticator = request.app[AUTHENTICATOR]
-    token = bearer_token(request.headers) or request.headers.get("apikey")
-    if not token:
-        raise AuthenticationError("missing apikey")
-    caller = authenticator.verify(token)
-    try:
-        require_scope(caller, REALTIME_SCOPE)
-    except ScopeError as exc:
-        raise AuthenticationError(exc.reason) from exc
-    return caller
-
-
-async def broadcast_handler(request: web.Request) -> web.Response:
-    """`POST /realtime/v1/api/broadcast {messages: [{topic, event, payload, private?}]}` -> 202."""
-    service = request.app[REALTIME]
-    try:
-        _rest_caller(request)
-    except AuthenticationError as exc:
-        return _refuse(401, exc.reason)
-    try:
-        body = await request.json()
-    except ValueError:
-        return _refuse(400, "body must be JSON")
-    messages = body.get("messages") if isinstance(body, dict) else None
-    if not isinstance(messages, list) or not messages:
-        return _refuse(400, "messages must be a non-empty list")
-    for item in messages:
-        if not isinstance(item, dict) or not isinstance(item.get("topic"), str):
-            return _refuse(400, "each message needs a topic and an event")
-        if not isinstance(item.get("event"), str):
-            return _refuse(400, "each message needs a topic and an event")
-        if item.get("private"):
-            return _refuse(400, "private channels are not supported by this server")
-    for item in messages:
-        try:
-            await service.hub.broadcast(_topic(item["topic"]), item["event"], item.get("payload"))
-        except ValueError as exc:
-            return _refuse(413, str(exc))
-    return web.Response(status=202)
-
-
-async def broadcast_event_handler(request: web.Request) -> web.Response:
-    """`POST /realtime/v1/api/broadcast/{topic}/events/{event}` (realtime-py's http_send)."""
-    service = request.app[REALTIME]
-    try:
-        _rest_caller(request)
-    except AuthenticationError as exc:
-        return _refuse(401, exc.reason)
-    if request.query.get("private") == "true":
-        return _refuse(400, "private channels are not supported by this server")
-    binary = request.content_type == "application/octet-stream"
-    payload: Any = await request.read() if binary else None
-    if not binary:
-        try:
-            payload = await request.json()
-        except ValueError:
-            return _refuse(400, "body must be JSON")
-    try:
-        await service.hub.broadcast(
-            _topic(request.match_info["topic"]), request.match_info["event"], payload, binary=binary
-        )
-    except ValueError as exc:
-        return _refuse(413, str(exc))
-    return web.Response(status=202)
-
-
-def _topic(name: str) -> str:
-    return name if name.startswith(phoenix.TOPIC_PREFIX) else phoenix.TOPIC_PREFIX + name

@@ -25,7 +25,7 @@ import orjson
 
 from fluxbase.db.errors import DatabaseUnavailable
 from fluxbase.db.pool import Database
-from fluxbase.realtime import phoenix
+from fluxbase.realtime import messages, phoenix
 from fluxbase.realtime.clients import Binding, Channel, Client
 from fluxbase.realtime.filters import Filter
 from fluxbase.realtime.listener import Change
@@ -266,7 +266,7 @@ class Hub:
         )
         # Sent in log order, whatever order the checks finished in.
         outgoing = sorted(itertools.chain.from_iterable(results), key=lambda entry: entry[0])
-        # Identical subscriptions carry identical binding ids (phoenix.binding_id), so most
+        # Identical subscriptions carry identical binding ids (messages.binding_id), so most
         # sockets receive the same frame for a change: built (and framed) once per batch.
         frames: dict[tuple[str, tuple[int, ...], Payload, str], phoenix.EncodedText] = {}
         # Each socket's frames of the batch, in log order, handed over together: one write.
@@ -280,7 +280,7 @@ class Hub:
             shape = (channel.topic, ids, payload, client.vsn)
             frame = frames.get(shape)
             if frame is None:
-                frame = frames[shape] = phoenix.postgres_changes_frame(
+                frame = frames[shape] = messages.postgres_changes_frame(
                     channel.topic, ids, payload.encoded(), client.vsn
                 )
             queued = per_client.get(client)
@@ -534,11 +534,11 @@ class Hub:
         outgoing: phoenix.Message
         if message.get("bin"):
             data = base64.b64decode(payload) if isinstance(payload, str) else b""
-            outgoing = phoenix.user_broadcast_message(topic, phoenix.UserBroadcast(event, data))
+            outgoing = messages.user_broadcast_message(topic, phoenix.UserBroadcast(event, data))
         elif message.get("u"):
-            outgoing = phoenix.user_broadcast_message(topic, phoenix.UserBroadcast(event, payload))
+            outgoing = messages.user_broadcast_message(topic, phoenix.UserBroadcast(event, payload))
         else:
-            outgoing = phoenix.broadcast_message(topic, event, payload)
+            outgoing = messages.broadcast_message(topic, event, payload)
         for channel in list(self.topics.get(topic, ())):
             if origin == channel.client.id and not channel.broadcast_self:
                 continue
@@ -563,7 +563,7 @@ class Hub:
                 del self.presence[topic]
         if not joins and not leaves:
             return
-        diff = phoenix.presence_diff(
+        diff = messages.presence_diff(
             topic,
             {key: list(joins.values())} if joins else {},
             {key: list(leaves.values())} if leaves else {},
@@ -593,10 +593,10 @@ def change_data(info: TableInfo, change: Change, shown: Sequence[str]) -> dict[s
             old_record = {name: change.old_record.get(name) for name in shown}
         else:
             old_record = _primary_key(info, change.old_record)
-    return phoenix.postgres_change_data(
+    return messages.postgres_change_data(
         schema=info.schema,
         table=info.name,
-        commit_timestamp=phoenix.format_commit_timestamp(change.commit_timestamp),
+        commit_timestamp=messages.format_commit_timestamp(change.commit_timestamp),
         change_type=change.type,
         columns=columns,
         record=record,
@@ -607,7 +607,7 @@ def change_data(info: TableInfo, change: Change, shown: Sequence[str]) -> dict[s
 class Payload:
     """The `data` of one change as one group may see it, serialised once for every receiver.
 
-    Every subscriber's frame splices these same bytes (phoenix.postgres_changes_frame); a
+    Every subscriber's frame splices these same bytes (messages.postgres_changes_frame); a
     binding's `select` trims to another Payload, itself built once per column set.
     """
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from fluxbase.db.pool import Database
-from fluxbase.realtime import phoenix
+from fluxbase.realtime import messages
 from fluxbase.realtime.listener import Change
 
 TRUNCATE: Final = "TRUNCATE"
@@ -24,10 +24,10 @@ AUDIENCE_SQL: Final = "select realtime.truncate_audience($1::oid::regclass, $2::
 
 def truncate_data(schema: str, table: str, change: Change) -> dict[str, Any]:
     """The `data` of a TRUNCATE push: no record, no old record, no columns."""
-    return phoenix.postgres_change_data(
+    return messages.postgres_change_data(
         schema=schema,
         table=table,
-        commit_timestamp=phoenix.format_commit_timestamp(change.commit_timestamp),
+        commit_timestamp=messages.format_commit_timestamp(change.commit_timestamp),
         change_type="TRUNCATE",
         columns=(),
     )

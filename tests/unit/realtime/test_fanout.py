@@ -7,34 +7,34 @@ from collections.abc import Sequence
 
 import pytest
 
-from fluxbase.realtime import handlers, phoenix
+from fluxbase.realtime import handlers, messages, phoenix
 from fluxbase.realtime.clients import Client
 from fluxbase.security.authenticate import Caller
 
 
 def test_identical_bindings_get_identical_ids_and_different_ones_differ() -> None:
-    first = phoenix.binding_id("INSERT", "public", "todos", "kind=eq.1", None)
-    assert first == phoenix.binding_id("INSERT", "public", "todos", "kind=eq.1", None)
+    first = messages.binding_id("INSERT", "public", "todos", "kind=eq.1", None)
+    assert first == messages.binding_id("INSERT", "public", "todos", "kind=eq.1", None)
     others = {
-        phoenix.binding_id("UPDATE", "public", "todos", "kind=eq.1", None),
-        phoenix.binding_id("INSERT", "other", "todos", "kind=eq.1", None),
-        phoenix.binding_id("INSERT", "public", "notes", "kind=eq.1", None),
-        phoenix.binding_id("INSERT", "public", "todos", "kind=eq.2", None),
-        phoenix.binding_id("INSERT", "public", "todos", "kind=eq.1", ["id"]),
-        phoenix.binding_id("INSERT", "public", None, "", None),
+        messages.binding_id("UPDATE", "public", "todos", "kind=eq.1", None),
+        messages.binding_id("INSERT", "other", "todos", "kind=eq.1", None),
+        messages.binding_id("INSERT", "public", "notes", "kind=eq.1", None),
+        messages.binding_id("INSERT", "public", "todos", "kind=eq.2", None),
+        messages.binding_id("INSERT", "public", "todos", "kind=eq.1", ["id"]),
+        messages.binding_id("INSERT", "public", None, "", None),
     }
     assert first not in others and len(others) == 6
     assert all(0 < value < 2**31 for value in {first, *others})
 
 
 def test_a_channel_never_gives_one_id_to_two_different_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = phoenix.binding_id
+    real = messages.binding_id
 
     def colliding(*args: object, **kwargs: object) -> int:
         attempt = args[5] if len(args) > 5 else 0
         return 7 if attempt == 0 else real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(phoenix, "binding_id", colliding)
+    monkeypatch.setattr(messages, "binding_id", colliding)
     taken: dict[int, tuple[object, ...]] = {}
     a = handlers.channel_binding_id(taken, "INSERT", "public", "t", "", None)
     b = handlers.channel_binding_id(taken, "DELETE", "public", "t", "", None)
@@ -58,7 +58,7 @@ def test_websocket_frames_carry_the_length_as_rfc_6455_says(size: int) -> None:
 
 
 def test_a_shared_frame_is_framed_once() -> None:
-    frame = phoenix.postgres_changes_frame("realtime:t", [1], b"{}", phoenix.VSN_2)
+    frame = messages.postgres_changes_frame("realtime:t", [1], b"{}", phoenix.VSN_2)
     assert frame.websocket_frame() is frame.websocket_frame()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fluxbase.realtime import phoenix
+from fluxbase.realtime import messages, phoenix
 from fluxbase.realtime.phoenix import (
     VSN_1,
     VSN_2,
@@ -319,7 +319,7 @@ def test_encode_refuses_non_object_payload() -> None:
 
 def test_encode_user_broadcast_json_with_meta_is_kind_4() -> None:
     broadcast = UserBroadcast("user_event", {"a": "b"}, {"replayed": True})
-    frame = encode(phoenix.user_broadcast_message("topic", broadcast), VSN_2)
+    frame = encode(messages.user_broadcast_message("topic", broadcast), VSN_2)
     assert frame == bytes([4, 5, 10, 17, 1]) + b'topicuser_event{"replayed":true}{"a":"b"}'
     assert isinstance(frame, bytes)
     assert client_decode_user_broadcast(frame) == {
@@ -343,7 +343,7 @@ def test_encode_user_broadcast_binary_without_meta_is_kind_4() -> None:
 
 def test_encode_user_broadcast_for_v1_is_json() -> None:
     broadcast = UserBroadcast("cursor", {"x": 1}, {"id": "m1"})
-    frame = encode(phoenix.user_broadcast_message("realtime:room1", broadcast), VSN_1)
+    frame = encode(messages.user_broadcast_message("realtime:room1", broadcast), VSN_1)
     assert json.loads(frame) == {
         "topic": "realtime:room1",
         "event": "broadcast",
@@ -359,7 +359,7 @@ def test_encode_user_broadcast_for_v1_is_json() -> None:
 
 
 def test_encode_binary_payloads_refused_on_v1() -> None:
-    binary = phoenix.user_broadcast_message("t", UserBroadcast("e", b"\x00"))
+    binary = messages.user_broadcast_message("t", UserBroadcast("e", b"\x00"))
     with pytest.raises(ProtocolError, match="cannot be sent as JSON"):
         encode(binary, VSN_1)
     with pytest.raises(ProtocolError, match="cannot carry binary payloads"):
@@ -397,7 +397,7 @@ def test_user_broadcast_round_trip_through_the_hub() -> None:
     )
     received = decode_frame(pushed, VSN_2)
     assert isinstance(received.payload, UserBroadcast)
-    delivered = encode(phoenix.user_broadcast_message(received.topic, received.payload), VSN_2)
+    delivered = encode(messages.user_broadcast_message(received.topic, received.payload), VSN_2)
     assert isinstance(delivered, bytes)
     assert client_decode_user_broadcast(delivered)["payload"] == {
         "type": "broadcast",
@@ -458,9 +458,9 @@ def test_join_reply_echoes_bindings_with_ids_in_order() -> None:
         {"event": "INSERT", "schema": "public", "table": "posts", "filter": "id=eq.1"},
         {"event": "*", "schema": "public"},
     ]
-    reply = phoenix.join_reply_ok(
+    reply = messages.join_reply_ok(
         JOIN,
-        [phoenix.postgres_changes_binding(b, i) for i, b in zip((111, 222), bindings, strict=True)],
+        [messages.postgres_changes_binding(b, i) for i, b in zip((111, 222), bindings, strict=True)],
     )
     assert encode(reply, VSN_2) == (
         '["1","1","realtime:room1","phx_reply",{"status":"ok","response":{"postgres_changes":['
@@ -470,7 +470,7 @@ def test_join_reply_echoes_bindings_with_ids_in_order() -> None:
 
 
 def test_join_reply_without_bindings() -> None:
-    assert phoenix.join_reply_ok(JOIN).payload == {
+    assert messages.join_reply_ok(JOIN).payload == {
         "status": "ok",
         "response": {"postgres_changes": []},
     }
@@ -478,36 +478,36 @@ def test_join_reply_without_bindings() -> None:
 
 def test_reply_error_carries_reason() -> None:
     reason = "Unauthorized: You do not have permissions to read from this Channel topic: room1"
-    assert encode(phoenix.reply_error(JOIN, reason), VSN_2) == (
+    assert encode(messages.reply_error(JOIN, reason), VSN_2) == (
         '["1","1","realtime:room1","phx_reply",{"status":"error","response":{"reason":"' + reason + '"}}]'
     )
 
 
 def test_heartbeat_reply() -> None:
     heartbeat = decode_frame('[null,"5","phoenix","heartbeat",{}]', VSN_2)
-    assert encode(phoenix.heartbeat_reply(heartbeat), VSN_2) == (
+    assert encode(messages.heartbeat_reply(heartbeat), VSN_2) == (
         '[null,"5","phoenix","phx_reply",{"status":"ok","response":{}}]'
     )
 
 
 def test_unmatched_topic_reply() -> None:
     push = Message(None, "8", "realtime:other", "broadcast", {})
-    assert phoenix.unmatched_topic_reply(push).payload == {
+    assert messages.unmatched_topic_reply(push).payload == {
         "status": "error",
         "response": {"reason": "unmatched topic"},
     }
 
 
 def test_system_messages_carry_channel_name() -> None:
-    subscribed = phoenix.postgres_changes_subscribed("realtime:room1", "1")
+    subscribed = messages.postgres_changes_subscribed("realtime:room1", "1")
     assert encode(subscribed, VSN_2) == (
         '["1",null,"realtime:room1","system",{"channel":"room1","extension":"postgres_changes",'
         '"message":"Subscribed to PostgreSQL","status":"ok"}]'
     )
-    failed = phoenix.postgres_changes_error("realtime:room1", "1", "invalid column for filter x")
+    failed = messages.postgres_changes_error("realtime:room1", "1", "invalid column for filter x")
     assert isinstance(failed.payload, dict)
     assert failed.payload["status"] == "error"
-    expired = phoenix.system_error("realtime:room1", "1", "Token has expired 3 seconds ago")
+    expired = messages.system_error("realtime:room1", "1", "Token has expired 3 seconds ago")
     assert expired.payload == {
         "channel": "room1",
         "extension": "system",
@@ -518,7 +518,7 @@ def test_system_messages_carry_channel_name() -> None:
 
 def test_postgres_changes_insert_update_delete_shapes() -> None:
     columns = [("id", "int4"), ("title", "text")]
-    insert = phoenix.postgres_change_data(
+    insert = messages.postgres_change_data(
         schema="public",
         table="posts",
         commit_timestamp="2024-05-01T10:00:00.123Z",
@@ -526,14 +526,14 @@ def test_postgres_changes_insert_update_delete_shapes() -> None:
         columns=columns,
         record={"id": 1, "title": "hi"},
     )
-    message = phoenix.postgres_changes_message("realtime:room1", [111], insert)
+    message = messages.postgres_changes_message("realtime:room1", [111], insert)
     assert encode(message, VSN_2) == (
         '[null,null,"realtime:room1","postgres_changes",{"ids":[111],"data":{'
         '"schema":"public","table":"posts","commit_timestamp":"2024-05-01T10:00:00.123Z",'
         '"type":"INSERT","columns":[{"name":"id","type":"int4"},{"name":"title","type":"text"}],'
         '"errors":null,"record":{"id":1,"title":"hi"}}}]'
     )
-    update = phoenix.postgres_change_data(
+    update = messages.postgres_change_data(
         schema="public",
         table="posts",
         commit_timestamp="t",
@@ -543,7 +543,7 @@ def test_postgres_changes_insert_update_delete_shapes() -> None:
         old_record={"id": 1},
     )
     assert (update["record"], update["old_record"]) == ({"id": 1, "title": "new"}, {"id": 1})
-    delete = phoenix.postgres_change_data(
+    delete = messages.postgres_change_data(
         schema="public",
         table="posts",
         commit_timestamp="t",
@@ -559,35 +559,37 @@ def test_postgres_changes_insert_update_delete_shapes() -> None:
 def test_postgres_change_data_requires_the_records_its_type_needs() -> None:
     common: dict[str, Any] = {"schema": "s", "table": "t", "commit_timestamp": "c", "columns": []}
     with pytest.raises(ValueError, match="INSERT needs a record"):
-        phoenix.postgres_change_data(change_type="INSERT", **common)
+        messages.postgres_change_data(change_type="INSERT", **common)
     with pytest.raises(ValueError, match="DELETE needs an old_record"):
-        phoenix.postgres_change_data(change_type="DELETE", **common)
+        messages.postgres_change_data(change_type="DELETE", **common)
 
 
 def test_format_commit_timestamp_is_utc_milliseconds() -> None:
     moment = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
-    assert phoenix.format_commit_timestamp(moment) == "2024-05-01T10:00:00.123Z"
+    assert messages.format_commit_timestamp(moment) == "2024-05-01T10:00:00.123Z"
     with pytest.raises(ValueError, match="timezone-aware"):
-        phoenix.format_commit_timestamp(datetime(2024, 5, 1))
+        messages.format_commit_timestamp(datetime(2024, 5, 1))
 
 
 def test_broadcast_message_json_form() -> None:
-    plain = phoenix.broadcast_message("realtime:room1", "msg", {"text": "hi"})
+    plain = messages.broadcast_message("realtime:room1", "msg", {"text": "hi"})
     assert encode(plain, VSN_2) == (
         '[null,null,"realtime:room1","broadcast",{"type":"broadcast","event":"msg","payload":{"text":"hi"}}]'
     )
-    replayed = phoenix.broadcast_message("realtime:room1", "msg", {}, {"replayed": True, "id": "x"})
+    replayed = messages.broadcast_message("realtime:room1", "msg", {}, {"replayed": True, "id": "x"})
     assert isinstance(replayed.payload, dict)
     assert replayed.payload["meta"] == {"replayed": True, "id": "x"}
 
 
 def test_presence_state_and_diff() -> None:
-    state = phoenix.presence_state("realtime:room1", "1", {"user-1": [{"phx_ref": "F1", "online_at": "now"}]})
+    state = messages.presence_state(
+        "realtime:room1", "1", {"user-1": [{"phx_ref": "F1", "online_at": "now"}]}
+    )
     assert encode(state, VSN_2) == (
         '["1",null,"realtime:room1","presence_state",'
         '{"user-1":{"metas":[{"phx_ref":"F1","online_at":"now"}]}}]'
     )
-    diff = phoenix.presence_diff(
+    diff = messages.presence_diff(
         "realtime:room1", {"user-2": [{"phx_ref": "F2"}]}, {"user-1": [{"phx_ref": "F1"}]}
     )
     assert diff.join_ref is None
@@ -598,17 +600,17 @@ def test_presence_state_and_diff() -> None:
 
 
 def test_phx_close_and_phx_error_repeat_join_ref() -> None:
-    assert encode(phoenix.phx_close("realtime:room1", "3"), VSN_2) == (
+    assert encode(messages.phx_close("realtime:room1", "3"), VSN_2) == (
         '["3","3","realtime:room1","phx_close",{}]'
     )
-    assert encode(phoenix.phx_error("realtime:room1", "3"), VSN_1) == (
+    assert encode(messages.phx_error("realtime:room1", "3"), VSN_1) == (
         '{"topic":"realtime:room1","event":"phx_error","payload":{},"ref":"3","join_ref":"3"}'
     )
 
 
 def test_channel_name_strips_prefix() -> None:
-    assert phoenix.channel_name("realtime:room1") == "room1"
-    assert phoenix.channel_name("phoenix") == "phoenix"
+    assert messages.channel_name("realtime:room1") == "room1"
+    assert messages.channel_name("phoenix") == "phoenix"
 
 
 def test_binary_layout_matches_uint8_header_fields() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxbase.realtime import phoenix
+from fluxbase.realtime import messages, phoenix
 from fluxbase.realtime.filters import FilterError, parse_filter
 from fluxbase.realtime.phoenix import VSN_1, VSN_2, Message, ProtocolError, UserBroadcast
 
@@ -120,7 +120,7 @@ def test_a_spliced_changes_frame_is_the_encoded_message(
     topic: str, ids: list[int], data: dict[str, Any], vsn: str
 ) -> None:
     """The shared-bytes frame says exactly what encoding the whole message says, in both vsns."""
-    expected = phoenix.encode(phoenix.postgres_changes_message(topic, ids, data), vsn)
+    expected = phoenix.encode(messages.postgres_changes_message(topic, ids, data), vsn)
     assert isinstance(expected, str)
-    frame = phoenix.postgres_changes_frame(topic, ids, phoenix.json_bytes(data), vsn)
+    frame = messages.postgres_changes_frame(topic, ids, phoenix.json_bytes(data), vsn)
     assert frame.data == expected.encode("utf-8")
