@@ -31,6 +31,8 @@ PERF = Path(__file__).resolve().parent
 ROOT = PERF.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from generated_section import write_generated_section  # noqa: E402
+
 from fluxbase.db.migrate import Migrator  # noqa: E402
 from harness import (  # noqa: E402 - the test harness is found through the path set above
     AUTHENTICATOR_PASSWORD,
@@ -201,13 +203,7 @@ def report(files: list[tuple[str, int, int]], times: dict[str, list[float]], loa
 
 
 def write_report(section: str) -> None:
-    """Replaces the generated dashboard section; everything else in the file stays."""
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        REPORT.write_text(head + section + rest.split(END, 1)[1])
-        return
-    REPORT.write_text(text.rstrip("\n") + "\n\n## Dashboard\n\n" + section + "\n")
+    write_generated_section(REPORT, section, BEGIN, END, "Dashboard")
 
 
 def main() -> int:

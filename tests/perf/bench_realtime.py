@@ -51,6 +51,8 @@ PERF = Path(__file__).resolve().parent
 ROOT = PERF.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from generated_section import write_generated_section  # noqa: E402
+
 import harness  # noqa: E402
 from fluxbase.security.api_keys import api_key  # noqa: E402
 from harness import (  # noqa: E402 - the test harness is found through the path set above
@@ -772,13 +774,7 @@ def report(
 
 
 def write_report(section: str) -> None:
-    """Replaces the generated realtime section; everything else in the file stays."""
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        REPORT.write_text(head + section + rest.split(END, 1)[1])
-        return
-    REPORT.write_text(text.rstrip("\n") + "\n\n## Realtime\n\n" + section + "\n")
+    write_generated_section(REPORT, section, BEGIN, END, "Realtime")
 
 
 def main() -> int:

@@ -40,6 +40,8 @@ PERF = Path(__file__).resolve().parent
 ROOT = PERF.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from generated_section import write_generated_section  # noqa: E402
+
 from fluxbase.db.embedded import EmbeddedPostgres  # noqa: E402
 from fluxbase.db.migrate import Migrator  # noqa: E402
 from fluxbase.db.pool import authenticator_dsn  # noqa: E402
@@ -510,15 +512,7 @@ def report(runs: list[Run], machine: list[str], load: str, options: argparse.Nam
 
 def write_report(section: str, begin: str = BEGIN, end: str = END) -> None:
     """Replaces the generated section; what is written around it (notes, profiles) stays."""
-    if REPORT.exists():
-        text = REPORT.read_text()
-        if begin in text and end in text:
-            head, rest = text.split(begin, 1)
-            REPORT.write_text(head + section + rest.split(end, 1)[1])
-            return
-        REPORT.write_text(text.rstrip("\n") + f"\n\n{section}\n")
-        return
-    REPORT.write_text(f"# Data API benchmarks\n\n{section}\n")
+    write_generated_section(REPORT, section, begin, end)
 
 
 def profile_markers(label: str) -> tuple[str, str]:
@@ -560,13 +554,7 @@ def profile_report(
 
 
 def write_section(section: str, begin: str, end: str) -> None:
-    """Replaces a generated section (or appends it); what is written around it stays."""
-    text = REPORT.read_text() if REPORT.exists() else "# Data API benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        REPORT.write_text(head + section + rest.split(end, 1)[1])
-        return
-    REPORT.write_text(text.rstrip("\n") + "\n\n" + section + "\n")
+    write_generated_section(REPORT, section, begin, end)
 
 
 # --- the audit trail's write overhead ---------------------------------------------------------

@@ -33,6 +33,7 @@ ROOT = PERF.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from aiobotocore.session import get_session  # noqa: E402
+from generated_section import write_generated_section  # noqa: E402
 
 from fluxbase.db.migrate import Migrator  # noqa: E402
 from fluxbase.security.api_keys import api_key  # noqa: E402
@@ -273,12 +274,7 @@ def report(results: list[Result], size: int, load: tuple[str, str]) -> str:
 
 
 def write_report(section: str) -> None:
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        REPORT.write_text(head + section + rest.split(END, 1)[1])
-    else:
-        REPORT.write_text(text.rstrip("\n") + "\n\n## Storage\n\n" + section + "\n")
+    write_generated_section(REPORT, section, BEGIN, END, "Storage")
 
 
 def main() -> int:
