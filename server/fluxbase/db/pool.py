@@ -20,6 +20,7 @@ import asyncpg
 from fluxbase.background import stop_tasks
 from fluxbase.config import DatabaseConfig
 from fluxbase.db.errors import CONNECTION_ERRORS
+from fluxbase.db.fair_pool import create_fair_pool
 from fluxbase.db.migrate import AUTHENTICATOR
 from fluxbase.db.transaction import (
     FluxbaseConnection,
@@ -104,7 +105,7 @@ class Database:
     @classmethod
     async def connect(cls, dsn: str, config: DatabaseConfig) -> Database:
         quiet_failed_closes(asyncio.get_running_loop())
-        pool = await asyncpg.create_pool(
+        pool = await create_fair_pool(
             dsn,
             min_size=config.min_connections,
             max_size=config.max_connections,

@@ -1,0 +1,113 @@
+"""FairPool: first come, first served; timeouts, cancellations and lost connections leak no slot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fluxbase.db.fair_pool import FairPool, create_fair_pool
+
+
+async def one_connection_pool(dsn: str) -> FairPool:
+    return await create_fair_pool(dsn, min_size=1, max_size=1)
+
+
+async def acquired_within(pool: FairPool, seconds: float) -> bool:
+    try:
+        connection = await pool.acquire(timeout=seconds)
+    except TimeoutError:
+        return False
+    await pool.release(connection)
+    return True
+
+
+async def test_a_released_connection_goes_to_the_oldest_waiter_not_to_a_newcomer(migrated_dsn: str) -> None:
+    pool = await one_connection_pool(migrated_dsn)
+    try:
+        order: list[str] = []
+        held = await pool.acquire()
+
+        async def take(name: str) -> None:
+            connection = await pool.acquire(timeout=5)
+            order.append(name)
+            await connection.fetchval("select 1")
+            await pool.release(connection)
+
+        waiters = [asyncio.create_task(take(name)) for name in ("first", "second", "third")]
+        await asyncio.sleep(0.05)  # all three wait
+
+        async def newcomer() -> None:
+            # Asks in the same loop pass the connection is back, before the woken waiter
+            # runs: as a request arriving then does. asyncpg's own queue would hand it over.
+            for _ in range(100_000):
+                if pool.get_idle_size():
+                    break
+                await asyncio.sleep(0)
+            await take("newcomer")
+
+        late = asyncio.create_task(newcomer())
+        await asyncio.sleep(0.01)
+        await pool.release(held)
+        await asyncio.gather(*waiters, late)
+        assert order == ["first", "second", "third", "newcomer"]
+    finally:
+        pool.terminate()  # a failed test may hold a connection: close() would wait for it
+
+
+async def test_timed_out_and_cancelled_waiters_leave_no_slot_behind(migrated_dsn: str) -> None:
+    pool = await one_connection_pool(migrated_dsn)
+    try:
+        held = await pool.acquire()
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                await pool.acquire(timeout=0.05)
+
+        async def acquire() -> object:
+            return await pool.acquire(timeout=5)
+
+        cancelled = asyncio.create_task(acquire())
+        await asyncio.sleep(0.02)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await pool.release(held)
+        # One slot, free again: taken at once, and only one at a time.
+        first = await pool.acquire(timeout=1)
+        assert not await acquired_within(pool, 0.05)
+        await pool.release(first)
+        assert await acquired_within(pool, 1)
+    finally:
+        pool.terminate()  # a failed test may hold a connection: close() would wait for it
+
+
+async def test_a_slot_is_freed_once_per_connection(migrated_dsn: str) -> None:
+    pool = await one_connection_pool(migrated_dsn)
+    try:
+        connection = await pool.acquire()
+        await pool.release(connection)
+        await pool.release(connection)  # asyncpg ignores a second release; so do the slots
+        first = await pool.acquire(timeout=1)
+        assert not await acquired_within(pool, 0.05)
+        await pool.release(first)
+    finally:
+        pool.terminate()  # a failed test may hold a connection: close() would wait for it
+
+
+async def test_a_connection_lost_while_in_use_frees_its_slot(migrated_dsn: str) -> None:
+    pool = await create_fair_pool(migrated_dsn, min_size=2, max_size=2)
+    try:
+        lost = await pool.acquire()
+        other = await pool.acquire()
+        await other.execute("select pg_terminate_backend($1)", lost.get_server_pid())
+        with pytest.raises(Exception):  # noqa: B017 - whichever error asyncpg raises for a dead backend
+            await lost.fetchval("select 1")
+        await pool.release(lost)
+        await pool.release(other)
+        # Both slots serve again, on a fresh connection where the old one died.
+        first, second = await pool.acquire(timeout=5), await pool.acquire(timeout=5)
+        assert await first.fetchval("select 1") == 1 and await second.fetchval("select 1") == 1
+        await pool.release(first)
+        await pool.release(second)
+    finally:
+        pool.terminate()  # a failed test may hold a connection: close() would wait for it
