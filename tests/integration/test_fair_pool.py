@@ -81,6 +81,28 @@ async def test_timed_out_and_cancelled_waiters_leave_no_slot_behind(migrated_dsn
         pool.terminate()  # a failed test may hold a connection: close() would wait for it
 
 
+async def test_each_waiter_gives_up_at_its_own_deadline(migrated_dsn: str) -> None:
+    """One timer serves the line: a short wait behind a long one still ends on time."""
+    pool = await one_connection_pool(migrated_dsn)
+    try:
+        held = await pool.acquire()
+        loop = asyncio.get_running_loop()
+
+        async def wait(seconds: float) -> float:
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await pool.acquire(timeout=seconds)
+            return loop.time() - started
+
+        long, short = asyncio.create_task(wait(0.6)), asyncio.create_task(wait(0.1))
+        assert 0.09 <= await short < 0.4
+        assert 0.59 <= await long < 1.0
+        await pool.release(held)
+        assert await acquired_within(pool, 1)
+    finally:
+        pool.terminate()
+
+
 async def test_a_slot_is_freed_once_per_connection(migrated_dsn: str) -> None:
     pool = await one_connection_pool(migrated_dsn)
     try:

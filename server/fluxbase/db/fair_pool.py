@@ -7,21 +7,82 @@ finds the queue empty and joins the back of the line. Under load (more requests
 than connections) the newest requests are served first and the oldest wait several
 rounds: the median improves, the tail grows (p99 several times the median).
 
-FairPool puts a semaphore with as many slots as the pool has connections in front
-of the queue. asyncio's semaphore hands a released slot to its oldest waiter and
-makes newcomers wait while anyone does, so a request that holds a slot finds a free
-connection in the queue. The acquire timeout runs with asyncio.timeout, in the
-caller's task: asyncpg's own timed acquire wraps the wait in a task of its own, one
-more loop pass between a connection's release and its next use.
+FairPool puts a line with as many slots as the pool has connections in front of the
+queue: a released slot goes straight to the oldest waiter, and newcomers wait while
+anyone does, so whoever holds a slot finds a free connection in the queue. Waiting
+is bounded by the acquire timeout with one timer for the whole line (armed for the
+earliest deadline), not a timer per acquire: asyncpg's own timed acquire also wraps
+every wait in a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from collections import deque
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+
+class _Line:
+    """Slots handed out first come, first served; a waiter gives up at its deadline."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        # Live waiters only: a slot's future leaves when it is handed a slot, times out
+        # or is cancelled, so "anyone waiting" is just "the deque is not empty".
+        self._waiting: deque[tuple[asyncio.Future[None], float]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    async def take(self, timeout: float | None) -> None:
+        if self._free and not self._waiting:
+            self._free -= 1
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        deadline = math.inf if timeout is None else loop.time() + timeout
+        entry = (waiter, deadline)
+        self._waiting.append(entry)
+        if deadline < self._timer_at:
+            self._arm(loop, deadline)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.give_back()  # handed a slot as the caller was cancelled: the next one's
+            elif entry in self._waiting:
+                self._waiting.remove(entry)
+            raise
+
+    def give_back(self) -> None:
+        if self._waiting:
+            waiter, _ = self._waiting.popleft()
+            waiter.set_result(None)  # the slot passes on; the free count stays
+        else:
+            self._free += 1
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = loop.call_at(at, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = loop.time()
+        still: deque[tuple[asyncio.Future[None], float]] = deque()
+        for waiter, deadline in self._waiting:
+            if deadline <= now:
+                waiter.set_exception(TimeoutError())
+            else:
+                still.append((waiter, deadline))
+        self._waiting = still
+        earliest = min((deadline for _, deadline in still), default=math.inf)
+        if earliest < math.inf:
+            self._arm(loop, earliest)
 
 
 class FairPool(asyncpg.Pool):  # type: ignore[misc]
@@ -29,20 +90,20 @@ class FairPool(asyncpg.Pool):  # type: ignore[misc]
 
     def __init__(self, *args: Any, max_size: int, **kwargs: Any) -> None:
         super().__init__(*args, max_size=max_size, **kwargs)
-        self._slots = asyncio.Semaphore(max_size)
+        self._line = _Line(max_size)
         # The connections handed out through a slot: release frees the slot once for each.
         self._holding: set[PoolConnectionProxy] = set()
 
     async def _acquire(self, timeout: float | None) -> PoolConnectionProxy:
-        async with asyncio.timeout(timeout):
-            await self._slots.acquire()
-            try:
-                # The slot guarantees a connection in the queue (or room to open one),
-                # unless it was taken outside the slots; then this waits in asyncpg's line.
-                connection: PoolConnectionProxy = await super()._acquire(None)
-            except BaseException:
-                self._slots.release()
-                raise
+        await self._line.take(timeout)
+        try:
+            # The slot guarantees a connection in the queue (or room to open one, within
+            # the pool's connect timeout), unless one was taken outside the line; then
+            # this waits in asyncpg's own queue.
+            connection: PoolConnectionProxy = await super()._acquire(None)
+        except BaseException:
+            self._line.give_back()
+            raise
         # As asyncpg's own timed acquire does: release() uses the same timeout by default.
         connection._holder._timeout = timeout
         self._holding.add(connection)
@@ -56,7 +117,7 @@ class FairPool(asyncpg.Pool):  # type: ignore[misc]
             # release then does nothing); its slot is freed here all the same, once.
             if connection in self._holding:
                 self._holding.discard(connection)
-                self._slots.release()
+                self._line.give_back()
 
 
 async def create_fair_pool(dsn: str, **kwargs: Any) -> FairPool:

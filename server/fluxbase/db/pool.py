@@ -112,6 +112,8 @@ class Database:
             max_inactive_connection_lifetime=config.max_conn_idle_time,
             connection_class=FluxbaseConnection,
             reset=reset_connection,
+            # Opening a connection counts against the same bound as waiting for one.
+            timeout=config.acquire_timeout,
             server_settings={
                 "application_name": "fluxbase",
                 "statement_timeout": str(int(config.statement_timeout * 1000)),
