@@ -133,3 +133,25 @@ async def test_a_connection_lost_while_in_use_frees_its_slot(migrated_dsn: str) 
         await pool.release(second)
     finally:
         pool.terminate()  # a failed test may hold a connection: close() would wait for it
+
+
+async def test_a_release_cancelled_during_its_reset_returns_the_connection(migrated_dsn: str) -> None:
+    """FairPool's release runs in the caller's task: a cancelled reset closes the connection, and
+    the pool opens a fresh one; no slot and no connection is lost."""
+
+    async def slow_reset(connection: object) -> None:
+        await asyncio.sleep(5)
+
+    pool = await create_fair_pool(migrated_dsn, min_size=1, max_size=1, reset=slow_reset)
+    try:
+        connection = await pool.acquire()
+        releasing = asyncio.create_task(pool.release(connection))
+        await asyncio.sleep(0.05)  # in the reset now
+        releasing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await releasing
+        again = await pool.acquire(timeout=2)
+        assert await again.fetchval("select 1") == 1
+        assert not await acquired_within(pool, 0.05)  # still one slot
+    finally:
+        pool.terminate()

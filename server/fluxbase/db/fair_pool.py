@@ -111,7 +111,22 @@ class FairPool(asyncpg.Pool):  # type: ignore[misc]
 
     async def release(self, connection: PoolConnectionProxy, *, timeout: float | None = None) -> None:
         try:
-            await super().release(connection, timeout=timeout)
+            if (
+                type(connection) is PoolConnectionProxy
+                and connection._holder._pool is self
+                and connection._con
+            ):
+                # asyncpg's release, less the task it shields the holder's release in: one
+                # task and one loop pass per request, for a release that usually does no
+                # I/O at all (the reset rode on COMMIT or ran after the statement). Should
+                # the caller be cancelled while a reset query runs, the holder's release
+                # closes the connection, which returns it to the queue just the same.
+                self._check_init()
+                connection._con._on_release()
+                holder = connection._holder
+                await holder.release(holder._timeout if timeout is None else timeout)
+            else:
+                await super().release(connection, timeout=timeout)  # not ours, or released already
         finally:
             # A connection closed while in use went back to the queue already (asyncpg's
             # release then does nothing); its slot is freed here all the same, once.
