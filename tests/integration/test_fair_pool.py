@@ -155,3 +155,34 @@ async def test_a_release_cancelled_during_its_reset_returns_the_connection(migra
         assert not await acquired_within(pool, 0.05)  # still one slot
     finally:
         pool.terminate()
+
+
+async def test_a_waiter_cancelled_just_before_a_release_is_passed_over(migrated_dsn: str) -> None:
+    """The release comes before the cancelled waiter's task has run: the slot goes to the next one.
+
+    The pool's reset does nothing here, as in the server when the reset already ran: the
+    release then hands the slot on without a pause in which the cancelled task could run.
+    """
+
+    async def nothing_to_reset(connection: object) -> None:
+        return None
+
+    pool = await create_fair_pool(migrated_dsn, min_size=1, max_size=1, reset=nothing_to_reset)
+    try:
+        held = await pool.acquire()
+
+        async def acquire() -> object:
+            return await pool.acquire(timeout=5)
+
+        first, second = asyncio.create_task(acquire()), asyncio.create_task(acquire())
+        await asyncio.sleep(0.02)  # both wait
+        first.cancel()  # its future is cancelled now, its task runs later
+        await pool.release(held)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        connection = await asyncio.wait_for(second, 2)
+        assert await connection.fetchval("select 1") == 1
+        await pool.release(connection)
+        assert await acquired_within(pool, 1)
+    finally:
+        pool.terminate()

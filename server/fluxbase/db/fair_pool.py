@@ -31,8 +31,9 @@ class _Line:
 
     def __init__(self, slots: int) -> None:
         self._free = slots
-        # Live waiters only: a slot's future leaves when it is handed a slot, times out
-        # or is cancelled, so "anyone waiting" is just "the deque is not empty".
+        # Waiters in arrival order. A waiter leaves when it is handed a slot or times out,
+        # and its task removes it when cancelled; between a cancellation and that task's
+        # next step its future is cancelled but still here, and is passed over.
         self._waiting: deque[tuple[asyncio.Future[None], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -58,11 +59,12 @@ class _Line:
             raise
 
     def give_back(self) -> None:
-        if self._waiting:
+        while self._waiting:
             waiter, _ = self._waiting.popleft()
-            waiter.set_result(None)  # the slot passes on; the free count stays
-        else:
-            self._free += 1
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on; the free count stays
+                return
+        self._free += 1
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         if self._timer is not None:
@@ -75,6 +77,8 @@ class _Line:
         now = loop.time()
         still: deque[tuple[asyncio.Future[None], float]] = deque()
         for waiter, deadline in self._waiting:
+            if waiter.done():
+                continue  # cancelled: its task has not run yet to remove it
             if deadline <= now:
                 waiter.set_exception(TimeoutError())
             else:
@@ -114,7 +118,7 @@ class FairPool(asyncpg.Pool):  # type: ignore[misc]
             if (
                 type(connection) is PoolConnectionProxy
                 and connection._holder._pool is self
-                and connection._con
+                and connection._con is not None
             ):
                 # asyncpg's release, less the task it shields the holder's release in: one
                 # task and one loop pass per request, for a release that usually does no
