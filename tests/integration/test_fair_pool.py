@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from fluxbase.db.fair_pool import FairPool, create_fair_pool
 
 
-async def one_connection_pool(dsn: str) -> FairPool:
-    return await create_fair_pool(dsn, min_size=1, max_size=1)
+@asynccontextmanager
+async def fair_pool(dsn: str, **settings: Any) -> AsyncIterator[FairPool]:
+    """One connection unless told otherwise; terminated, not closed, at the end: a failed
+    test may still hold a connection, and close() would wait for it."""
+    pool = await create_fair_pool(dsn, **{"min_size": 1, "max_size": 1, **settings})
+    try:
+        yield pool
+    finally:
+        pool.terminate()
 
 
 async def acquired_within(pool: FairPool, seconds: float) -> bool:
@@ -23,8 +33,7 @@ async def acquired_within(pool: FairPool, seconds: float) -> bool:
 
 
 async def test_a_released_connection_goes_to_the_oldest_waiter_not_to_a_newcomer(migrated_dsn: str) -> None:
-    pool = await one_connection_pool(migrated_dsn)
-    try:
+    async with fair_pool(migrated_dsn) as pool:
         order: list[str] = []
         held = await pool.acquire()
 
@@ -51,13 +60,10 @@ async def test_a_released_connection_goes_to_the_oldest_waiter_not_to_a_newcomer
         await pool.release(held)
         await asyncio.gather(*waiters, late)
         assert order == ["first", "second", "third", "newcomer"]
-    finally:
-        pool.terminate()  # a failed test may hold a connection: close() would wait for it
 
 
 async def test_timed_out_and_cancelled_waiters_leave_no_slot_behind(migrated_dsn: str) -> None:
-    pool = await one_connection_pool(migrated_dsn)
-    try:
+    async with fair_pool(migrated_dsn) as pool:
         held = await pool.acquire()
         for _ in range(3):
             with pytest.raises(TimeoutError):
@@ -77,14 +83,11 @@ async def test_timed_out_and_cancelled_waiters_leave_no_slot_behind(migrated_dsn
         assert not await acquired_within(pool, 0.05)
         await pool.release(first)
         assert await acquired_within(pool, 1)
-    finally:
-        pool.terminate()  # a failed test may hold a connection: close() would wait for it
 
 
 async def test_each_waiter_gives_up_at_its_own_deadline(migrated_dsn: str) -> None:
     """One timer serves the line: a short wait behind a long one still ends on time."""
-    pool = await one_connection_pool(migrated_dsn)
-    try:
+    async with fair_pool(migrated_dsn) as pool:
         held = await pool.acquire()
         loop = asyncio.get_running_loop()
 
@@ -99,26 +102,20 @@ async def test_each_waiter_gives_up_at_its_own_deadline(migrated_dsn: str) -> No
         assert 0.59 <= await long < 1.0
         await pool.release(held)
         assert await acquired_within(pool, 1)
-    finally:
-        pool.terminate()
 
 
 async def test_a_slot_is_freed_once_per_connection(migrated_dsn: str) -> None:
-    pool = await one_connection_pool(migrated_dsn)
-    try:
+    async with fair_pool(migrated_dsn) as pool:
         connection = await pool.acquire()
         await pool.release(connection)
         await pool.release(connection)  # asyncpg ignores a second release; so do the slots
         first = await pool.acquire(timeout=1)
         assert not await acquired_within(pool, 0.05)
         await pool.release(first)
-    finally:
-        pool.terminate()  # a failed test may hold a connection: close() would wait for it
 
 
 async def test_a_connection_lost_while_in_use_frees_its_slot(migrated_dsn: str) -> None:
-    pool = await create_fair_pool(migrated_dsn, min_size=2, max_size=2)
-    try:
+    async with fair_pool(migrated_dsn, min_size=2, max_size=2) as pool:
         lost = await pool.acquire()
         other = await pool.acquire()
         await other.execute("select pg_terminate_backend($1)", lost.get_server_pid())
@@ -131,8 +128,6 @@ async def test_a_connection_lost_while_in_use_frees_its_slot(migrated_dsn: str) 
         assert await first.fetchval("select 1") == 1 and await second.fetchval("select 1") == 1
         await pool.release(first)
         await pool.release(second)
-    finally:
-        pool.terminate()  # a failed test may hold a connection: close() would wait for it
 
 
 async def test_a_release_cancelled_during_its_reset_returns_the_connection(migrated_dsn: str) -> None:
@@ -142,8 +137,7 @@ async def test_a_release_cancelled_during_its_reset_returns_the_connection(migra
     async def slow_reset(connection: object) -> None:
         await asyncio.sleep(5)
 
-    pool = await create_fair_pool(migrated_dsn, min_size=1, max_size=1, reset=slow_reset)
-    try:
+    async with fair_pool(migrated_dsn, reset=slow_reset) as pool:
         connection = await pool.acquire()
         releasing = asyncio.create_task(pool.release(connection))
         await asyncio.sleep(0.05)  # in the reset now
@@ -153,8 +147,6 @@ async def test_a_release_cancelled_during_its_reset_returns_the_connection(migra
         again = await pool.acquire(timeout=2)
         assert await again.fetchval("select 1") == 1
         assert not await acquired_within(pool, 0.05)  # still one slot
-    finally:
-        pool.terminate()
 
 
 async def test_a_waiter_cancelled_just_before_a_release_is_passed_over(migrated_dsn: str) -> None:
@@ -167,8 +159,7 @@ async def test_a_waiter_cancelled_just_before_a_release_is_passed_over(migrated_
     async def nothing_to_reset(connection: object) -> None:
         return None
 
-    pool = await create_fair_pool(migrated_dsn, min_size=1, max_size=1, reset=nothing_to_reset)
-    try:
+    async with fair_pool(migrated_dsn, reset=nothing_to_reset) as pool:
         held = await pool.acquire()
 
         async def acquire() -> object:
@@ -184,5 +175,3 @@ async def test_a_waiter_cancelled_just_before_a_release_is_passed_over(migrated_
         assert await connection.fetchval("select 1") == 1
         await pool.release(connection)
         assert await acquired_within(pool, 1)
-    finally:
-        pool.terminate()
