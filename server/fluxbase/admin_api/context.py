@@ -24,6 +24,7 @@ from aiohttp import web
 from fluxbase.admin_api.errors import database_error
 from fluxbase.config import Config
 from fluxbase.db.errors import CONNECTION_ERRORS, ConnectionLost, DatabaseUnreachable, PoolTimeout
+from fluxbase.db.fair_pool import create_fair_pool
 from fluxbase.db.pool import Database
 from fluxbase.db.transaction import RequestContext, RoleSwitchedTransaction
 from fluxbase.errors import HttpError
@@ -52,10 +53,11 @@ class AdminContext:
         async with self._lock:
             if self._owner_pool is None:
                 timeout = str(int(self.config.database.statement_timeout * 1000))
-                self._owner_pool = await asyncpg.create_pool(
+                self._owner_pool = await create_fair_pool(
                     self.owner_dsn,
                     min_size=0,
                     max_size=2,
+                    timeout=self.config.database.acquire_timeout,  # to open a connection
                     server_settings={"application_name": "fluxbase-admin", "statement_timeout": timeout},
                 )
             return self._owner_pool
