@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import jwt
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -224,6 +225,12 @@ def start_server(
             time.sleep(0.1)
     server.terminate()
     raise AssertionError("fluxbase did not answer /health in time:\n" + "\n".join(server.log_lines()))
+
+
+def user_token(sub: str, lifetime: int = 3600) -> str:
+    """An `authenticated` access token for `sub`, signed with JWT_SECRET, as auth would issue it."""
+    claims = {"sub": sub, "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + lifetime}
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:

@@ -44,7 +44,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import jwt
 import psycopg
 
 PERF = Path(__file__).resolve().parent
@@ -63,6 +62,7 @@ from harness import (  # noqa: E402 - the test harness is found through the path
     start_local_cluster,
     start_server,
     stop_local_cluster,
+    user_token,
 )
 
 REPORT = ROOT / "docs" / "BENCHMARKS.md"
@@ -97,14 +97,9 @@ class BenchError(RuntimeError):
     """The benchmark could not measure what it claims to: connections failed or timed out."""
 
 
-def user_token(index: int) -> str:
-    claims = {
-        "sub": f"00000000-0000-0000-0000-{index:012d}",
-        "role": "authenticated",
-        "aud": "authenticated",
-        "exp": int(time.time()) + 3600,
-    }
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+def subscriber_token(index: int) -> str:
+    """The index-th subscriber is a user of its own."""
+    return user_token(f"00000000-0000-0000-0000-{index:012d}")
 
 
 # --- the client processes --------------------------------------------------------------------
@@ -479,7 +474,7 @@ class Rig:
 def open_subscribers(clients: Clients, server: ServerProcess, count: int) -> float:
     address = urlsplit(server.url)
     path = f"/realtime/v1/websocket?apikey={api_key(JWT_SECRET, 'anon')}&vsn=2.0.0"
-    tokens = [(user_token(i), i % 2 == 1) for i in range(count)]
+    tokens = [(subscriber_token(i), i % 2 == 1) for i in range(count)]
     shares = [tokens[i :: len(clients.pipes)] for i in range(len(clients.pipes))]
     started = time.monotonic()
     answers = clients.ask(

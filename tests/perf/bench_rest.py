@@ -33,7 +33,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jwt
 import psycopg
 
 PERF = Path(__file__).resolve().parent
@@ -54,6 +53,7 @@ from harness import (  # noqa: E402 - the test harness is found through the path
     server_env,
     start_server,
     stop_local_cluster,
+    user_token,
 )
 
 USER = "00000000-0000-0000-0000-000000000001"
@@ -152,11 +152,6 @@ class Run:
 
 class BenchError(RuntimeError):
     """The benchmark could not measure what it claims to: a server failed or answered wrongly."""
-
-
-def user_token(sub: str) -> str:
-    claims = {"sub": sub, "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 3600}
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
 def request_headers(scenario: Scenario, token: str) -> dict[str, str]:

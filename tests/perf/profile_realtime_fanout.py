@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jwt
 import psycopg
 
 PERF = Path(__file__).resolve().parent
@@ -57,7 +56,14 @@ import harness  # noqa: E402
 from fluxbase.db.migrate import Migrator  # noqa: E402
 from fluxbase.db.pool import authenticator_dsn  # noqa: E402
 from fluxbase.security.api_keys import api_key  # noqa: E402
-from harness import AUTHENTICATOR_PASSWORD, JWT_SECRET, server_env, start_local_cluster, start_server  # noqa: E402
+from harness import (  # noqa: E402
+    AUTHENTICATOR_PASSWORD,
+    JWT_SECRET,
+    server_env,
+    start_local_cluster,
+    start_server,
+    user_token,
+)
 
 TABLE = "fanout_events"
 TOPIC = "realtime:fanout"
@@ -76,14 +82,9 @@ select realtime.enable('public.{TABLE}');
 STAMPED = re.compile(rb'"stamped":([0-9.eE+-]+)')
 
 
-def user_token(index: int) -> str:
-    claims = {
-        "sub": f"00000000-0000-0000-0000-{index:012d}",
-        "role": "authenticated",
-        "aud": "authenticated",
-        "exp": int(time.time()) + 3600,
-    }
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+def subscriber_token(index: int) -> str:
+    """The index-th subscriber is a user of its own."""
+    return user_token(f"00000000-0000-0000-0000-{index:012d}")
 
 
 # --- the lean client ---------------------------------------------------------------------------
@@ -415,7 +416,7 @@ def main() -> int:
             if i % 2:
                 binding["filter"] = "kind=eq.1"
             config = {"broadcast": {"self": False}, "presence": {"key": ""}, "postgres_changes": [binding]}
-            payload = {"config": config, "access_token": user_token(i)}
+            payload = {"config": config, "access_token": subscriber_token(i)}
             joins.append(json.dumps(["1", "1", TOPIC, "phx_join", payload]).encode())
         clients = Clients(options.clients)
         shares = [joins[i :: options.clients] for i in range(options.clients)]
