@@ -13,33 +13,30 @@ from aiohttp import web
 
 from fluxbase.realtime import phoenix
 from fluxbase.realtime.service import REALTIME, refuse
-from fluxbase.security.authenticate import AUTHENTICATOR, AuthenticationError, Caller, bearer_token
+from fluxbase.security.authenticate import AUTHENTICATOR, AuthenticationError, bearer_token
 from fluxbase.security.scopes import REALTIME as REALTIME_SCOPE
 from fluxbase.security.scopes import ScopeError, require_scope
 
 BROADCAST_PATH: Final = "/realtime/v1/api/broadcast"
 
 
-def _rest_caller(request: web.Request) -> Caller:
-    authenticator = request.app[AUTHENTICATOR]
+def _refusal(request: web.Request) -> web.Response | None:
+    """401 unless the request carries a key or user token with the realtime scope."""
     token = bearer_token(request.headers) or request.headers.get("apikey")
     if not token:
-        raise AuthenticationError("missing apikey")
-    caller = authenticator.verify(token)
+        return refuse(401, "missing apikey")
     try:
-        require_scope(caller, REALTIME_SCOPE)
-    except ScopeError as exc:
-        raise AuthenticationError(exc.reason) from exc
-    return caller
+        require_scope(request.app[AUTHENTICATOR].verify(token), REALTIME_SCOPE)
+    except (AuthenticationError, ScopeError) as exc:
+        return refuse(401, exc.reason)
+    return None
 
 
 async def broadcast_handler(request: web.Request) -> web.Response:
     """`POST /realtime/v1/api/broadcast {messages: [{topic, event, payload, private?}]}` -> 202."""
     service = request.app[REALTIME]
-    try:
-        _rest_caller(request)
-    except AuthenticationError as exc:
-        return refuse(401, exc.reason)
+    if refused := _refusal(request):
+        return refused
     try:
         body = await request.json()
     except ValueError:
@@ -65,10 +62,8 @@ async def broadcast_handler(request: web.Request) -> web.Response:
 async def broadcast_event_handler(request: web.Request) -> web.Response:
     """`POST /realtime/v1/api/broadcast/{topic}/events/{event}` (realtime-py's http_send)."""
     service = request.app[REALTIME]
-    try:
-        _rest_caller(request)
-    except AuthenticationError as exc:
-        return refuse(401, exc.reason)
+    if refused := _refusal(request):
+        return refused
     if request.query.get("private") == "true":
         return refuse(400, "private channels are not supported by this server")
     binary = request.content_type == "application/octet-stream"
