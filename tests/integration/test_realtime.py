@@ -310,6 +310,11 @@ async def test_rest_broadcast_reaches_subscribers(served: Served) -> None:
             f"{served.http_url}/realtime/v1/api/broadcast", json={"messages": []}
         ) as response:
             assert response.status == 401
+        for path in ("/realtime/v1/api/broadcast", "/realtime/v1/api/broadcast/news/events/flash"):
+            async with session.post(
+                f"{served.http_url}{path}", json={"messages": []}, headers={"apikey": "not-a-token"}
+            ) as response:
+                assert response.status == 401, path
         await socket.close()
 
 

@@ -35,7 +35,7 @@ def _refusal(request: web.Request) -> web.Response | None:
 async def broadcast_handler(request: web.Request) -> web.Response:
     """`POST /realtime/v1/api/broadcast {messages: [{topic, event, payload, private?}]}` -> 202."""
     service = request.app[REALTIME]
-    if refused := _refusal(request):
+    if (refused := _refusal(request)) is not None:
         return refused
     try:
         body = await request.json()
@@ -62,7 +62,7 @@ async def broadcast_handler(request: web.Request) -> web.Response:
 async def broadcast_event_handler(request: web.Request) -> web.Response:
     """`POST /realtime/v1/api/broadcast/{topic}/events/{event}` (realtime-py's http_send)."""
     service = request.app[REALTIME]
-    if refused := _refusal(request):
+    if (refused := _refusal(request)) is not None:
         return refused
     if request.query.get("private") == "true":
         return refuse(400, "private channels are not supported by this server")
